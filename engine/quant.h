@@ -1,0 +1,44 @@
+/* Weight formats and their kernels.
+ *
+ * Each weight type has a scalar reference dequantizer (to_float), and a dot
+ * kernel (vec_dot) that multiplies one row of weights with an activation
+ * vector already converted to the type's vec_dot_type (by that type's
+ * from_float). vec_dot is the fastest kernel for this CPU (AVX2+FMA on
+ * x86-64 chosen at run time, NEON on aarch64, scalar otherwise);
+ * vec_dot_ref is the portable scalar version the fast ones are tested
+ * against. Block layouts are byte-identical to GGUF's. */
+#ifndef PINFER_QUANT_H
+#define PINFER_QUANT_H
+
+#include <stdint.h>
+
+#include "dtype.h"
+
+typedef void (*pf_to_float_fn)(const void *src, float *dst, int64_t n);
+typedef void (*pf_from_float_fn)(const float *src, void *dst, int64_t n);
+/* *s = dot(w[0..n), x[0..n)), n a multiple of the block size. */
+typedef void (*pf_vec_dot_fn)(int n, float *s, const void *w, const void *x);
+
+struct pf_quant_ops {
+	enum pf_dtype type;
+	enum pf_dtype vec_dot_type;   /* format vec_dot expects x in */
+	pf_to_float_fn to_float;      /* scalar reference dequantizer */
+	pf_from_float_fn from_float;  /* quantizer; NULL when the type cannot be produced */
+	pf_vec_dot_fn vec_dot;        /* fastest kernel for this CPU */
+	pf_vec_dot_fn vec_dot_ref;    /* scalar reference */
+};
+
+/* NULL when the type has no kernels in this build. */
+const struct pf_quant_ops *pf_quant_ops(enum pf_dtype t);
+
+/* Name of the instruction set the fast kernels use ("avx2", "neon",
+ * "scalar"), for benchmarks and `pinfer-model info`. */
+const char *pf_quant_isa(void);
+
+/* Half-precision conversions used across the engine. */
+float pf_fp16_to_fp32(uint16_t h);
+uint16_t pf_fp32_to_fp16(float f);
+float pf_bf16_to_fp32(uint16_t h);
+uint16_t pf_fp32_to_bf16(float f);
+
+#endif

@@ -1,0 +1,45 @@
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+const char *shared_path(const char *rel)
+{
+	static char buf[4096];
+	const char *root = getenv("SHARED");
+	snprintf(buf, sizeof(buf), "%s/%s", root ? root : "../shared", rel);
+	return buf;
+}
+
+char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		fail_msg("cannot open %s", path);
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = 0;
+	fclose(f);
+	if (len)
+		*len = (size_t)n;
+	return buf;
+}
+
+uint64_t test_rand(uint64_t *state)
+{
+	uint64_t x = *state;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*state = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+float test_randf(uint64_t *state)
+{
+	return (float)(test_rand(state) >> 40) / (float)(1 << 23) - 1.0f;
+}

@@ -1,0 +1,23 @@
+/* Helpers shared by the unit tests. Tests are cmocka programs; they find the
+ * read-only data in $SHARED (set by `make check`, default ../shared). */
+#ifndef PINFER_TESTUTIL_H
+#define PINFER_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+/* Path of a file under the shared data directory, in a static buffer. */
+const char *shared_path(const char *rel);
+
+/* Reads a whole file into a malloc'd, NUL-terminated buffer; fails the test
+ * when it cannot. */
+char *read_file(const char *path, size_t *len);
+
+/* Deterministic pseudo-random numbers for tests (xorshift64*). */
+uint64_t test_rand(uint64_t *state);
+float test_randf(uint64_t *state);  /* uniform in [-1, 1) */
+
+#endif
