@@ -174,9 +174,16 @@ static int read_kv(struct cursor *c, struct gguf_kv *kv)
 		return r;
 	uint64_t raw;
 	switch (kv->type) {
-	case GGUF_TYPE_UINT8: case GGUF_TYPE_UINT16: case GGUF_TYPE_UINT32:
-	case GGUF_TYPE_UINT64: case GGUF_TYPE_BOOL:
+	case GGUF_TYPE_UINT8: case GGUF_TYPE_UINT16: case GGUF_TYPE_UINT32: case GGUF_TYPE_UINT64:
 		return read_uint(c, gguf_types[kv->type].size, "metadata value", &kv->v.u);
+	case GGUF_TYPE_BOOL:
+		if ((r = read_uint(c, 1, "metadata value", &kv->v.u)))
+			return r;
+		if (kv->v.u > 1)
+			return pf_errf(c->err, -EINVAL, "%s: bool at offset %llu is %llu, expected 0 or 1",
+				       c->path, (unsigned long long)(c->pos - 1),
+				       (unsigned long long)kv->v.u);
+		return 0;
 	case GGUF_TYPE_INT8: case GGUF_TYPE_INT16: case GGUF_TYPE_INT32: case GGUF_TYPE_INT64: {
 		unsigned w = gguf_types[kv->type].size;
 		if ((r = read_uint(c, w, "metadata value", &raw)))
@@ -209,9 +216,35 @@ static int read_kv(struct cursor *c, struct gguf_kv *kv)
 	}
 }
 
-static bool str_eq(struct gguf_str a, struct gguf_str b)
+static int cmp_str_ptr(const void *a, const void *b)
 {
-	return a.len == b.len && memcmp(a.ptr, b.ptr, a.len) == 0;
+	const struct gguf_str *x = *(const struct gguf_str *const *)a;
+	const struct gguf_str *y = *(const struct gguf_str *const *)b;
+	uint64_t n = x->len < y->len ? x->len : y->len;
+	int c = memcmp(x->ptr, y->ptr, n);
+	return c ? c : x->len < y->len ? -1 : x->len > y->len;
+}
+
+/* Sorting finds a repeated name in O(n log n): a hostile file with millions
+ * of keys must not make the check quadratic. The strings are `stride` bytes
+ * apart starting at first. Returns one of a duplicate pair, or NULL (also
+ * when out of memory, which the allocations before this would have hit). */
+static const struct gguf_str *find_duplicate(const struct gguf_str *first, uint64_t n, size_t stride)
+{
+	if (n < 2)
+		return NULL;
+	const struct gguf_str **v = malloc(n * sizeof(*v));
+	if (!v)
+		return NULL;
+	for (uint64_t i = 0; i < n; i++)
+		v[i] = (const struct gguf_str *)(const void *)((const char *)first + i * stride);
+	qsort(v, n, sizeof(*v), cmp_str_ptr);
+	const struct gguf_str *dup = NULL;
+	for (uint64_t i = 1; i < n && !dup; i++)
+		if (cmp_str_ptr(&v[i - 1], &v[i]) == 0)
+			dup = v[i];
+	free(v);
+	return dup;
 }
 
 bool gguf_str_eq(struct gguf_str s, const char *cstr)
@@ -222,6 +255,8 @@ bool gguf_str_eq(struct gguf_str s, const char *cstr)
 
 char *gguf_str_copy(struct gguf_str s, char *buf, size_t bufsize)
 {
+	if (bufsize == 0)
+		return buf;
 	size_t n = s.len < bufsize - 1 ? (size_t)s.len : bufsize - 1;
 	memcpy(buf, s.ptr, n);
 	buf[n] = 0;
@@ -332,7 +367,7 @@ static int parse(struct gguf_file *f, struct pf_err *err)
 		return r;
 	if (f->version != 2 && f->version != 3)
 		return pf_errf(err, -ENOTSUP, "%s: GGUF version %u%s, expected 2 or 3", f->path, f->version,
-			       (f->version & 0xffff) == 0 ? " (a big-endian file?)" : "");
+			       f->version && (f->version & 0xffff) == 0 ? " (a big-endian file?)" : "");
 	if ((r = read_uint(&c, 8, "tensor count", &f->n_tensors)) ||
 	    (r = read_uint(&c, 8, "metadata count", &n)))
 		return r;
@@ -352,13 +387,12 @@ static int parse(struct gguf_file *f, struct pf_err *err)
 		struct gguf_kv *kv = &f->kv[f->n_kv];
 		if ((r = read_kv(&c, kv)))
 			return r;
-		for (uint64_t j = 0; j < f->n_kv; j++)
-			if (str_eq(f->kv[j].key, kv->key)) {
-				char key[96];
-				return pf_errf(err, -EINVAL, "%s: duplicate metadata key '%s' at offset %llu",
-					       f->path, gguf_str_copy(kv->key, key, sizeof(key)),
-					       (unsigned long long)kv->offset);
-			}
+	}
+	const struct gguf_str *dup = find_duplicate(&f->kv[0].key, f->n_kv, sizeof(*f->kv));
+	if (dup) {
+		char key[96];
+		return pf_errf(err, -EINVAL, "%s: duplicate metadata key '%s'", f->path,
+			       gguf_str_copy(*dup, key, sizeof(key)));
 	}
 	f->alignment = GGUF_DEFAULT_ALIGNMENT;
 	const struct gguf_kv *al = gguf_find(f, "general.alignment");
@@ -371,12 +405,12 @@ static int parse(struct gguf_file *f, struct pf_err *err)
 	for (uint64_t i = 0; i < f->n_tensors; i++) {
 		if ((r = read_tensor_info(&c, &f->tensors[i])))
 			return r;
-		for (uint64_t j = 0; j < i; j++)
-			if (str_eq(f->tensors[j].name, f->tensors[i].name)) {
-				char name[96];
-				return pf_errf(err, -EINVAL, "%s: duplicate tensor name '%s'", f->path,
-					       gguf_str_copy(f->tensors[i].name, name, sizeof(name)));
-			}
+	}
+	dup = find_duplicate(&f->tensors[0].name, f->n_tensors, sizeof(*f->tensors));
+	if (dup) {
+		char name[96];
+		return pf_errf(err, -EINVAL, "%s: duplicate tensor name '%s'", f->path,
+			       gguf_str_copy(*dup, name, sizeof(name)));
 	}
 	f->data_offset = (c.pos + f->alignment - 1) / f->alignment * f->alignment;
 	return check_tensor_layout(f, err);
@@ -572,8 +606,10 @@ int64_t gguf_arr_int(const struct gguf_array *a, uint64_t i)
 		unsigned shift = 64 - 8 * w;
 		return (int64_t)(raw << shift) >> shift;
 	}
-	if (a->type == GGUF_TYPE_FLOAT32 || a->type == GGUF_TYPE_FLOAT64)
-		return (int64_t)gguf_arr_float(a, i);
+	if (a->type == GGUF_TYPE_FLOAT32 || a->type == GGUF_TYPE_FLOAT64) {
+		double d = gguf_arr_float(a, i);
+		return d != d ? 0 : d >= 0x1p63 ? INT64_MAX : d < -0x1p63 ? INT64_MIN : (int64_t)d;
+	}
 	return (int64_t)raw;
 }
 

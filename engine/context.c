@@ -1,0 +1,169 @@
+#include "context.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void pinfer_ctx_params_default(struct pinfer_ctx_params *p)
+{
+	memset(p, 0, sizeof(*p));
+}
+
+static float *alloc_floats(struct pinfer_ctx *c, uint64_t n)
+{
+	size_t bytes = (size_t)(n * sizeof(float) + 63) / 64 * 64;
+	float *p = aligned_alloc(64, bytes);
+	if (p) {
+		memset(p, 0, bytes);
+		c->bytes += bytes;
+	}
+	return p;
+}
+
+int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
+		   const struct pinfer_ctx_params *params, struct pf_err *err)
+{
+	struct pinfer_ctx_params p;
+	if (params)
+		p = *params;
+	else
+		pinfer_ctx_params_default(&p);
+	const struct pinfer_model_info *hp = &m->info;
+	*out = NULL;
+	if (p.n_ctx < 0 || p.n_batch < 0 || p.n_threads < 0)
+		return pf_errf(err, -EINVAL, "context sizes must not be negative");
+	if (p.n_ctx == 0)
+		p.n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+	if (p.n_batch == 0)
+		p.n_batch = 128;
+	if (p.n_batch > p.n_ctx)
+		p.n_batch = p.n_ctx;
+	if (p.n_threads == 0)
+		p.n_threads = pf_cpu_count();
+
+	struct pinfer_ctx *c = calloc(1, sizeof(*c));
+	if (!c)
+		return pf_errf(err, -ENOMEM, "out of memory");
+	c->model = m;
+	c->n_ctx = p.n_ctx;
+	c->n_batch = p.n_batch;
+	c->all_logits = p.all_logits;
+	uint64_t B = (uint64_t)p.n_batch;
+	uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim;
+	uint64_t q_dim = (uint64_t)hp->n_head * hp->head_dim;
+	uint64_t kv = (uint64_t)hp->n_layer * (uint64_t)p.n_ctx * kv_dim;
+	int r = pf_pool_new(&c->pool, p.n_threads);
+	if (r) {
+		pinfer_ctx_free(c);
+		return pf_errf(err, r, "cannot start %d threads", p.n_threads);
+	}
+	/* The prefill sgemm calls run inside our own pool, one per thread;
+	 * OpenBLAS threads of its own would compete with them for the cores. */
+	openblas_set_num_threads(1);
+	c->k_cache = alloc_floats(c, kv);
+	c->v_cache = alloc_floats(c, kv);
+	c->x = alloc_floats(c, B * hp->n_embd);
+	c->xb = alloc_floats(c, B * hp->n_embd);
+	c->q = alloc_floats(c, B * q_dim);
+	c->att = alloc_floats(c, B * q_dim);
+	c->hb = alloc_floats(c, B * hp->n_ff);
+	c->hb2 = alloc_floats(c, B * hp->n_ff);
+	c->rope_cs = alloc_floats(c, B * hp->rope_dim);
+	c->scores = alloc_floats(c, (uint64_t)p.n_threads * p.n_ctx);
+	c->logits = alloc_floats(c, (p.all_logits ? B : 1) * hp->n_vocab);
+	r = pf_matmul_scratch_init(&c->scratch, m, p.n_batch);
+	if (r || !c->k_cache || !c->v_cache || !c->x || !c->xb || !c->q || !c->att || !c->hb ||
+	    !c->hb2 || !c->rope_cs || !c->scores || !c->logits) {
+		uint64_t want = c->bytes;
+		pinfer_ctx_free(c);
+		return pf_errf(err, -ENOMEM,
+			       "out of memory for a %d-token context (KV cache %llu MiB, %llu MiB allocated)",
+			       p.n_ctx, (unsigned long long)(2 * kv * 4 >> 20),
+			       (unsigned long long)(want >> 20));
+	}
+	c->bytes += c->scratch.size * PF_MATMUL_MAX_OUTS;
+	*out = c;
+	return 0;
+}
+
+void pinfer_ctx_free(struct pinfer_ctx *c)
+{
+	if (!c)
+		return;
+	pf_pool_free(c->pool);
+	free(c->k_cache);
+	free(c->v_cache);
+	free(c->x);
+	free(c->xb);
+	free(c->q);
+	free(c->att);
+	free(c->hb);
+	free(c->hb2);
+	free(c->rope_cs);
+	free(c->scores);
+	free(c->logits);
+	pf_matmul_scratch_free(&c->scratch);
+	free(c);
+}
+
+uint64_t pinfer_ctx_bytes(const struct pinfer_ctx *c)
+{
+	return c->bytes;
+}
+
+uint64_t pinfer_ctx_kv_bytes(const struct pinfer_ctx *c)
+{
+	const struct pinfer_model_info *hp = &c->model->info;
+	return 2ull * hp->n_layer * (uint64_t)c->n_ctx * hp->n_head_kv * hp->head_dim * sizeof(float);
+}
+
+int pinfer_eval(struct pinfer_ctx *c, const int32_t *tokens, int n, struct pf_err *err)
+{
+	int n_vocab = c->model->info.n_vocab;
+	if (n <= 0)
+		return pf_errf(err, -EINVAL, "nothing to evaluate");
+	if (n > c->n_ctx - c->pos)
+		return pf_errf(err, -ENOSPC, "context full: %d tokens held, %d more do not fit in %d",
+			       c->pos, n, c->n_ctx);
+	for (int i = 0; i < n; i++)
+		if (tokens[i] < 0 || tokens[i] >= n_vocab)
+			return pf_errf(err, -EINVAL, "token %d at index %d is outside the vocabulary (0..%d)",
+				       tokens[i], i, n_vocab - 1);
+	if (c->all_logits && n > c->n_batch)
+		return pf_errf(err, -EINVAL, "an eval keeping all logits takes at most n_batch (%d) tokens, got %d",
+			       c->n_batch, n);
+	c->n_logits = 0;
+	for (int done = 0; done < n;) {
+		int T = n - done < c->n_batch ? n - done : c->n_batch;
+		pf_forward(c, tokens + done, T);
+		done += T;
+	}
+	return 0;
+}
+
+const float *pinfer_logits(const struct pinfer_ctx *c, int i)
+{
+	if (i < 0)
+		i = c->n_logits - 1;
+	if (i < 0 || i >= c->n_logits)
+		return NULL;
+	return c->logits + (size_t)i * c->model->info.n_vocab;
+}
+
+int pinfer_ctx_pos(const struct pinfer_ctx *c)
+{
+	return c->pos;
+}
+
+int pinfer_ctx_size(const struct pinfer_ctx *c)
+{
+	return c->n_ctx;
+}
+
+void pinfer_ctx_truncate(struct pinfer_ctx *c, int pos)
+{
+	if (pos >= 0 && pos < c->pos)
+		c->pos = pos;
+	c->n_logits = 0;
+}

@@ -1,0 +1,38 @@
+/* One sequence's state: KV cache, activations of the batch being
+ * evaluated, logits. Internal; see pinfer.h. */
+#ifndef PINFER_CONTEXT_H
+#define PINFER_CONTEXT_H
+
+#include "matmul.h"
+#include "model.h"
+#include "threadpool.h"
+
+struct pinfer_ctx {
+	const struct pinfer_model *model;
+	struct pf_pool *pool;
+	int n_ctx, n_batch;
+	bool all_logits;
+	int pos;         /* tokens in the KV cache */
+	int n_logits;    /* rows in logits from the last eval */
+
+	float *k_cache;  /* (n_layer, n_ctx, kv_dim) */
+	float *v_cache;  /* (n_layer, n_ctx, kv_dim) */
+
+	/* Activations of up to n_batch tokens, row-major (token, feature). */
+	float *x;        /* (n_batch, n_embd) residual stream */
+	float *xb;       /* (n_batch, n_embd) normed input / sublayer output */
+	float *q;        /* (n_batch, q_dim) */
+	float *att;      /* (n_batch, q_dim) attention output */
+	float *hb;       /* (n_batch, n_ff) gate, then activated */
+	float *hb2;      /* (n_batch, n_ff) up */
+	float *rope_cs;  /* (n_batch, rope_dim) cos/sin per token */
+	float *scores;   /* (n_threads, n_ctx) attention scores */
+	float *logits;   /* (all_logits ? n_batch : 1, n_vocab) */
+	struct pf_matmul_scratch scratch;
+	uint64_t bytes;
+};
+
+/* Runs the model over tokens[0..T) at positions pos..pos+T-1, T <= n_batch. */
+void pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T);
+
+#endif

@@ -1,0 +1,120 @@
+/* The transformer forward pass over a batch of T tokens, read top to bottom:
+ * embedding, then per layer attention and feed-forward sublayers on the
+ * residual stream, then the output head. Decode is the T = 1 case. */
+#include <math.h>
+#include <string.h>
+
+#include "context.h"
+#include "ops.h"
+
+struct attn_job {
+	struct pinfer_ctx *c;
+	const float *k, *v;  /* this layer's cache */
+	int T;
+};
+
+/* One (token, head) pair per item: causal attention over the cache. */
+static void attend(void *arg, int64_t begin, int64_t end, int thread)
+{
+	const struct attn_job *j = arg;
+	struct pinfer_ctx *c = j->c;
+	const struct pinfer_model_info *hp = &c->model->info;
+	int hd = hp->head_dim;
+	int kv_dim = hp->n_head_kv * hd;
+	int q_dim = hp->n_head * hd;
+	int group = hp->n_head / hp->n_head_kv;
+	float scale = 1.0f / sqrtf((float)hd);
+	float *scores = c->scores + (size_t)thread * c->n_ctx;
+	for (int64_t it = begin; it < end; it++) {
+		int t = (int)(it / hp->n_head), h = (int)(it % hp->n_head);
+		int pos = c->pos + t;
+		const float *q = c->q + (size_t)t * q_dim + (size_t)h * hd;
+		size_t kv_off = (size_t)(h / group) * hd;
+		for (int p = 0; p <= pos; p++)
+			scores[p] = pf_dot_f32(q, j->k + (size_t)p * kv_dim + kv_off, hd) * scale;
+		pf_softmax(scores, pos + 1);
+		float *out = c->att + (size_t)t * q_dim + (size_t)h * hd;
+		memset(out, 0, (size_t)hd * sizeof(float));
+		for (int p = 0; p <= pos; p++)
+			pf_axpy_f32(out, scores[p], j->v + (size_t)p * kv_dim + kv_off, hd);
+	}
+}
+
+static void embed(struct pinfer_ctx *c, const int32_t *tokens, int T)
+{
+	const struct pf_weight *e = &c->model->tok_embd;
+	for (int t = 0; t < T; t++)
+		e->ops->to_float(e->data + (size_t)tokens[t] * e->row_bytes,
+				 c->x + (size_t)t * e->cols, e->cols);
+}
+
+static void add(float *y, const float *x, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] += x[i];
+}
+
+void pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T)
+{
+	const struct pinfer_model *m = c->model;
+	const struct pinfer_model_info *hp = &m->info;
+	int dim = hp->n_embd;
+	size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
+	size_t layer_kv = (size_t)c->n_ctx * kv_dim;
+
+	embed(c, tokens, T);
+	for (int t = 0; t < T; t++)
+		pf_rope_angles(c->rope_cs + (size_t)t * hp->rope_dim, c->pos + t, hp->rope_dim,
+			       hp->rope_freq_base);
+
+	for (int l = 0; l < hp->n_layer; l++) {
+		const struct pf_layer *L = &m->layers[l];
+		float *k_cache = c->k_cache + l * layer_kv;
+		float *v_cache = c->v_cache + l * layer_kv;
+
+		/* attention: K and V of the new tokens go straight into the cache */
+		for (int t = 0; t < T; t++)
+			pf_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->attn_norm, dim,
+				   hp->rms_eps);
+		struct pf_matmul_out qkv[3] = {
+			{ &L->wq, c->q },
+			{ &L->wk, k_cache + (size_t)c->pos * kv_dim },
+			{ &L->wv, v_cache + (size_t)c->pos * kv_dim },
+		};
+		pf_matmul(c->pool, &c->scratch, qkv, 3, c->xb, T);
+		for (int t = 0; t < T; t++) {
+			const float *cs = c->rope_cs + (size_t)t * hp->rope_dim;
+			pf_rope(c->q + (size_t)t * hp->n_head * hp->head_dim, hp->n_head, hp->head_dim,
+				hp->rope_dim, cs, hp->rope);
+			pf_rope(k_cache + (size_t)(c->pos + t) * kv_dim, hp->n_head_kv, hp->head_dim,
+				hp->rope_dim, cs, hp->rope);
+		}
+		struct attn_job aj = { c, k_cache, v_cache, T };
+		pf_pool_run(c->pool, attend, &aj, (int64_t)T * hp->n_head, 1);
+		struct pf_matmul_out o = { &L->wo, c->xb };
+		pf_matmul(c->pool, &c->scratch, &o, 1, c->att, T);
+		add(c->x, c->xb, (size_t)T * dim);
+
+		/* feed-forward */
+		for (int t = 0; t < T; t++)
+			pf_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->ffn_norm, dim,
+				   hp->rms_eps);
+		struct pf_matmul_out gate_up[2] = { { &L->ffn_gate, c->hb }, { &L->ffn_up, c->hb2 } };
+		pf_matmul(c->pool, &c->scratch, gate_up, 2, c->xb, T);
+		pf_ffn_act(c->hb, c->hb2, (int64_t)T * hp->n_ff, hp->ffn_act);
+		struct pf_matmul_out down = { &L->ffn_down, c->xb };
+		pf_matmul(c->pool, &c->scratch, &down, 1, c->hb, T);
+		add(c->x, c->xb, (size_t)T * dim);
+	}
+
+	/* output head: every token's logits, or only the last one's */
+	int first = c->all_logits ? 0 : T - 1;
+	int n_out = T - first;
+	for (int t = first; t < T; t++)
+		pf_rmsnorm(c->xb + (size_t)(t - first) * dim, c->x + (size_t)t * dim, m->output_norm,
+			   dim, hp->rms_eps);
+	struct pf_matmul_out head = { &m->output, c->logits };
+	pf_matmul(c->pool, &c->scratch, &head, 1, c->xb, n_out);
+	c->n_logits = n_out;
+	c->pos += T;
+}

@@ -1,0 +1,165 @@
+#include "matmul.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <stdlib.h>
+
+/* Weight rows processed together in prefill: their bytes stay in L1/L2 while
+ * every token of the batch is multiplied with them. */
+#define PREFILL_ROW_BLOCK 16
+
+struct job {
+	const struct pf_matmul_out *outs;
+	int n_outs;
+	int64_t first_row[PF_MATMUL_MAX_OUTS + 1];  /* prefix sums of rows over outs */
+	const void *xq[PF_MATMUL_MAX_OUTS];         /* x in each output's vec_dot_type */
+	size_t xq_stride[PF_MATMUL_MAX_OUTS];       /* bytes between tokens in xq */
+	const float *x;
+	int64_t T;
+};
+
+static size_t act_row_bytes(enum pf_dtype t, int64_t cols)
+{
+	uint64_t b = 0;
+	pf_dtype_bytes(t, (uint64_t)cols, &b);
+	return (size_t)b;
+}
+
+int pf_matmul_scratch_init(struct pf_matmul_scratch *s, const struct pinfer_model *m,
+			   int max_tokens)
+{
+	const struct pinfer_model_info *hp = &m->info;
+	int64_t max_cols = hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff;
+	int64_t q_dim = (int64_t)hp->n_head * hp->head_dim;
+	if (q_dim > max_cols)
+		max_cols = q_dim;
+	size_t widest = 0;
+	for (int t = 0; t < PF_DTYPE_COUNT; t++) {
+		const struct pf_quant_ops *ops = pf_quant_ops((enum pf_dtype)t);
+		if (!ops || ops->vec_dot_type == PF_F32)
+			continue;
+		int64_t cols = max_cols;
+		const struct pf_dtype_info *vi = pf_dtype_info(ops->vec_dot_type);
+		cols = (cols + vi->block - 1) / vi->block * vi->block;
+		size_t b = act_row_bytes(ops->vec_dot_type, cols);
+		if (b > widest)
+			widest = b;
+	}
+	s->size = widest * (size_t)max_tokens;
+	for (int i = 0; i < PF_MATMUL_MAX_OUTS; i++) {
+		s->buf[i] = aligned_alloc(64, (s->size + 63) / 64 * 64);
+		if (!s->buf[i]) {
+			pf_matmul_scratch_free(s);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+void pf_matmul_scratch_free(struct pf_matmul_scratch *s)
+{
+	for (int i = 0; i < PF_MATMUL_MAX_OUTS; i++) {
+		free(s->buf[i]);
+		s->buf[i] = NULL;
+	}
+}
+
+struct convert_job {
+	pf_from_float_fn from_float;
+	const float *x;
+	uint8_t *dst;
+	int64_t cols;
+	size_t stride;
+};
+
+static void convert_rows(void *arg, int64_t begin, int64_t end, int thread)
+{
+	(void)thread;
+	struct convert_job *cj = arg;
+	for (int64_t t = begin; t < end; t++)
+		cj->from_float(cj->x + t * cj->cols, cj->dst + (size_t)t * cj->stride, cj->cols);
+}
+
+/* Converts x into every activation format the outputs need, sharing a
+ * conversion between outputs of the same format. */
+static void prepare_inputs(struct pf_pool *pool, struct pf_matmul_scratch *s, struct job *j)
+{
+	enum pf_dtype done_type[PF_MATMUL_MAX_OUTS];
+	int n_done = 0;
+	int64_t cols = j->outs[0].w->cols;
+	for (int i = 0; i < j->n_outs; i++) {
+		enum pf_dtype vt = j->outs[i].w->ops->vec_dot_type;
+		j->xq_stride[i] = act_row_bytes(vt, cols);
+		if (vt == PF_F32) {
+			j->xq[i] = j->x;
+			continue;
+		}
+		int k;
+		for (k = 0; k < n_done && done_type[k] != vt; k++)
+			;
+		if (k == n_done) {
+			struct convert_job cj = { pf_quant_ops(vt)->from_float, j->x, s->buf[k], cols,
+						  j->xq_stride[i] };
+			pf_pool_run(pool, convert_rows, &cj, j->T, 1);
+			done_type[n_done++] = vt;
+		}
+		j->xq[i] = s->buf[k];
+	}
+}
+
+static void sgemm_rows(const struct job *j, int o, int64_t r0, int64_t r1)
+{
+	const struct pf_weight *w = j->outs[o].w;
+	const float *wf = (const float *)(const void *)w->data + r0 * w->cols;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->T, (int)(r1 - r0),
+		    (int)w->cols, 1.0f, j->x, (int)w->cols, wf, (int)w->cols, 0.0f,
+		    j->outs[o].y + r0, (int)w->rows);
+}
+
+static void dot_rows(const struct job *j, int o, int64_t r0, int64_t r1)
+{
+	const struct pf_weight *w = j->outs[o].w;
+	pf_vec_dot_fn dot = w->ops->vec_dot;
+	float *y = j->outs[o].y;
+	const uint8_t *xq = j->xq[o];
+	int n = (int)w->cols;
+	if (j->T == 1) {
+		for (int64_t r = r0; r < r1; r++)
+			dot(n, &y[r], w->data + (size_t)r * w->row_bytes, xq);
+		return;
+	}
+	for (int64_t rb = r0; rb < r1; rb += PREFILL_ROW_BLOCK) {
+		int64_t re = rb + PREFILL_ROW_BLOCK < r1 ? rb + PREFILL_ROW_BLOCK : r1;
+		for (int64_t t = 0; t < j->T; t++)
+			for (int64_t r = rb; r < re; r++)
+				dot(n, &y[t * w->rows + r], w->data + (size_t)r * w->row_bytes,
+				    xq + (size_t)t * j->xq_stride[o]);
+	}
+}
+
+static void run_rows(void *arg, int64_t begin, int64_t end, int thread)
+{
+	(void)thread;
+	const struct job *j = arg;
+	for (int o = 0; o < j->n_outs; o++) {
+		int64_t lo = j->first_row[o], hi = j->first_row[o + 1];
+		int64_t b = begin > lo ? begin : lo, e = end < hi ? end : hi;
+		if (b >= e)
+			continue;
+		if (j->T > 1 && j->outs[o].w->type == PF_F32)
+			sgemm_rows(j, o, b - lo, e - lo);
+		else
+			dot_rows(j, o, b - lo, e - lo);
+	}
+}
+
+void pf_matmul(struct pf_pool *pool, struct pf_matmul_scratch *s, const struct pf_matmul_out *outs,
+	       int n_outs, const float *x, int64_t T)
+{
+	struct job j = { .outs = outs, .n_outs = n_outs, .x = x, .T = T };
+	j.first_row[0] = 0;
+	for (int i = 0; i < n_outs; i++)
+		j.first_row[i + 1] = j.first_row[i] + outs[i].w->rows;
+	prepare_inputs(pool, s, &j);
+	pf_pool_run(pool, run_rows, &j, j.first_row[n_outs], 16);
+}

@@ -1,0 +1,124 @@
+/* libpinfer: the public engine API used by pinferd and the tools.
+ *
+ * A model (weights mapped from a GGUF file, vocabulary, hyperparameters) is
+ * read-only once open and may be shared by many contexts. A context holds
+ * one sequence's KV cache and scratch buffers and is used by one thread at a
+ * time. A sampler turns logits into a token id and remembers recent tokens
+ * for its penalties.
+ *
+ * Errors: calls return 0 (or a non-negative count) on success and a negative
+ * errno-style code on failure; when given a struct pf_err they also describe
+ * the failure in a sentence. The engine never exits the process. */
+#ifndef PINFER_H
+#define PINFER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+struct pinfer_model;
+struct pinfer_ctx;
+struct pinfer_sampler;
+
+enum pinfer_ffn_act {
+	PINFER_ACT_AUTO = 0,  /* from metadata; SiLU when it says nothing */
+	PINFER_ACT_SILU,      /* SwiGLU: silu(gate) * up */
+	PINFER_ACT_RELU,      /* relu(gate) * up (ReluLLaMA, ProSparse) */
+	PINFER_ACT_DRELU,     /* relu(gate) * relu(up) (TurboSparse) */
+};
+
+enum pinfer_rope_type {
+	PINFER_ROPE_AUTO = 0,  /* from the architecture */
+	PINFER_ROPE_NORM,      /* rotate adjacent pairs (2i, 2i+1) */
+	PINFER_ROPE_NEOX,      /* rotate (i, i + d/2) */
+};
+
+struct pinfer_model_params {
+	bool mlock;                    /* lock the weights in RAM */
+	enum pinfer_ffn_act ffn_act;   /* override the FFN activation */
+	enum pinfer_rope_type rope;    /* override the RoPE ordering */
+};
+
+struct pinfer_model_info {
+	char arch[32];
+	char name[128];
+	int n_vocab, n_embd, n_ff, n_layer, n_head, n_head_kv, head_dim, n_ctx_train, rope_dim;
+	float rope_freq_base, rms_eps;
+	enum pinfer_ffn_act ffn_act;
+	enum pinfer_rope_type rope;
+	bool tied_output;
+	uint64_t n_params;
+	uint64_t weight_bytes;         /* bytes of tensor data in the file */
+	uint64_t decode_bytes;         /* weight bytes one decode step reads */
+	uint64_t file_bytes;
+};
+
+void pinfer_model_params_default(struct pinfer_model_params *p);
+int pinfer_model_open(struct pinfer_model **out, const char *path,
+		      const struct pinfer_model_params *p, struct pf_err *err);
+void pinfer_model_free(struct pinfer_model *m);
+const struct pinfer_model_info *pinfer_model_info(const struct pinfer_model *m);
+const char *pinfer_ffn_act_name(enum pinfer_ffn_act a);
+
+/* Vocabulary. */
+int pinfer_tokenize(const struct pinfer_model *m, const char *text, size_t len, bool add_bos,
+		    bool parse_special, int32_t *out, size_t cap);
+int pinfer_token_to_piece(const struct pinfer_model *m, int32_t id, char *buf, size_t cap);
+int pinfer_detokenize(const struct pinfer_model *m, const int32_t *ids, size_t n, char *buf,
+		      size_t cap);
+int32_t pinfer_token_bos(const struct pinfer_model *m);
+bool pinfer_token_is_eog(const struct pinfer_model *m, int32_t id);
+const struct pf_vocab *pinfer_model_vocab(const struct pinfer_model *m);
+
+struct pinfer_ctx_params {
+	int n_ctx;        /* KV cache positions; 0: the model's training context, capped at 4096 */
+	int n_batch;      /* most tokens one eval step processes at once; 0: 128 */
+	int n_threads;    /* 0: online CPUs */
+	bool all_logits;  /* keep logits for every evaluated token, not only the last */
+};
+
+void pinfer_ctx_params_default(struct pinfer_ctx_params *p);
+int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
+		   const struct pinfer_ctx_params *p, struct pf_err *err);
+void pinfer_ctx_free(struct pinfer_ctx *c);
+/* Bytes the context allocated (KV cache and scratch). */
+uint64_t pinfer_ctx_bytes(const struct pinfer_ctx *c);
+uint64_t pinfer_ctx_kv_bytes(const struct pinfer_ctx *c);
+
+/* Appends n tokens at the current position and runs the model over them
+ * (prefill when n > 1). Fails with -ENOSPC when the context is full. */
+int pinfer_eval(struct pinfer_ctx *c, const int32_t *tokens, int n, struct pf_err *err);
+/* Logits (n_vocab floats) of the i-th token of the last eval; i = -1 means
+ * its last token. Only the last is kept unless all_logits was set. */
+const float *pinfer_logits(const struct pinfer_ctx *c, int i);
+int pinfer_ctx_pos(const struct pinfer_ctx *c);
+int pinfer_ctx_size(const struct pinfer_ctx *c);
+/* Forgets positions >= pos, so a shared prompt prefix can be reused. */
+void pinfer_ctx_truncate(struct pinfer_ctx *c, int pos);
+
+#define PINFER_SEED_RANDOM UINT64_MAX  /* seed from the system's entropy */
+
+struct pinfer_sampler_params {
+	float temp;            /* <= 0: greedy */
+	int top_k;             /* <= 0: off */
+	float top_p;           /* >= 1: off */
+	float min_p;           /* <= 0: off */
+	float repeat_penalty;  /* 1: off */
+	int repeat_last_n;     /* tokens the penalties look back over */
+	float presence_penalty;
+	float frequency_penalty;
+	uint64_t seed;
+};
+
+void pinfer_sampler_params_default(struct pinfer_sampler_params *p);
+int pinfer_sampler_new(struct pinfer_sampler **out, const struct pinfer_sampler_params *p,
+		       int n_vocab);
+void pinfer_sampler_free(struct pinfer_sampler *s);
+/* Picks the next token from logits (n_vocab floats, left unchanged). */
+int32_t pinfer_sampler_sample(struct pinfer_sampler *s, const float *logits);
+/* Records a token (prompt or generated) for the penalties. */
+void pinfer_sampler_accept(struct pinfer_sampler *s, int32_t id);
+
+#endif

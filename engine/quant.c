@@ -1,0 +1,92 @@
+/* The table of weight formats and the choice of kernels for this CPU.
+ *
+ * Activations go to Q8_0 for the symmetric 32-element formats, Q8_1 for the
+ * ones with an offset (its precomputed d * sum(q) pays for the offset term)
+ * and Q8_K for the K formats; float weights take float activations. Q8_1
+ * and Q8_K are listed for their converters only and have no dot kernel. */
+#include <stddef.h>
+
+#include "quant_internal.h"
+
+#define ACTIVATION(t, from) \
+	[PF_##t] = { PF_##t, PF_##t, pf_##from##_to_float, pf_##from##_from_float, NULL, NULL }
+
+/* Weight types: vec_dot and vec_dot_ref are filled in per ISA below. */
+#define WEIGHT(t, vt, name, isa) \
+	[PF_##t] = { PF_##t, PF_##vt, pf_##name##_to_float, pf_##name##_from_float, \
+		pf_##name##_dot_##isa, pf_##name##_dot_ref }
+
+#define TABLE(isa) { \
+	WEIGHT(F32, F32, f32, isa), \
+	WEIGHT(F16, F32, f16, isa), \
+	WEIGHT(BF16, F32, bf16, isa), \
+	WEIGHT(Q4_0, Q8_0, q4_0, isa), \
+	WEIGHT(Q4_1, Q8_1, q4_1, isa), \
+	WEIGHT(Q5_0, Q8_0, q5_0, isa), \
+	WEIGHT(Q5_1, Q8_1, q5_1, isa), \
+	WEIGHT(Q8_0, Q8_0, q8_0, isa), \
+	WEIGHT(Q4_K, Q8_K, q4_k, isa), \
+	WEIGHT(Q5_K, Q8_K, q5_k, isa), \
+	WEIGHT(Q6_K, Q8_K, q6_k, isa), \
+	ACTIVATION(Q8_1, q8_1), \
+	ACTIVATION(Q8_K, q8_k), \
+}
+
+#if defined(__aarch64__) && defined(__ARM_NEON)
+static const struct pf_quant_ops ops_neon[PF_DTYPE_COUNT] = TABLE(neon);
+
+static const struct pf_quant_ops *ops_table(void)
+{
+	return ops_neon;
+}
+
+const char *pf_quant_isa(void)
+{
+	return "neon";
+}
+#else
+static const struct pf_quant_ops ops_ref[PF_DTYPE_COUNT] = TABLE(ref);
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+
+static const struct pf_quant_ops ops_avx2[PF_DTYPE_COUNT] = TABLE(avx2);
+
+/* The AVX2 kernels also use FMA and F16C, which every AVX2 CPU has, but a
+ * hypervisor may mask them, so all three are checked. Not every compiler's
+ * __builtin_cpu_supports knows "f16c", hence cpuid for that one. */
+static int have_avx2(void)
+{
+	unsigned a, b, c, d;
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		__get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
+static const struct pf_quant_ops *ops_table(void)
+{
+	return have_avx2() ? ops_avx2 : ops_ref;
+}
+
+const char *pf_quant_isa(void)
+{
+	return have_avx2() ? "avx2" : "scalar";
+}
+#else
+static const struct pf_quant_ops *ops_table(void)
+{
+	return ops_ref;
+}
+
+const char *pf_quant_isa(void)
+{
+	return "scalar";
+}
+#endif
+#endif
+
+const struct pf_quant_ops *pf_quant_ops(enum pf_dtype t)
+{
+	if ((unsigned)t >= PF_DTYPE_COUNT || !ops_table()[t].to_float)
+		return NULL;
+	return &ops_table()[t];
+}

@@ -1,0 +1,206 @@
+/* Private to the quant*.c files: block layouts and the per-ISA kernels that
+ * quant.c puts in its tables.
+ *
+ * Blocks are declared with byte arrays only, so they have alignment 1: rows
+ * in a GGUF file sit at 18-, 22-, 210-byte... strides, and a struct with a
+ * uint16_t member would make every access through such a pointer undefined.
+ * Multi-byte fields are read with memcpy (the helpers below), which compiles
+ * to a plain unaligned load. Like GGUF, the layouts are little-endian. */
+#ifndef PINFER_QUANT_INTERNAL_H
+#define PINFER_QUANT_INTERNAL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "quant.h"
+
+#define QK 32     /* elements per block of the 32-element formats */
+#define QK_K 256  /* elements per super-block of the K formats */
+#define K_SCALE_BYTES 12
+
+/* y = d * (q - 8), q a nibble; elements 0..15 in the low nibbles of qs,
+ * 16..31 in the high ones. */
+struct pf_block_q4_0 {
+	uint8_t d[2];
+	uint8_t qs[QK / 2];
+};
+
+/* y = d * q + m */
+struct pf_block_q4_1 {
+	uint8_t d[2];
+	uint8_t m[2];
+	uint8_t qs[QK / 2];
+};
+
+/* y = d * (q - 16); bit 4 of element j's q is bit j of qh. */
+struct pf_block_q5_0 {
+	uint8_t d[2];
+	uint8_t qh[4];
+	uint8_t qs[QK / 2];
+};
+
+/* y = d * q + m */
+struct pf_block_q5_1 {
+	uint8_t d[2];
+	uint8_t m[2];
+	uint8_t qh[4];
+	uint8_t qs[QK / 2];
+};
+
+/* y = d * q */
+struct pf_block_q8_0 {
+	uint8_t d[2];
+	int8_t qs[QK];
+};
+
+/* Q8_0 plus s = d * sum(qs), which lets the Q4_1/Q5_1 kernels apply the
+ * weights' offset m without summing x themselves. */
+struct pf_block_q8_1 {
+	uint8_t d[2];
+	uint8_t s[2];
+	int8_t qs[QK];
+};
+
+/* Eight sub-blocks of 32: y = d * sc[j] * q - dmin * m[j], with 6-bit sc and
+ * m packed in scales (see pf_k4_scales). Each 32 bytes of qs hold 64
+ * elements: the low nibbles are the first 32, the high nibbles the next. */
+struct pf_block_q4_k {
+	uint8_t d[2];
+	uint8_t dmin[2];
+	uint8_t scales[K_SCALE_BYTES];
+	uint8_t qs[QK_K / 2];
+};
+
+/* Q4_K with a fifth bit: for the 64 elements of qs chunk c, element l of
+ * the low-nibble half takes bit 2c of qh[l], of the high half bit 2c+1. */
+struct pf_block_q5_k {
+	uint8_t d[2];
+	uint8_t dmin[2];
+	uint8_t scales[K_SCALE_BYTES];
+	uint8_t qh[QK_K / 8];
+	uint8_t qs[QK_K / 2];
+};
+
+/* Sixteen sub-blocks of 16: y = d * scales[j] * (q - 32), q 6 bits. Each
+ * half of 128 elements uses 64 bytes of ql and 32 of qh: for l < 32,
+ * elements l, l+32, l+64, l+96 take the low nibble of ql[l], of ql[l+32],
+ * the high nibble of ql[l], of ql[l+32], and bits 0-1, 2-3, 4-5, 6-7 of
+ * qh[l] on top. */
+struct pf_block_q6_k {
+	uint8_t ql[QK_K / 2];
+	uint8_t qh[QK_K / 4];
+	int8_t scales[QK_K / 16];
+	uint8_t d[2];
+};
+
+/* Activations for the K formats: y = d * q, float d, and bsums[j] the sum of
+ * qs[16j..16j+16), so kernels get sub-block sums of x for free. */
+struct pf_block_q8_k {
+	uint8_t d[4];
+	int8_t qs[QK_K];
+	uint8_t bsums[QK_K / 16][2];
+};
+
+_Static_assert(sizeof(struct pf_block_q4_0) == 18, "q4_0 layout");
+_Static_assert(sizeof(struct pf_block_q4_1) == 20, "q4_1 layout");
+_Static_assert(sizeof(struct pf_block_q5_0) == 22, "q5_0 layout");
+_Static_assert(sizeof(struct pf_block_q5_1) == 24, "q5_1 layout");
+_Static_assert(sizeof(struct pf_block_q8_0) == 34, "q8_0 layout");
+_Static_assert(sizeof(struct pf_block_q8_1) == 36, "q8_1 layout");
+_Static_assert(sizeof(struct pf_block_q4_k) == 144, "q4_k layout");
+_Static_assert(sizeof(struct pf_block_q5_k) == 176, "q5_k layout");
+_Static_assert(sizeof(struct pf_block_q6_k) == 210, "q6_k layout");
+_Static_assert(sizeof(struct pf_block_q8_k) == 292, "q8_k layout");
+
+static inline uint16_t pf_rd_u16(const uint8_t *p)
+{
+	uint16_t v;
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline uint32_t pf_rd_u32(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline float pf_rd_f16(const uint8_t *p)
+{
+	return pf_fp16_to_fp32(pf_rd_u16(p));
+}
+
+static inline float pf_rd_f32(const uint8_t *p)
+{
+	float v;
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline void pf_wr_f16(uint8_t *p, float f)
+{
+	uint16_t h = pf_fp32_to_fp16(f);
+	memcpy(p, &h, sizeof(h));
+}
+
+/* Unpacks Q4_K/Q5_K's twelve scale bytes into sc[0..8) and m[0..8) with word
+ * operations: bytes 0-3 hold sc[0..4) in their low 6 bits, bytes 4-7 m[0..4);
+ * bytes 8-11 hold the low 4 bits of sc[4..8) and m[4..8) as nibbles, whose top
+ * 2 bits are the spare high bits of bytes 0-3 and 4-7. */
+static inline void pf_k4_scales(const uint8_t *scales, uint8_t sc[8], uint8_t m[8])
+{
+	uint32_t u0 = pf_rd_u32(scales), u1 = pf_rd_u32(scales + 4), u2 = pf_rd_u32(scales + 8);
+	uint32_t w[4] = {
+		u0 & 0x3f3f3f3f,
+		(u2 & 0x0f0f0f0f) | ((u0 >> 6) & 0x03030303) << 4,
+		u1 & 0x3f3f3f3f,
+		((u2 >> 4) & 0x0f0f0f0f) | ((u1 >> 6) & 0x03030303) << 4,
+	};
+	memcpy(sc, &w[0], 8);
+	memcpy(m, &w[2], 8);
+}
+
+/* Scalar reference: dequantizers, quantizers, dots (quant_ref.c for the
+ * float and 32-element formats, quant_ref_k.c for the K formats). */
+#define PF_REF_DECLS(t) \
+	void pf_##t##_to_float(const void *src, float *dst, int64_t n); \
+	void pf_##t##_from_float(const float *src, void *dst, int64_t n)
+PF_REF_DECLS(f32);
+PF_REF_DECLS(f16);
+PF_REF_DECLS(bf16);
+PF_REF_DECLS(q4_0);
+PF_REF_DECLS(q4_1);
+PF_REF_DECLS(q5_0);
+PF_REF_DECLS(q5_1);
+PF_REF_DECLS(q8_0);
+PF_REF_DECLS(q8_1);
+PF_REF_DECLS(q4_k);
+PF_REF_DECLS(q5_k);
+PF_REF_DECLS(q6_k);
+PF_REF_DECLS(q8_k);
+#undef PF_REF_DECLS
+
+/* One dot kernel per weight type and ISA: pf_<type>_dot_<isa>. */
+#define PF_DOT_DECLS(isa) \
+	void pf_f32_dot_##isa(int n, float *s, const void *w, const void *x); \
+	void pf_f16_dot_##isa(int n, float *s, const void *w, const void *x); \
+	void pf_bf16_dot_##isa(int n, float *s, const void *w, const void *x); \
+	void pf_q4_0_dot_##isa(int n, float *s, const void *w, const void *x); \
+	void pf_q4_1_dot_##isa(int n, float *s, const void *w, const void *x); \
+	void pf_q5_0_dot_##isa(int n, float *s, const void *w, const void *x); \
+	void pf_q5_1_dot_##isa(int n, float *s, const void *w, const void *x); \
+	void pf_q8_0_dot_##isa(int n, float *s, const void *w, const void *x); \
+	void pf_q4_k_dot_##isa(int n, float *s, const void *w, const void *x); \
+	void pf_q5_k_dot_##isa(int n, float *s, const void *w, const void *x); \
+	void pf_q6_k_dot_##isa(int n, float *s, const void *w, const void *x)
+PF_DOT_DECLS(ref);
+#if defined(__x86_64__)
+PF_DOT_DECLS(avx2);
+#endif
+#if defined(__aarch64__) && defined(__ARM_NEON)
+PF_DOT_DECLS(neon);
+#endif
+#undef PF_DOT_DECLS
+
+#endif

@@ -1,0 +1,362 @@
+/* NEON dot kernels for aarch64, where NEON is baseline. The int8 products
+ * use sdot when the compiler targets the dot-product extension and widening
+ * multiplies otherwise. All loads go through byte pointers: NEON loads have
+ * no alignment requirement and rows sit at odd strides. */
+#if defined(__aarch64__) && defined(__ARM_NEON)
+
+#include <arm_neon.h>
+
+#include "quant_internal.h"
+
+static inline float ld_f16(const uint8_t *p)
+{
+	__fp16 h;
+	memcpy(&h, p, sizeof(h));
+	return (float)h;
+}
+
+/* acc += 4-lane partial sums of a[i] * b[i]. Products of int8 fit int16
+ * (|-128 * -128| = 16384), so the widening path cannot overflow either. */
+static inline int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b)
+{
+#if defined(__ARM_FEATURE_DOTPROD)
+	return vdotq_s32(acc, a, b);
+#else
+	int16x8_t lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+	int16x8_t hi = vmull_high_s8(a, b);
+	return vpadalq_s16(vpadalq_s16(acc, lo), hi);
+#endif
+}
+
+static inline int8x16_t ld_s8(const int8_t *p)
+{
+	return vld1q_s8(p);
+}
+
+/* ---- float formats: four accumulators hide the FMA latency ---- */
+
+static inline float32x4_t ld_f32x4(const uint8_t *p)
+{
+	return vreinterpretq_f32_u8(vld1q_u8(p));
+}
+
+static inline float32x4_t sum4(float32x4_t a, float32x4_t b, float32x4_t c, float32x4_t d)
+{
+	return vaddq_f32(vaddq_f32(a, b), vaddq_f32(c, d));
+}
+
+void pf_f32_dot_neon(int n, float *s, const void *w, const void *x)
+{
+	const uint8_t *pw = w, *px = x;
+	float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
+	int i = 0;
+	for (; i + 16 <= n; i += 16) {
+		a0 = vfmaq_f32(a0, ld_f32x4(pw + 4 * i), ld_f32x4(px + 4 * i));
+		a1 = vfmaq_f32(a1, ld_f32x4(pw + 4 * i + 16), ld_f32x4(px + 4 * i + 16));
+		a2 = vfmaq_f32(a2, ld_f32x4(pw + 4 * i + 32), ld_f32x4(px + 4 * i + 32));
+		a3 = vfmaq_f32(a3, ld_f32x4(pw + 4 * i + 48), ld_f32x4(px + 4 * i + 48));
+	}
+	for (; i + 4 <= n; i += 4)
+		a0 = vfmaq_f32(a0, ld_f32x4(pw + 4 * i), ld_f32x4(px + 4 * i));
+	float sum = vaddvq_f32(sum4(a0, a1, a2, a3));
+	for (; i < n; i++)
+		sum += pf_rd_f32(pw + 4 * i) * pf_rd_f32(px + 4 * i);
+	*s = sum;
+}
+
+void pf_f16_dot_neon(int n, float *s, const void *w, const void *x)
+{
+	const uint8_t *pw = w, *px = x;
+	float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
+	int i = 0;
+	for (; i + 16 <= n; i += 16) {
+		float16x8_t h0 = vreinterpretq_f16_u8(vld1q_u8(pw + 2 * i));
+		float16x8_t h1 = vreinterpretq_f16_u8(vld1q_u8(pw + 2 * i + 16));
+		a0 = vfmaq_f32(a0, vcvt_f32_f16(vget_low_f16(h0)), ld_f32x4(px + 4 * i));
+		a1 = vfmaq_f32(a1, vcvt_high_f32_f16(h0), ld_f32x4(px + 4 * i + 16));
+		a2 = vfmaq_f32(a2, vcvt_f32_f16(vget_low_f16(h1)), ld_f32x4(px + 4 * i + 32));
+		a3 = vfmaq_f32(a3, vcvt_high_f32_f16(h1), ld_f32x4(px + 4 * i + 48));
+	}
+	float sum = vaddvq_f32(sum4(a0, a1, a2, a3));
+	for (; i < n; i++)
+		sum += ld_f16(pw + 2 * i) * pf_rd_f32(px + 4 * i);
+	*s = sum;
+}
+
+/* bf16 is the top half of a float: widen with a 16-bit shift. */
+void pf_bf16_dot_neon(int n, float *s, const void *w, const void *x)
+{
+	const uint8_t *pw = w, *px = x;
+	float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
+	int i = 0;
+	for (; i + 16 <= n; i += 16) {
+		uint16x8_t h0 = vreinterpretq_u16_u8(vld1q_u8(pw + 2 * i));
+		uint16x8_t h1 = vreinterpretq_u16_u8(vld1q_u8(pw + 2 * i + 16));
+		a0 = vfmaq_f32(a0, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h0), 16)), ld_f32x4(px + 4 * i));
+		a1 = vfmaq_f32(a1, vreinterpretq_f32_u32(vshll_high_n_u16(h0, 16)), ld_f32x4(px + 4 * i + 16));
+		a2 = vfmaq_f32(a2, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h1), 16)), ld_f32x4(px + 4 * i + 32));
+		a3 = vfmaq_f32(a3, vreinterpretq_f32_u32(vshll_high_n_u16(h1, 16)), ld_f32x4(px + 4 * i + 48));
+	}
+	float sum = vaddvq_f32(sum4(a0, a1, a2, a3));
+	for (; i < n; i++)
+		sum += pf_bf16_to_fp32(pf_rd_u16(pw + 2 * i)) * pf_rd_f32(px + 4 * i);
+	*s = sum;
+}
+
+/* ---- 32-element formats ----
+ *
+ * Each block's 32 levels come as two int8x16 (elements 0-15 and 16-31);
+ * blocks go in pairs into two accumulators so the two chains overlap. */
+
+struct levels {
+	int8x16_t lo, hi;
+};
+
+static inline struct levels nibbles(const uint8_t *qs)
+{
+	uint8x16_t v = vld1q_u8(qs);
+	return (struct levels){ vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0f))),
+		vreinterpretq_s8_u8(vshrq_n_u8(v, 4)) };
+}
+
+/* Masks with byte j set to 0xff when bit j of the 32-bit qh is set, for
+ * elements 0-15 and 16-31: each byte picks the qh byte holding its bit and
+ * tests its own bit. */
+static inline void expand_bits(const uint8_t *qh, uint8x16_t *lo, uint8x16_t *hi)
+{
+	static const uint8_t spread_lo[16] = { 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1 };
+	static const uint8_t spread_hi[16] = { 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3 };
+	static const uint8_t bits[16] = { 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128 };
+	uint8x16_t v = vreinterpretq_u8_u32(vdupq_n_u32(pf_rd_u32(qh)));
+	uint8x16_t b = vld1q_u8(bits);
+	*lo = vtstq_u8(vqtbl1q_u8(v, vld1q_u8(spread_lo)), b);
+	*hi = vtstq_u8(vqtbl1q_u8(v, vld1q_u8(spread_hi)), b);
+}
+
+static inline int32x4_t dot_block(struct levels q, const int8_t *x)
+{
+	return dot16(dot16(vdupq_n_s32(0), q.lo, ld_s8(x)), q.hi, ld_s8(x + 16));
+}
+
+static inline float32x4_t scaled(float32x4_t acc, int32x4_t isum, float d)
+{
+	return vfmaq_n_f32(acc, vcvtq_f32_s32(isum), d);
+}
+
+static inline struct levels q8_0_levels(const struct pf_block_q8_0 *b)
+{
+	return (struct levels){ ld_s8(b->qs), ld_s8(b->qs + 16) };
+}
+
+static inline struct levels q4_0_levels(const struct pf_block_q4_0 *b)
+{
+	struct levels q = nibbles(b->qs);
+	q.lo = vsubq_s8(q.lo, vdupq_n_s8(8));
+	q.hi = vsubq_s8(q.hi, vdupq_n_s8(8));
+	return q;
+}
+
+/* Level minus 16 without a subtraction: where the fifth bit is clear the
+ * top nibble becomes 0xf, which reads as nibble - 16 in int8. */
+static inline struct levels q5_0_levels(const struct pf_block_q5_0 *b)
+{
+	struct levels q = nibbles(b->qs);
+	uint8x16_t hl, hh;
+	expand_bits(b->qh, &hl, &hh);
+	const uint8x16_t f0 = vdupq_n_u8(0xf0);
+	q.lo = vorrq_s8(q.lo, vreinterpretq_s8_u8(vbicq_u8(f0, hl)));
+	q.hi = vorrq_s8(q.hi, vreinterpretq_s8_u8(vbicq_u8(f0, hh)));
+	return q;
+}
+
+static inline struct levels q5_1_levels(const struct pf_block_q5_1 *b)
+{
+	struct levels q = nibbles(b->qs);
+	uint8x16_t hl, hh;
+	expand_bits(b->qh, &hl, &hh);
+	const uint8x16_t b4 = vdupq_n_u8(0x10);
+	q.lo = vorrq_s8(q.lo, vreinterpretq_s8_u8(vandq_u8(hl, b4)));
+	q.hi = vorrq_s8(q.hi, vreinterpretq_s8_u8(vandq_u8(hh, b4)));
+	return q;
+}
+
+/* Kernels for activations in Q8_0 (symmetric weights) and Q8_1 (weights
+ * with an offset m, whose term m * sum(x) is the activations' s). */
+#define DOT_Q8_0(name, wtype, levels_fn) \
+	void pf_##name##_dot_neon(int n, float *s, const void *w, const void *x) \
+	{ \
+		const struct wtype *bw = w; \
+		const struct pf_block_q8_0 *bx = x; \
+		float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = acc0; \
+		int nb = n / QK, i = 0; \
+		for (; i + 1 < nb; i += 2) { \
+			acc0 = scaled(acc0, dot_block(levels_fn(bw + i), bx[i].qs), \
+				ld_f16(bw[i].d) * ld_f16(bx[i].d)); \
+			acc1 = scaled(acc1, dot_block(levels_fn(bw + i + 1), bx[i + 1].qs), \
+				ld_f16(bw[i + 1].d) * ld_f16(bx[i + 1].d)); \
+		} \
+		if (i < nb) \
+			acc0 = scaled(acc0, dot_block(levels_fn(bw + i), bx[i].qs), \
+				ld_f16(bw[i].d) * ld_f16(bx[i].d)); \
+		*s = vaddvq_f32(vaddq_f32(acc0, acc1)); \
+	}
+
+#define DOT_Q8_1(name, wtype, levels_fn) \
+	void pf_##name##_dot_neon(int n, float *s, const void *w, const void *x) \
+	{ \
+		const struct wtype *bw = w; \
+		const struct pf_block_q8_1 *bx = x; \
+		float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = acc0; \
+		float offs = 0.0f; \
+		int nb = n / QK, i = 0; \
+		for (; i + 1 < nb; i += 2) { \
+			acc0 = scaled(acc0, dot_block(levels_fn(bw + i), bx[i].qs), \
+				ld_f16(bw[i].d) * ld_f16(bx[i].d)); \
+			acc1 = scaled(acc1, dot_block(levels_fn(bw + i + 1), bx[i + 1].qs), \
+				ld_f16(bw[i + 1].d) * ld_f16(bx[i + 1].d)); \
+			offs += ld_f16(bw[i].m) * ld_f16(bx[i].s) + \
+				ld_f16(bw[i + 1].m) * ld_f16(bx[i + 1].s); \
+		} \
+		if (i < nb) { \
+			acc0 = scaled(acc0, dot_block(levels_fn(bw + i), bx[i].qs), \
+				ld_f16(bw[i].d) * ld_f16(bx[i].d)); \
+			offs += ld_f16(bw[i].m) * ld_f16(bx[i].s); \
+		} \
+		*s = vaddvq_f32(vaddq_f32(acc0, acc1)) + offs; \
+	}
+
+static inline struct levels q4_1_levels(const struct pf_block_q4_1 *b)
+{
+	return nibbles(b->qs);
+}
+
+DOT_Q8_0(q8_0, pf_block_q8_0, q8_0_levels)
+DOT_Q8_0(q4_0, pf_block_q4_0, q4_0_levels)
+DOT_Q8_0(q5_0, pf_block_q5_0, q5_0_levels)
+DOT_Q8_1(q4_1, pf_block_q4_1, q4_1_levels)
+DOT_Q8_1(q5_1, pf_block_q5_1, q5_1_levels)
+
+/* ---- K formats: exact int32 sums per super-block, scaled once ---- */
+
+static inline int16x8_t ld_s16x8(const uint8_t *p)
+{
+	return vreinterpretq_s16_u8(vld1q_u8(p));
+}
+
+/* sum over sub-blocks j of m[j] times the sum of the activations in j (two
+ * Q8_K bsums each). */
+static inline int32_t k4_offsets(const uint8_t *m, const struct pf_block_q8_k *bx)
+{
+	int16x8_t pairs = vpaddq_s16(ld_s16x8(bx->bsums[0]), ld_s16x8(bx->bsums[8]));
+	int16x8_t mins = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(m)));
+	int32x4_t p = vmull_s16(vget_low_s16(pairs), vget_low_s16(mins));
+	p = vmlal_high_s16(p, pairs, mins);
+	return vaddvq_s32(p);
+}
+
+static inline int32x4_t dot32(const int8x16_t *q, const int8_t *x)
+{
+	return dot16(dot16(vdupq_n_s32(0), q[0], ld_s8(x)), q[1], ld_s8(x + 16));
+}
+
+void pf_q4_k_dot_neon(int n, float *s, const void *w, const void *x)
+{
+	const struct pf_block_q4_k *bw = w;
+	const struct pf_block_q8_k *bx = x;
+	const uint8x16_t m4 = vdupq_n_u8(0x0f);
+	float sum = 0.0f;
+	for (int i = 0; i < n / QK_K; i++, bw++, bx++) {
+		uint8_t sc[8], m[8];
+		pf_k4_scales(bw->scales, sc, m);
+		int32x4_t acc0 = vdupq_n_s32(0), acc1 = acc0;
+		for (int c = 0; c < 4; c++) {
+			uint8x16_t v0 = vld1q_u8(bw->qs + 32 * c), v1 = vld1q_u8(bw->qs + 32 * c + 16);
+			int8x16_t lo[2] = { vreinterpretq_s8_u8(vandq_u8(v0, m4)), vreinterpretq_s8_u8(vandq_u8(v1, m4)) };
+			int8x16_t hi[2] = { vreinterpretq_s8_u8(vshrq_n_u8(v0, 4)), vreinterpretq_s8_u8(vshrq_n_u8(v1, 4)) };
+			acc0 = vmlaq_n_s32(acc0, dot32(lo, bx->qs + 64 * c), sc[2 * c]);
+			acc1 = vmlaq_n_s32(acc1, dot32(hi, bx->qs + 64 * c + 32), sc[2 * c + 1]);
+		}
+		float dx = pf_rd_f32(bx->d);
+		sum += dx * (ld_f16(bw->d) * (float)vaddvq_s32(vaddq_s32(acc0, acc1)) -
+			ld_f16(bw->dmin) * (float)k4_offsets(m, bx));
+	}
+	*s = sum;
+}
+
+/* The fifth bits of chunk c's halves are bits 2c and 2c+1 of qh. */
+void pf_q5_k_dot_neon(int n, float *s, const void *w, const void *x)
+{
+	const struct pf_block_q5_k *bw = w;
+	const struct pf_block_q8_k *bx = x;
+	const uint8x16_t m4 = vdupq_n_u8(0x0f), b4 = vdupq_n_u8(0x10);
+	float sum = 0.0f;
+	for (int i = 0; i < n / QK_K; i++, bw++, bx++) {
+		uint8_t sc[8], m[8];
+		pf_k4_scales(bw->scales, sc, m);
+		uint8x16_t h0 = vld1q_u8(bw->qh), h1 = vld1q_u8(bw->qh + 16);
+		int32x4_t acc0 = vdupq_n_s32(0), acc1 = acc0;
+		for (int c = 0; c < 4; c++) {
+			uint8x16_t v0 = vld1q_u8(bw->qs + 32 * c), v1 = vld1q_u8(bw->qs + 32 * c + 16);
+			uint8x16_t bl = vdupq_n_u8((uint8_t)(1 << (2 * c))), bh = vdupq_n_u8((uint8_t)(2 << (2 * c)));
+			int8x16_t lo[2] = {
+				vreinterpretq_s8_u8(vorrq_u8(vandq_u8(v0, m4), vandq_u8(vtstq_u8(h0, bl), b4))),
+				vreinterpretq_s8_u8(vorrq_u8(vandq_u8(v1, m4), vandq_u8(vtstq_u8(h1, bl), b4))),
+			};
+			int8x16_t hi[2] = {
+				vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(v0, 4), vandq_u8(vtstq_u8(h0, bh), b4))),
+				vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(v1, 4), vandq_u8(vtstq_u8(h1, bh), b4))),
+			};
+			acc0 = vmlaq_n_s32(acc0, dot32(lo, bx->qs + 64 * c), sc[2 * c]);
+			acc1 = vmlaq_n_s32(acc1, dot32(hi, bx->qs + 64 * c + 32), sc[2 * c + 1]);
+		}
+		float dx = pf_rd_f32(bx->d);
+		sum += dx * (ld_f16(bw->d) * (float)vaddvq_s32(vaddq_s32(acc0, acc1)) -
+			ld_f16(bw->dmin) * (float)k4_offsets(m, bx));
+	}
+	*s = sum;
+}
+
+/* Levels minus 32 fit int8, so each 16-element sub-block is one signed dot
+ * times its scale. */
+void pf_q6_k_dot_neon(int n, float *s, const void *w, const void *x)
+{
+	const struct pf_block_q6_k *bw = w;
+	const struct pf_block_q8_k *bx = x;
+	const uint8x16_t m4 = vdupq_n_u8(0x0f), m30 = vdupq_n_u8(0x30);
+	const int8x16_t off = vdupq_n_s8(32);
+	float sum = 0.0f;
+	for (int i = 0; i < n / QK_K; i++, bw++, bx++) {
+		int32x4_t acc0 = vdupq_n_s32(0), acc1 = acc0;
+		for (int h = 0; h < 2; h++) {
+			const uint8_t *ql = bw->ql + 64 * h, *qh = bw->qh + 32 * h;
+			const int8_t *xq = bx->qs + 128 * h, *sc = bw->scales + 8 * h;
+			uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16);
+			uint8x16_t l2 = vld1q_u8(ql + 32), l3 = vld1q_u8(ql + 48);
+			uint8x16_t h0 = vld1q_u8(qh), h1 = vld1q_u8(qh + 16);
+			/* Sub-blocks in element order: 16 levels each. */
+			uint8x16_t q[8] = {
+				vorrq_u8(vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(h0, 4), m30)),
+				vorrq_u8(vandq_u8(l1, m4), vandq_u8(vshlq_n_u8(h1, 4), m30)),
+				vorrq_u8(vandq_u8(l2, m4), vandq_u8(vshlq_n_u8(h0, 2), m30)),
+				vorrq_u8(vandq_u8(l3, m4), vandq_u8(vshlq_n_u8(h1, 2), m30)),
+				vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h0, m30)),
+				vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(h1, m30)),
+				vorrq_u8(vshrq_n_u8(l2, 4), vandq_u8(vshrq_n_u8(h0, 2), m30)),
+				vorrq_u8(vshrq_n_u8(l3, 4), vandq_u8(vshrq_n_u8(h1, 2), m30)),
+			};
+			for (int k = 0; k < 8; k += 2) {
+				int8x16_t q0 = vsubq_s8(vreinterpretq_s8_u8(q[k]), off);
+				int8x16_t q1 = vsubq_s8(vreinterpretq_s8_u8(q[k + 1]), off);
+				acc0 = vmlaq_n_s32(acc0, dot16(vdupq_n_s32(0), q0, ld_s8(xq + 16 * k)), sc[k]);
+				acc1 = vmlaq_n_s32(acc1, dot16(vdupq_n_s32(0), q1, ld_s8(xq + 16 * k + 16)), sc[k + 1]);
+			}
+		}
+		sum += ld_f16(bw->d) * pf_rd_f32(bx->d) * (float)vaddvq_s32(vaddq_s32(acc0, acc1));
+	}
+	*s = sum;
+}
+
+#else
+/* Keeps the translation unit non-empty on other architectures. */
+typedef int pf_quant_neon_unused;
+#endif

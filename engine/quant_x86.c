@@ -1,0 +1,394 @@
+/* AVX2 dot kernels for x86-64. The library is built without -m flags, so
+ * every function that uses the instructions carries a target attribute and
+ * quant.c only calls them after checking the CPU at run time.
+ *
+ * The integer kernels multiply weight levels with int8 activations using
+ * vpmaddubsw, which needs one unsigned and one signed operand and saturates
+ * pair sums at int16: each kernel notes why its ranges stay clear of that. */
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+
+#include "quant_internal.h"
+
+#define TARGET __attribute__((target("avx2,fma,f16c")))
+
+TARGET static inline float hsum128(__m128 v)
+{
+	v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+	v = _mm_add_ss(v, _mm_movehdup_ps(v));
+	return _mm_cvtss_f32(v);
+}
+
+TARGET static inline float hsum(__m256 v)
+{
+	return hsum128(_mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)));
+}
+
+TARGET static inline float ld_f16(const uint8_t *p)
+{
+	return _cvtsh_ss(pf_rd_u16(p));
+}
+
+TARGET static inline __m256i load256(const void *p)
+{
+	return _mm256_loadu_si256((const __m256i *)p);
+}
+
+TARGET static inline __m128i load128(const void *p)
+{
+	return _mm_loadu_si128((const __m128i *)p);
+}
+
+/* ---- float formats: four independent accumulators hide the FMA latency ---- */
+
+TARGET void pf_f32_dot_avx2(int n, float *s, const void *w, const void *x)
+{
+	const float *pw = w, *px = x;
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	int i = 0;
+	for (; i + 32 <= n; i += 32) {
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(pw + i), _mm256_loadu_ps(px + i), a0);
+		a1 = _mm256_fmadd_ps(_mm256_loadu_ps(pw + i + 8), _mm256_loadu_ps(px + i + 8), a1);
+		a2 = _mm256_fmadd_ps(_mm256_loadu_ps(pw + i + 16), _mm256_loadu_ps(px + i + 16), a2);
+		a3 = _mm256_fmadd_ps(_mm256_loadu_ps(pw + i + 24), _mm256_loadu_ps(px + i + 24), a3);
+	}
+	for (; i + 8 <= n; i += 8)
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(pw + i), _mm256_loadu_ps(px + i), a0);
+	float sum = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+	for (; i < n; i++)
+		sum += pf_rd_f32((const uint8_t *)w + 4 * i) * pf_rd_f32((const uint8_t *)x + 4 * i);
+	*s = sum;
+}
+
+TARGET static inline __m256 load_f16x8(const uint8_t *p)
+{
+	return _mm256_cvtph_ps(load128(p));
+}
+
+TARGET void pf_f16_dot_avx2(int n, float *s, const void *w, const void *x)
+{
+	const uint8_t *pw = w;
+	const float *px = x;
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	int i = 0;
+	for (; i + 32 <= n; i += 32) {
+		a0 = _mm256_fmadd_ps(load_f16x8(pw + 2 * i), _mm256_loadu_ps(px + i), a0);
+		a1 = _mm256_fmadd_ps(load_f16x8(pw + 2 * i + 16), _mm256_loadu_ps(px + i + 8), a1);
+		a2 = _mm256_fmadd_ps(load_f16x8(pw + 2 * i + 32), _mm256_loadu_ps(px + i + 16), a2);
+		a3 = _mm256_fmadd_ps(load_f16x8(pw + 2 * i + 48), _mm256_loadu_ps(px + i + 24), a3);
+	}
+	for (; i + 8 <= n; i += 8)
+		a0 = _mm256_fmadd_ps(load_f16x8(pw + 2 * i), _mm256_loadu_ps(px + i), a0);
+	float sum = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+	for (; i < n; i++)
+		sum += ld_f16(pw + 2 * i) * px[i];
+	*s = sum;
+}
+
+/* bf16 is the top half of a float: widen and shift. */
+TARGET static inline __m256 load_bf16x8(const uint8_t *p)
+{
+	__m256i v = _mm256_cvtepu16_epi32(load128(p));
+	return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+TARGET void pf_bf16_dot_avx2(int n, float *s, const void *w, const void *x)
+{
+	const uint8_t *pw = w;
+	const float *px = x;
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	int i = 0;
+	for (; i + 32 <= n; i += 32) {
+		a0 = _mm256_fmadd_ps(load_bf16x8(pw + 2 * i), _mm256_loadu_ps(px + i), a0);
+		a1 = _mm256_fmadd_ps(load_bf16x8(pw + 2 * i + 16), _mm256_loadu_ps(px + i + 8), a1);
+		a2 = _mm256_fmadd_ps(load_bf16x8(pw + 2 * i + 32), _mm256_loadu_ps(px + i + 16), a2);
+		a3 = _mm256_fmadd_ps(load_bf16x8(pw + 2 * i + 48), _mm256_loadu_ps(px + i + 24), a3);
+	}
+	for (; i + 8 <= n; i += 8)
+		a0 = _mm256_fmadd_ps(load_bf16x8(pw + 2 * i), _mm256_loadu_ps(px + i), a0);
+	float sum = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+	for (; i < n; i++)
+		sum += pf_bf16_to_fp32(pf_rd_u16(pw + 2 * i)) * px[i];
+	*s = sum;
+}
+
+/* ---- 32-element formats ---- */
+
+/* Sum of products of two int8 vectors, in 8 float lanes. vpmaddubsw wants
+ * its first operand unsigned, so the sign of a moves onto b. Safe as long as
+ * b has no -128 (whose negation wraps): b is always Q8_0 activations, which
+ * stop at -127, and |a| <= 128 keeps pair sums <= 2*128*127 < 32768. */
+TARGET static inline __m256 dot_i8(__m256i a, __m256i b)
+{
+	__m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+	return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+/* Same for unsigned a (levels of at most 5 bits, no saturation). */
+TARGET static inline __m256 dot_u8_i8(__m256i a, __m256i b)
+{
+	__m256i p = _mm256_maddubs_epi16(a, b);
+	return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+/* 16 bytes of packed nibbles to 32 levels in element order: low nibbles in
+ * the first lane, high nibbles in the second. */
+TARGET static inline __m256i unpack_nibbles(const uint8_t *qs)
+{
+	__m128i v = load128(qs);
+	__m256i both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+	return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+}
+
+/* Byte j is 0xff when bit j of bits is set: each byte gathers the qh byte
+ * holding its bit, then tests its own bit. */
+TARGET static inline __m256i expand_bits(const uint8_t *qh)
+{
+	const __m256i spread = _mm256_setr_epi8(
+		0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+		2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+	const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+	__m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)pf_rd_u32(qh)), spread);
+	return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+/* Two blocks per iteration into separate accumulators, so two independent
+ * FMA chains are in flight; the tail block (odd count) goes to the first. */
+#define BLOCK_LOOP(nb, body) \
+	do { \
+		int i_ = 0; \
+		for (; i_ + 1 < (nb); i_ += 2) { \
+			body(i_, acc0); \
+			body(i_ + 1, acc1); \
+		} \
+		if (i_ < (nb)) \
+			body(i_, acc0); \
+	} while (0)
+
+TARGET void pf_q8_0_dot_avx2(int n, float *s, const void *w, const void *x)
+{
+	const struct pf_block_q8_0 *bw = w, *bx = x;
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+#define Q8_0_BLOCK(i, acc) \
+	acc = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(bw[i].d) * ld_f16(bx[i].d)), \
+		dot_i8(load256(bw[i].qs), load256(bx[i].qs)), acc)
+	BLOCK_LOOP(n / QK, Q8_0_BLOCK);
+#undef Q8_0_BLOCK
+	*s = hsum(_mm256_add_ps(acc0, acc1));
+}
+
+TARGET void pf_q4_0_dot_avx2(int n, float *s, const void *w, const void *x)
+{
+	const struct pf_block_q4_0 *bw = w;
+	const struct pf_block_q8_0 *bx = x;
+	const __m256i eight = _mm256_set1_epi8(8);
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+#define Q4_0_BLOCK(i, acc) \
+	acc = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(bw[i].d) * ld_f16(bx[i].d)), \
+		dot_i8(_mm256_sub_epi8(unpack_nibbles(bw[i].qs), eight), load256(bx[i].qs)), acc)
+	BLOCK_LOOP(n / QK, Q4_0_BLOCK);
+#undef Q4_0_BLOCK
+	*s = hsum(_mm256_add_ps(acc0, acc1));
+}
+
+/* The offset term m * sum(x) comes from the activations' precomputed s. */
+TARGET void pf_q4_1_dot_avx2(int n, float *s, const void *w, const void *x)
+{
+	const struct pf_block_q4_1 *bw = w;
+	const struct pf_block_q8_1 *bx = x;
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+	float offs = 0.0f;
+#define Q4_1_BLOCK(i, acc) \
+	do { \
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(bw[i].d) * ld_f16(bx[i].d)), \
+			dot_u8_i8(unpack_nibbles(bw[i].qs), load256(bx[i].qs)), acc); \
+		offs += ld_f16(bw[i].m) * ld_f16(bx[i].s); \
+	} while (0)
+	BLOCK_LOOP(n / QK, Q4_1_BLOCK);
+#undef Q4_1_BLOCK
+	*s = hsum(_mm256_add_ps(acc0, acc1)) + offs;
+}
+
+/* Level minus 16 without a subtraction: where the fifth bit is clear, the
+ * byte gets 0xf0 in its top nibble, which reads as nibble - 16 in int8;
+ * where it is set, the nibble alone is (nibble + 16) - 16. */
+TARGET void pf_q5_0_dot_avx2(int n, float *s, const void *w, const void *x)
+{
+	const struct pf_block_q5_0 *bw = w;
+	const struct pf_block_q8_0 *bx = x;
+	const __m256i f0 = _mm256_set1_epi8((char)0xf0);
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+#define Q5_0_BLOCK(i, acc) \
+	acc = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(bw[i].d) * ld_f16(bx[i].d)), \
+		dot_i8(_mm256_or_si256(unpack_nibbles(bw[i].qs), \
+				_mm256_andnot_si256(expand_bits(bw[i].qh), f0)), \
+			load256(bx[i].qs)), acc)
+	BLOCK_LOOP(n / QK, Q5_0_BLOCK);
+#undef Q5_0_BLOCK
+	*s = hsum(_mm256_add_ps(acc0, acc1));
+}
+
+TARGET void pf_q5_1_dot_avx2(int n, float *s, const void *w, const void *x)
+{
+	const struct pf_block_q5_1 *bw = w;
+	const struct pf_block_q8_1 *bx = x;
+	const __m256i b4 = _mm256_set1_epi8(0x10);
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+	float offs = 0.0f;
+#define Q5_1_BLOCK(i, acc) \
+	do { \
+		__m256i q_ = _mm256_or_si256(unpack_nibbles(bw[i].qs), \
+			_mm256_and_si256(expand_bits(bw[i].qh), b4)); \
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(bw[i].d) * ld_f16(bx[i].d)), \
+			dot_u8_i8(q_, load256(bx[i].qs)), acc); \
+		offs += ld_f16(bw[i].m) * ld_f16(bx[i].s); \
+	} while (0)
+	BLOCK_LOOP(n / QK, Q5_1_BLOCK);
+#undef Q5_1_BLOCK
+	*s = hsum(_mm256_add_ps(acc0, acc1)) + offs;
+}
+
+/* ---- K formats ----
+ *
+ * Per super-block the integer sums stay exact in int32 and are scaled once.
+ * Weight levels are unsigned (at most 6 bits), so vpmaddubsw pairs stay
+ * within 2*63*128 < 32768 even for Q8_K's -128. */
+
+/* Broadcasts 16-bit lane k of each 128-bit half of v across that half. */
+TARGET static inline __m256i bcast16(__m256i v, int k)
+{
+	return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)((2 * k + 1) << 8 | 2 * k)));
+}
+
+/* Q4_K/Q5_K's offset term: dmin * sum over sub-blocks of m[j] times the sum
+ * of the activations in sub-block j (two Q8_K bsums each). */
+TARGET static inline __m128 k4_offsets(const uint8_t *m, const struct pf_block_q8_k *bx)
+{
+	__m128i pairs = _mm_hadd_epi16(load128(bx->bsums[0]), load128(bx->bsums[8]));
+	__m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)m));
+	return _mm_cvtepi32_ps(_mm_madd_epi16(pairs, mins));
+}
+
+/* Sub-block scales as 16-bit lanes, the same 8 in both halves. */
+TARGET static inline __m256i k4_scale_lanes(const uint8_t *sc)
+{
+	return _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+}
+
+TARGET void pf_q4_k_dot_avx2(int n, float *s, const void *w, const void *x)
+{
+	const struct pf_block_q4_k *bw = w;
+	const struct pf_block_q8_k *bx = x;
+	const __m256i m4 = _mm256_set1_epi8(0x0f);
+	__m256 acc = _mm256_setzero_ps();
+	__m128 acc_off = _mm_setzero_ps();
+	for (int i = 0; i < n / QK_K; i++, bw++, bx++) {
+		float dx = pf_rd_f32(bx->d);
+		uint8_t sc[8], m[8];
+		pf_k4_scales(bw->scales, sc, m);
+		acc_off = _mm_fmadd_ps(_mm_set1_ps(ld_f16(bw->dmin) * dx), k4_offsets(m, bx), acc_off);
+		__m256i scales = k4_scale_lanes(sc);
+		/* Two sums so consecutive chunks do not wait on each other. */
+		__m256i sum0 = _mm256_setzero_si256(), sum1 = sum0;
+		for (int c = 0; c < 4; c++) {
+			__m256i q = load256(bw->qs + 32 * c);
+			__m256i plo = _mm256_maddubs_epi16(_mm256_and_si256(q, m4), load256(bx->qs + 64 * c));
+			__m256i phi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+				load256(bx->qs + 64 * c + 32));
+			sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(plo, bcast16(scales, 2 * c)));
+			sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(phi, bcast16(scales, 2 * c + 1)));
+		}
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(bw->d) * dx),
+			_mm256_cvtepi32_ps(_mm256_add_epi32(sum0, sum1)), acc);
+	}
+	*s = hsum(acc) - hsum128(acc_off);
+}
+
+/* The fifth bits of chunk c's two halves are bits 2c and 2c+1 of qh: shift
+ * qh right one bit per half and take bit 0 of each byte (the 16-bit shift
+ * only ever pollutes bit 7). */
+TARGET void pf_q5_k_dot_avx2(int n, float *s, const void *w, const void *x)
+{
+	const struct pf_block_q5_k *bw = w;
+	const struct pf_block_q8_k *bx = x;
+	const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+	__m256 acc = _mm256_setzero_ps();
+	__m128 acc_off = _mm_setzero_ps();
+	for (int i = 0; i < n / QK_K; i++, bw++, bx++) {
+		float dx = pf_rd_f32(bx->d);
+		uint8_t sc[8], m[8];
+		pf_k4_scales(bw->scales, sc, m);
+		acc_off = _mm_fmadd_ps(_mm_set1_ps(ld_f16(bw->dmin) * dx), k4_offsets(m, bx), acc_off);
+		__m256i scales = k4_scale_lanes(sc);
+		__m256i hb = load256(bw->qh);
+		__m256i sum0 = _mm256_setzero_si256(), sum1 = sum0;
+		for (int c = 0; c < 4; c++) {
+			__m256i q = load256(bw->qs + 32 * c);
+			__m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4),
+				_mm256_slli_epi16(_mm256_and_si256(hb, one), 4));
+			hb = _mm256_srli_epi16(hb, 1);
+			__m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+				_mm256_slli_epi16(_mm256_and_si256(hb, one), 4));
+			hb = _mm256_srli_epi16(hb, 1);
+			__m256i plo = _mm256_maddubs_epi16(lo, load256(bx->qs + 64 * c));
+			__m256i phi = _mm256_maddubs_epi16(hi, load256(bx->qs + 64 * c + 32));
+			sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(plo, bcast16(scales, 2 * c)));
+			sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(phi, bcast16(scales, 2 * c + 1)));
+		}
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(bw->d) * dx),
+			_mm256_cvtepi32_ps(_mm256_add_epi32(sum0, sum1)), acc);
+	}
+	*s = hsum(acc) - hsum128(acc_off);
+}
+
+/* Levels are used unsigned (0..63); the -32 offset is applied once per
+ * super-block as 32 * sum(scales[j] * bsums[j]). A 32-element group covers
+ * two 16-element sub-blocks: its first 128-bit half takes scale 2g, its
+ * second 2g+1. */
+TARGET void pf_q6_k_dot_avx2(int n, float *s, const void *w, const void *x)
+{
+	const struct pf_block_q6_k *bw = w;
+	const struct pf_block_q8_k *bx = x;
+	const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+	__m256 acc = _mm256_setzero_ps();
+	for (int i = 0; i < n / QK_K; i++, bw++, bx++) {
+		__m256i sum0 = _mm256_setzero_si256(), sum1 = sum0;
+		for (int h = 0; h < 2; h++) {
+			const uint8_t *ql = bw->ql + 64 * h;
+			const int8_t *xq = bx->qs + 128 * h;
+			__m256i l0 = load256(ql), l1 = load256(ql + 32), hh = load256(bw->qh + 32 * h);
+			__m256i q[4] = {
+				_mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hh, 4), m30)),
+				_mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hh, 2), m30)),
+				_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hh, m30)),
+				_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+					_mm256_and_si256(_mm256_srli_epi16(hh, 2), m30)),
+			};
+			__m256i scales = _mm256_broadcastsi128_si256(
+				_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(bw->scales + 8 * h))));
+			for (int g = 0; g < 4; g++) {
+				__m256i p = _mm256_maddubs_epi16(q[g], load256(xq + 32 * g));
+				__m256i sel = _mm256_set_m128i(
+					_mm_set1_epi16((short)((4 * g + 3) << 8 | (4 * g + 2))),
+					_mm_set1_epi16((short)((4 * g + 1) << 8 | 4 * g)));
+				__m256i t = _mm256_madd_epi16(p, _mm256_shuffle_epi8(scales, sel));
+				if (g & 1)
+					sum1 = _mm256_add_epi32(sum1, t);
+				else
+					sum0 = _mm256_add_epi32(sum0, t);
+			}
+		}
+		__m256i all_scales = _mm256_cvtepi8_epi16(load128(bw->scales));
+		__m256i offset = _mm256_madd_epi16(load256(bx->bsums), all_scales);
+		__m256i sumi = _mm256_sub_epi32(_mm256_add_epi32(sum0, sum1), _mm256_slli_epi32(offset, 5));
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(bw->d) * pf_rd_f32(bx->d)),
+			_mm256_cvtepi32_ps(sumi), acc);
+	}
+	*s = hsum(acc);
+}
+
+#else
+/* Keeps the translation unit non-empty on other architectures. */
+typedef int pf_quant_x86_unused;
+#endif

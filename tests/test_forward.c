@@ -1,0 +1,217 @@
+/* The forward pass against llama2.c's float32 reference on stories260K:
+ * greedy tokens, logits, and agreement between the decode and prefill paths
+ * and between thread counts. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pinfer.h"
+
+#define N_GREEDY 200
+
+static struct pinfer_model *model;
+static int32_t ref_ids[N_GREEDY];
+static float ref_logits[4][512];
+
+static void load_refs(void)
+{
+	char *text = read_file(shared_path("models/stories260K/ref/greedy_n200.tokens"), NULL);
+	int n = 0;
+	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+		if (line[0] == '#')
+			continue;
+		for (char *tok = strtok(line, " "); tok && n < N_GREEDY; tok = strtok(NULL, " "))
+			ref_ids[n++] = atoi(tok);
+		break;
+	}
+	free(text);
+	assert_int_equal(n, N_GREEDY);
+
+	text = read_file(shared_path("models/stories260K/ref/logits_pos0-3.txt"), NULL);
+	char *p = text;
+	for (int pos = 0; pos < 4; pos++) {
+		p = strchr(p, ':');
+		assert_non_null(p);
+		p++;
+		for (int i = 0; i < 512; i++)
+			ref_logits[pos][i] = strtof(p, &p);
+	}
+	free(text);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	struct pf_err err;
+	if (pinfer_model_open(&model, shared_path("models/stories260K/stories260K.gguf"), NULL, &err)) {
+		fprintf(stderr, "%s\n", err.msg);
+		return -1;
+	}
+	load_refs();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	pinfer_model_free(model);
+	return 0;
+}
+
+static struct pinfer_ctx *new_ctx(int n_threads, int n_batch, bool all_logits)
+{
+	struct pinfer_ctx_params p;
+	pinfer_ctx_params_default(&p);
+	p.n_threads = n_threads;
+	p.n_batch = n_batch;
+	p.all_logits = all_logits;
+	struct pinfer_ctx *c;
+	struct pf_err err;
+	if (pinfer_ctx_new(&c, model, &p, &err))
+		fail_msg("%s", err.msg);
+	return c;
+}
+
+static int argmax(const float *x, int n)
+{
+	int best = 0;
+	for (int i = 1; i < n; i++)
+		if (x[i] > x[best])
+			best = i;
+	return best;
+}
+
+static void greedy(int n_threads, int32_t *out)
+{
+	struct pinfer_ctx *c = new_ctx(n_threads, 0, false);
+	int32_t tok = pinfer_token_bos(model);
+	assert_int_equal(tok, 1);
+	for (int i = 0; i < N_GREEDY; i++) {
+		assert_int_equal(pinfer_eval(c, &tok, 1, NULL), 0);
+		tok = argmax(pinfer_logits(c, -1), 512);
+		out[i] = tok;
+	}
+	pinfer_ctx_free(c);
+}
+
+static void test_greedy_matches_llama2c(void **state)
+{
+	(void)state;
+	int32_t ids[N_GREEDY];
+	greedy(1, ids);
+	for (int i = 0; i < N_GREEDY; i++)
+		if (ids[i] != ref_ids[i])
+			fail_msg("token %d: got %d, llama2.c %d", i, ids[i], ref_ids[i]);
+}
+
+static void test_greedy_two_threads(void **state)
+{
+	(void)state;
+	int32_t ids[N_GREEDY];
+	greedy(2, ids);
+	assert_memory_equal(ids, ref_ids, sizeof(ids));
+}
+
+static void check_logits(const float *got, int pos)
+{
+	for (int i = 0; i < 512; i++)
+		if (fabsf(got[i] - ref_logits[pos][i]) > 1e-4f)
+			fail_msg("pos %d logit %d: got %.6f, llama2.c %.6f", pos, i, got[i],
+				 ref_logits[pos][i]);
+}
+
+static void test_logits_decode(void **state)
+{
+	(void)state;
+	struct pinfer_ctx *c = new_ctx(2, 0, false);
+	int32_t seq[4] = { 1, ref_ids[0], ref_ids[1], ref_ids[2] };
+	for (int pos = 0; pos < 4; pos++) {
+		assert_int_equal(pinfer_eval(c, &seq[pos], 1, NULL), 0);
+		check_logits(pinfer_logits(c, -1), pos);
+	}
+	pinfer_ctx_free(c);
+}
+
+static void test_logits_prefill(void **state)
+{
+	(void)state;
+	struct pinfer_ctx *c = new_ctx(2, 16, true);
+	int32_t seq[4] = { 1, ref_ids[0], ref_ids[1], ref_ids[2] };
+	assert_int_equal(pinfer_eval(c, seq, 4, NULL), 0);
+	for (int pos = 0; pos < 4; pos++)
+		check_logits(pinfer_logits(c, pos), pos);
+	assert_null(pinfer_logits(c, 4));
+	pinfer_ctx_free(c);
+}
+
+/* A long prompt in uneven batches continues exactly like the greedy run. */
+static void test_chunked_prefill_then_decode(void **state)
+{
+	(void)state;
+	struct pinfer_ctx *c = new_ctx(2, 7, false);
+	int32_t seq[101];
+	seq[0] = 1;
+	memcpy(seq + 1, ref_ids, 100 * sizeof(int32_t));
+	assert_int_equal(pinfer_eval(c, seq, 101, NULL), 0);
+	assert_int_equal(pinfer_ctx_pos(c), 101);
+	int32_t tok = argmax(pinfer_logits(c, -1), 512);
+	assert_int_equal(tok, ref_ids[100]);
+	for (int i = 101; i < N_GREEDY; i++) {
+		assert_int_equal(pinfer_eval(c, &tok, 1, NULL), 0);
+		tok = argmax(pinfer_logits(c, -1), 512);
+		assert_int_equal(tok, ref_ids[i]);
+	}
+	pinfer_ctx_free(c);
+}
+
+static void test_truncate_and_reuse(void **state)
+{
+	(void)state;
+	struct pinfer_ctx *c = new_ctx(1, 0, false);
+	int32_t seq[4] = { 1, ref_ids[0], ref_ids[1], ref_ids[2] };
+	int32_t other[2] = { 300, 301 };
+	assert_int_equal(pinfer_eval(c, seq, 2, NULL), 0);
+	assert_int_equal(pinfer_eval(c, other, 2, NULL), 0);
+	pinfer_ctx_truncate(c, 2);
+	assert_int_equal(pinfer_eval(c, seq + 2, 2, NULL), 0);
+	check_logits(pinfer_logits(c, -1), 3);
+	pinfer_ctx_free(c);
+}
+
+static void test_eval_errors(void **state)
+{
+	(void)state;
+	struct pinfer_ctx_params p;
+	pinfer_ctx_params_default(&p);
+	p.n_ctx = 4;
+	struct pinfer_ctx *c;
+	struct pf_err err;
+	assert_int_equal(pinfer_ctx_new(&c, model, &p, &err), 0);
+	int32_t bad = 512;
+	assert_true(pinfer_eval(c, &bad, 1, &err) < 0);
+	assert_non_null(strstr(err.msg, "outside the vocabulary"));
+	int32_t seq[5] = { 1, 2, 3, 4, 5 };
+	assert_true(pinfer_eval(c, seq, 5, &err) < 0);
+	assert_non_null(strstr(err.msg, "context full"));
+	assert_int_equal(pinfer_ctx_pos(c), 0);
+	assert_int_equal(pinfer_eval(c, seq, 4, &err), 0);
+	assert_true(pinfer_eval(c, seq, 1, &err) < 0);
+	pinfer_ctx_free(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_greedy_matches_llama2c),
+		cmocka_unit_test(test_greedy_two_threads),
+		cmocka_unit_test(test_logits_decode),
+		cmocka_unit_test(test_logits_prefill),
+		cmocka_unit_test(test_chunked_prefill_then_decode),
+		cmocka_unit_test(test_truncate_and_reuse),
+		cmocka_unit_test(test_eval_errors),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,426 @@
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+#include "dtype.h"
+#include "quant.h"
+
+/* Per weight type:
+ * - rt: bound on the relative RMS error of from_float + to_float on Gaussian
+ *   rows (error RMS / input RMS). The float formats are bounded by their
+ *   unit roundoff; the quant ones by their level spacing (about 1/sqrt(12)
+ *   of a step, a step being a block's range over its level count).
+ * - fast: bound on |vec_dot - vec_dot_ref|, relative to sum |w_i * x_i|
+ *   (dots of random data cancel, so the terms' magnitude is the scale).
+ *   Both sum exact integer products per block; only the order of the float
+ *   accumulation differs.
+ * - ref: bound on |vec_dot_ref - dot(to_float(w), to_float(x))|, same
+ *   scale. Q4_1/Q5_1 get more: their offset term uses the activations' s,
+ *   d * sum(q) rounded to fp16, where to_float sees the exact sum. */
+struct type_case {
+	enum pf_dtype type;
+	enum pf_dtype vec_dot_type;
+	double rt, fast, ref;
+};
+
+static const struct type_case cases[] = {
+	{ PF_F32, PF_F32, 0.0, 5e-6, 1e-6 },
+	{ PF_F16, PF_F32, 3e-4, 5e-6, 1e-6 },
+	{ PF_BF16, PF_F32, 2.5e-3, 5e-6, 1e-6 },
+	{ PF_Q8_0, PF_Q8_0, 0.01, 5e-6, 5e-6 },
+	{ PF_Q4_0, PF_Q8_0, 0.12, 5e-6, 5e-6 },
+	{ PF_Q4_1, PF_Q8_1, 0.11, 5e-6, 2e-3 },
+	{ PF_Q5_0, PF_Q8_0, 0.06, 5e-6, 5e-6 },
+	{ PF_Q5_1, PF_Q8_1, 0.05, 5e-6, 2e-3 },
+	{ PF_Q4_K, PF_Q8_K, 0.1, 5e-6, 5e-6 },
+	{ PF_Q5_K, PF_Q8_K, 0.05, 5e-6, 5e-6 },
+	{ PF_Q6_K, PF_Q8_K, 0.03, 5e-6, 5e-6 },
+};
+
+/* Activation-only formats: converters, no dot. */
+static const struct type_case act_cases[] = {
+	{ PF_Q8_1, PF_Q8_1, 0.01, 0, 0 },
+	{ PF_Q8_K, PF_Q8_K, 0.015, 0, 0 },
+};
+
+#define N_MAX 4096
+static const int row_lengths[] = { 256, 512, 1024, 4096 };
+
+static float gauss(uint64_t *rng)
+{
+	float u = 0.5f * (test_randf(rng) + 1.0f), v = 0.5f * (test_randf(rng) + 1.0f);
+	return sqrtf(-2.0f * logf(1.0f - u)) * cosf(6.2831853f * v);
+}
+
+/* Row kinds: plain Gaussians at three scales, and an awkward row with an
+ * all-zero block, a block of tiny values (fp16 scales go subnormal), a
+ * block of identical values and, after those, a few large outliers. Each
+ * region is 256 elements, so block-aligned for all formats. */
+enum { ROW_UNIT, ROW_LARGE, ROW_SMALL, ROW_AWKWARD, ROW_KINDS };
+
+static void fill_row(float *x, int n, int kind, uint64_t *rng)
+{
+	static const float scale[] = { 1.0f, 1e3f, 1e-3f, 1.0f };
+	for (int i = 0; i < n; i++)
+		x[i] = scale[kind] * gauss(rng);
+	if (kind != ROW_AWKWARD)
+		return;
+	memset(x, 0, 256 * sizeof(float));
+	for (int i = 256; i < 512 && i < n; i++)
+		x[i] *= 1e-6f;
+	for (int i = 512; i < 768 && i < n; i++)
+		x[i] = -0.75f;
+	for (int k = 0; k < 8 && n > 768; k++)
+		x[768 + (int)(test_rand(rng) % (uint64_t)(n - 768))] = (k & 1 ? 1 : -1) * 3000.0f;
+}
+
+static size_t row_bytes(enum pf_dtype t, int n)
+{
+	uint64_t b;
+	assert_true(pf_dtype_bytes(t, (uint64_t)n, &b));
+	return (size_t)b;
+}
+
+static const struct pf_quant_ops *ops_of(enum pf_dtype t)
+{
+	const struct pf_quant_ops *ops = pf_quant_ops(t);
+	assert_non_null(ops);
+	assert_int_equal(ops->type, t);
+	return ops;
+}
+
+static double rel_rms(const float *a, const float *b, int n)
+{
+	double e = 0.0, r = 0.0;
+	for (int i = 0; i < n; i++) {
+		e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+		r += (double)a[i] * a[i];
+	}
+	return r > 0.0 ? sqrt(e / r) : sqrt(e);
+}
+
+static void round_trip(const struct type_case *c, uint64_t *rng)
+{
+	const struct pf_quant_ops *ops = ops_of(c->type);
+	assert_non_null(ops->from_float);
+	float *x = malloc(N_MAX * sizeof(float)), *y = malloc(N_MAX * sizeof(float));
+	void *q = malloc(row_bytes(c->type, N_MAX));
+	assert_true(x && y && q);
+	double worst = 0.0;
+	for (size_t li = 0; li < sizeof(row_lengths) / sizeof(row_lengths[0]); li++) {
+		int n = row_lengths[li];
+		for (int kind = 0; kind < ROW_KINDS; kind++) {
+			fill_row(x, n, kind, rng);
+			ops->from_float(x, q, n);
+			ops->to_float(q, y, n);
+			for (int i = 0; i < n; i++)
+				assert_true(isfinite(y[i]));
+			if (kind == ROW_AWKWARD) {
+				/* The zero block stays exactly zero, the constant block
+				 * within one fp16 rounding. */
+				for (int i = 0; i < 256; i++)
+					assert_true(y[i] == 0.0f);
+				if (n >= 768)
+					for (int i = 512; i < 768; i++)
+						assert_true(fabsf(y[i] + 0.75f) <= 1e-3f);
+				continue;
+			}
+			double e = rel_rms(x, y, n);
+			if (e > c->rt)
+				fail_msg("%s n=%d kind=%d: round-trip rel RMS %.3g > %.3g",
+					pf_dtype_info(c->type)->name, n, kind, e, c->rt);
+			worst = fmax(worst, e);
+		}
+	}
+	print_message("%-5s round trip: worst rel RMS %.4f (bound %.4f)\n",
+		pf_dtype_info(c->type)->name, worst, c->rt);
+	free(x);
+	free(y);
+	free(q);
+}
+
+static void test_round_trip(void **state)
+{
+	(void)state;
+	uint64_t rng = 0x1234;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		round_trip(&cases[i], &rng);
+	for (size_t i = 0; i < sizeof(act_cases) / sizeof(act_cases[0]); i++)
+		round_trip(&act_cases[i], &rng);
+}
+
+/* Copies of a row at an odd address, so kernels that assume alignment of
+ * any field fail under UBSan (or fault). */
+static void *misaligned_copy(const void *src, size_t n, void **base)
+{
+	*base = malloc(n + 1);
+	assert_non_null(*base);
+	memcpy((char *)*base + 1, src, n);
+	return (char *)*base + 1;
+}
+
+static void dots(const struct type_case *c, uint64_t *rng)
+{
+	const struct pf_quant_ops *ops = ops_of(c->type);
+	const struct pf_quant_ops *xops = ops_of(c->vec_dot_type);
+	assert_int_equal(ops->vec_dot_type, c->vec_dot_type);
+	assert_non_null(ops->vec_dot);
+	assert_non_null(ops->vec_dot_ref);
+	float *wf = malloc(N_MAX * sizeof(float)), *xf = malloc(N_MAX * sizeof(float));
+	float *wd = malloc(N_MAX * sizeof(float)), *xd = malloc(N_MAX * sizeof(float));
+	void *wq = malloc(row_bytes(c->type, N_MAX)), *xq = malloc(row_bytes(c->vec_dot_type, N_MAX));
+	assert_true(wf && xf && wd && xd && wq && xq);
+	double worst_fast = 0.0, worst_ref = 0.0;
+	for (size_t li = 0; li < sizeof(row_lengths) / sizeof(row_lengths[0]); li++) {
+		int n = row_lengths[li];
+		for (int wk = 0; wk < ROW_KINDS; wk++) {
+			int xk = (wk + (int)li) % ROW_KINDS;
+			fill_row(wf, n, wk, rng);
+			fill_row(xf, n, xk, rng);
+			ops->from_float(wf, wq, n);
+			xops->from_float(xf, xq, n);
+			ops->to_float(wq, wd, n);
+			xops->to_float(xq, xd, n);
+			double exact = 0.0, mag = 0.0;
+			for (int i = 0; i < n; i++) {
+				exact += (double)wd[i] * xd[i];
+				mag += fabs((double)wd[i] * xd[i]);
+			}
+			float fast, ref;
+			ops->vec_dot(n, &fast, wq, xq);
+			ops->vec_dot_ref(n, &ref, wq, xq);
+			/* An all-zero product (n = 256 of the awkward row) must give 0. */
+			double scale = mag > 0.0 ? mag : 1.0;
+			double ef = fabs((double)fast - ref) / scale, er = fabs((double)ref - exact) / scale;
+			if (!(ef <= c->fast) || !(er <= c->ref))
+				fail_msg("%s n=%d w=%d x=%d: fast %.9g ref %.9g exact %.9g (|terms| %.3g)",
+					pf_dtype_info(c->type)->name, n, wk, xk, fast, ref, exact, mag);
+			worst_fast = fmax(worst_fast, ef);
+			worst_ref = fmax(worst_ref, er);
+
+			void *wb, *xb;
+			void *wm = misaligned_copy(wq, row_bytes(c->type, n), &wb);
+			void *xm = misaligned_copy(xq, row_bytes(c->vec_dot_type, n), &xb);
+			float fast_m, ref_m;
+			ops->vec_dot(n, &fast_m, wm, xm);
+			ops->vec_dot_ref(n, &ref_m, wm, xm);
+			assert_true(fast_m == fast && ref_m == ref);
+			free(wb);
+			free(xb);
+		}
+	}
+	print_message("%-5s x %-5s dot: worst fast-ref %.2g (bound %.0e), ref-exact %.2g (bound %.0e)\n",
+		pf_dtype_info(c->type)->name, pf_dtype_info(c->vec_dot_type)->name,
+		worst_fast, c->fast, worst_ref, c->ref);
+	free(wf);
+	free(xf);
+	free(wd);
+	free(xd);
+	free(wq);
+	free(xq);
+}
+
+static void test_dots(void **state)
+{
+	(void)state;
+	uint64_t rng = 0x5678;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		dots(&cases[i], &rng);
+}
+
+/* Kernels must not read past n elements, nor depend on n beyond the block
+ * count: odd block counts exercise the unrolled loops' tails. */
+static void test_short_rows(void **state)
+{
+	(void)state;
+	uint64_t rng = 0x9abc;
+	float w[1280], x[1280];
+	for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
+		const struct type_case *c = &cases[ci];
+		const struct pf_quant_ops *ops = ops_of(c->type), *xops = ops_of(c->vec_dot_type);
+		int block = (int)pf_dtype_info(c->type)->block;
+		int lens[] = { block, 3 * block, block == 1 ? 37 : 5 * block };
+		for (int li = 0; li < 3; li++) {
+			int n = lens[li];
+			for (int i = 0; i < n; i++) {
+				w[i] = gauss(&rng);
+				x[i] = gauss(&rng);
+			}
+			size_t wb = row_bytes(c->type, n), xb = row_bytes(c->vec_dot_type, n);
+			/* Exactly-sized heap buffers let ASan catch over-reads. */
+			void *wq = malloc(wb), *xq = malloc(xb);
+			assert_true(wq && xq);
+			ops->from_float(w, wq, n);
+			xops->from_float(x, xq, n);
+			float fast, ref;
+			ops->vec_dot(n, &fast, wq, xq);
+			ops->vec_dot_ref(n, &ref, wq, xq);
+			assert_true(fabsf(fast - ref) <= 1e-4f * (fabsf(ref) + 1.0f));
+			free(wq);
+			free(xq);
+		}
+	}
+}
+
+static void test_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct pf_quant_ops *ops = ops_of(cases[i].type);
+		assert_int_equal(ops->vec_dot_type, cases[i].vec_dot_type);
+		assert_non_null(ops->to_float);
+		/* Activations come in the weight type's blocks, so any row length
+		 * valid for the weights is valid for x. */
+		assert_int_equal(pf_dtype_info(ops->type)->block, pf_dtype_info(ops->vec_dot_type)->block);
+	}
+	for (size_t i = 0; i < sizeof(act_cases) / sizeof(act_cases[0]); i++) {
+		const struct pf_quant_ops *ops = ops_of(act_cases[i].type);
+		assert_non_null(ops->from_float);
+		assert_null(ops->vec_dot);
+	}
+	assert_null(pf_quant_ops(PF_Q2_K));
+	assert_null(pf_quant_ops(PF_Q3_K));
+	assert_null(pf_quant_ops(PF_I32));
+	assert_null(pf_quant_ops((enum pf_dtype)4));
+	assert_null(pf_quant_ops((enum pf_dtype)PF_DTYPE_COUNT));
+	const char *isa = pf_quant_isa();
+#if defined(__aarch64__)
+	assert_string_equal(isa, "neon");
+#elif defined(__x86_64__)
+	unsigned a, b, c, d;
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		__get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C))
+		assert_string_equal(isa, "avx2");
+	else
+		assert_string_equal(isa, "scalar");
+#endif
+	print_message("kernels: %s\n", isa);
+}
+
+static float bits_f32(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+static uint32_t f32_bits(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, sizeof(u));
+	return u;
+}
+
+static void test_fp16(void **state)
+{
+	(void)state;
+	assert_int_equal(pf_fp32_to_fp16(0.0f), 0x0000);
+	assert_int_equal(pf_fp32_to_fp16(-0.0f), 0x8000);
+	assert_true(signbit(pf_fp16_to_fp32(0x8000)) && pf_fp16_to_fp32(0x8000) == 0.0f);
+	assert_int_equal(pf_fp32_to_fp16(1.0f), 0x3c00);
+	assert_int_equal(pf_fp32_to_fp16(-2.0f), 0xc000);
+	assert_int_equal(pf_fp32_to_fp16(65504.0f), 0x7bff);
+	assert_true(pf_fp16_to_fp32(0x7bff) == 65504.0f);
+	/* Past the largest half: 65519 is nearer 65504, 65520 is the tie and
+	 * goes to the even neighbour, which is inf. */
+	assert_int_equal(pf_fp32_to_fp16(65519.0f), 0x7bff);
+	assert_int_equal(pf_fp32_to_fp16(65520.0f), 0x7c00);
+	assert_int_equal(pf_fp32_to_fp16(1e10f), 0x7c00);
+	assert_int_equal(pf_fp32_to_fp16(INFINITY), 0x7c00);
+	assert_int_equal(pf_fp32_to_fp16(-INFINITY), 0xfc00);
+	assert_true(isinf(pf_fp16_to_fp32(0x7c00)) && pf_fp16_to_fp32(0xfc00) < 0.0f);
+	uint16_t nan = pf_fp32_to_fp16(NAN);
+	assert_true((nan & 0x7c00) == 0x7c00 && (nan & 0x3ff) != 0);
+	/* A NaN whose payload sits only in the dropped bits must not become inf. */
+	nan = pf_fp32_to_fp16(bits_f32(0x7f800001));
+	assert_true((nan & 0x7c00) == 0x7c00 && (nan & 0x3ff) != 0);
+	assert_true(isnan(pf_fp16_to_fp32(0x7e00)) && isnan(pf_fp16_to_fp32(0xfc01)));
+	/* Subnormals: 2^-24 is the smallest; 2^-25 is the tie with zero. */
+	assert_int_equal(pf_fp32_to_fp16(0x1p-24f), 0x0001);
+	assert_true(pf_fp16_to_fp32(0x0001) == 0x1p-24f);
+	assert_int_equal(pf_fp32_to_fp16(0x1p-25f), 0x0000);
+	assert_int_equal(pf_fp32_to_fp16(-0x1p-25f), 0x8000);
+	assert_int_equal(pf_fp32_to_fp16(0x1.000002p-25f), 0x0001);
+	assert_int_equal(pf_fp32_to_fp16(0x3p-25f), 0x0002);
+	assert_int_equal(pf_fp32_to_fp16(0x1p-30f), 0x0000);
+	assert_true(pf_fp16_to_fp32(0x03ff) == 1023 * 0x1p-24f);
+	assert_int_equal(pf_fp32_to_fp16(0x1p-14f), 0x0400);
+	assert_int_equal(pf_fp32_to_fp16(0x1.ffep-15f), 0x0400); /* rounds up into the normals */
+	/* Ties between normals go to the even mantissa. */
+	assert_int_equal(pf_fp32_to_fp16(1.0f + 0x1p-11f), 0x3c00);
+	assert_int_equal(pf_fp32_to_fp16(1.0f + 0x3p-11f), 0x3c02);
+	assert_int_equal(pf_fp32_to_fp16(1.0f + 0x1p-11f + 0x1p-20f), 0x3c01);
+	/* Every finite half survives the round trip, and the midpoint between
+	 * two neighbours goes to the even one, anything off it to the nearer.
+	 * Bit patterns order by magnitude for either sign, so h + 1 is always
+	 * the neighbour further from zero. */
+	for (uint32_t h = 0; h < 0x10000; h++) {
+		if ((h & 0x7c00) == 0x7c00) {
+			assert_true((h & 0x3ff) ? isnan(pf_fp16_to_fp32((uint16_t)h)) : isinf(pf_fp16_to_fp32((uint16_t)h)));
+			continue;
+		}
+		float f = pf_fp16_to_fp32((uint16_t)h);
+		assert_int_equal(pf_fp32_to_fp16(f), h);
+		if ((h & 0x7fff) == 0x7bff)
+			continue;
+		float g = pf_fp16_to_fp32((uint16_t)(h + 1));
+		float mid = 0.5f * (f + g);
+		uint16_t even = (h & 1) ? (uint16_t)(h + 1) : (uint16_t)h;
+		assert_int_equal(pf_fp32_to_fp16(mid), even);
+		assert_int_equal(pf_fp32_to_fp16(bits_f32(f32_bits(mid) - 1)), h);
+		assert_int_equal(pf_fp32_to_fp16(bits_f32(f32_bits(mid) + 1)), h + 1);
+	}
+}
+
+static void test_bf16(void **state)
+{
+	(void)state;
+	assert_int_equal(pf_fp32_to_bf16(0.0f), 0x0000);
+	assert_int_equal(pf_fp32_to_bf16(-0.0f), 0x8000);
+	assert_int_equal(pf_fp32_to_bf16(1.0f), 0x3f80);
+	assert_true(pf_bf16_to_fp32(0x3f80) == 1.0f);
+	assert_int_equal(pf_fp32_to_bf16(INFINITY), 0x7f80);
+	assert_int_equal(pf_fp32_to_bf16(-INFINITY), 0xff80);
+	/* The largest float rounds up past the largest bf16 to inf. */
+	assert_int_equal(pf_fp32_to_bf16(bits_f32(0x7f7fffff)), 0x7f80);
+	assert_int_equal(pf_fp32_to_bf16(bits_f32(0x7f7f7fff)), 0x7f7f);
+	/* NaN stays NaN even when its payload sits in the dropped bits. */
+	uint16_t nan = pf_fp32_to_bf16(bits_f32(0x7f800001));
+	assert_true((nan & 0x7f80) == 0x7f80 && (nan & 0x7f) != 0);
+	assert_true(isnan(pf_bf16_to_fp32(pf_fp32_to_bf16(NAN))));
+	/* Ties to even, subnormals included. */
+	assert_int_equal(pf_fp32_to_bf16(bits_f32(0x3f808000)), 0x3f80);
+	assert_int_equal(pf_fp32_to_bf16(bits_f32(0x3f818000)), 0x3f82);
+	assert_int_equal(pf_fp32_to_bf16(bits_f32(0x3f808001)), 0x3f81);
+	assert_int_equal(pf_fp32_to_bf16(bits_f32(0x00008000)), 0x0000);
+	assert_int_equal(pf_fp32_to_bf16(bits_f32(0x00018000)), 0x0002);
+	assert_int_equal(pf_fp32_to_bf16(bits_f32(0x00007fff)), 0x0000);
+	assert_true(pf_bf16_to_fp32(0x0001) == bits_f32(0x00010000));
+	for (uint32_t h = 0; h < 0x10000; h++) {
+		float f = pf_bf16_to_fp32((uint16_t)h);
+		if (isnan(f))
+			assert_true(isnan(pf_bf16_to_fp32(pf_fp32_to_bf16(f))));
+		else
+			assert_int_equal(pf_fp32_to_bf16(f), h);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_table),
+		cmocka_unit_test(test_fp16),
+		cmocka_unit_test(test_bf16),
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_dots),
+		cmocka_unit_test(test_short_rows),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

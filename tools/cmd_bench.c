@@ -1,0 +1,190 @@
+/* pinfer-model bench: decode and prefill speed, set against what this
+ * machine can do, measured in the same run: decode against the memory
+ * bandwidth roofline (a decode step must stream every weight once), prefill
+ * against OpenBLAS sgemm's GFLOP/s. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "common.h"
+#include "threadpool.h"
+
+#define BW_BUFFER_BYTES (1ull << 30)
+
+struct read_job {
+	const uint64_t *buf;
+	uint64_t sums[64];
+};
+
+static void read_slice(void *arg, int64_t begin, int64_t end, int thread)
+{
+	struct read_job *j = arg;
+	uint64_t a = 0, b = 0, c = 0, d = 0;
+	for (int64_t i = begin; i < end; i += 4) {
+		a += j->buf[i];
+		b += j->buf[i + 1];
+		c += j->buf[i + 2];
+		d += j->buf[i + 3];
+	}
+	j->sums[thread & 63] += a ^ b ^ c ^ d;
+}
+
+/* Best of several passes reading a 1 GiB buffer with n threads, in GB/s. */
+static double read_bandwidth(int n_threads)
+{
+	uint64_t n = BW_BUFFER_BYTES / sizeof(uint64_t);
+	uint64_t *buf = aligned_alloc(64, BW_BUFFER_BYTES);
+	struct pf_pool *pool;
+	if (!buf || pf_pool_new(&pool, n_threads)) {
+		free(buf);
+		return 0.0;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		buf[i] = i;
+	struct read_job j = { .buf = buf };
+	double best = 0.0;
+	for (int pass = 0; pass < 5; pass++) {
+		double t0 = now_seconds();
+		pf_pool_run(pool, read_slice, &j, (int64_t)n, 1024);
+		double gbs = BW_BUFFER_BYTES / (now_seconds() - t0) / 1e9;
+		if (gbs > best)
+			best = gbs;
+	}
+	/* keeps the reads from being optimised away */
+	if (j.sums[0] == 42)
+		fprintf(stderr, " ");
+	pf_pool_free(pool);
+	free(buf);
+	return best;
+}
+
+static double sgemm_gflops(int n_threads)
+{
+	const int n = 1024;
+	float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n),
+	      *c = malloc(sizeof(float) * n * n);
+	double best = 0.0;
+	if (a && b && c) {
+		for (int i = 0; i < n * n; i++)
+			a[i] = b[i] = (float)(i % 7) * 0.1f;
+		openblas_set_num_threads(n_threads);
+		for (int pass = 0; pass < 5; pass++) {
+			double t0 = now_seconds();
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, b, n,
+				    0.0f, c, n);
+			double g = 2.0 * n * n * n / (now_seconds() - t0) / 1e9;
+			if (g > best)
+				best = g;
+		}
+		openblas_set_num_threads(1);
+	}
+	free(a);
+	free(b);
+	free(c);
+	return best;
+}
+
+static int argmax(const float *x, int n)
+{
+	int best = 0;
+	for (int i = 1; i < n; i++)
+		if (x[i] > x[best])
+			best = i;
+	return best;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		MODEL_LONG_OPTS,
+		{ "n-decode", required_argument, NULL, 'n' },
+		{ "n-prompt", required_argument, NULL, 'p' },
+		{ 0 },
+	};
+	struct model_opts mo;
+	model_opts_init(&mo);
+	long n_decode = 32, n_prompt = 128;
+	int opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, MODEL_SHORT_OPTS "n:p:", longopts, NULL)) != -1) {
+		int r = model_opts_parse(&mo, opt, optarg, "bench");
+		if (r < 0)
+			return 2;
+		if (r > 0)
+			continue;
+		if ((opt == 'n' && parse_int(optarg, 1, 1 << 20, &n_decode)) ||
+		    (opt == 'p' && parse_int(optarg, 1, 1 << 20, &n_prompt)))
+			continue;
+		fprintf(stderr, "usage: pinfer-model bench -m MODEL [-t N] [-n DECODE] [-p PROMPT]\n");
+		return 2;
+	}
+	if (!mo.n_threads)
+		mo.n_threads = pf_cpu_count();
+	if (!mo.n_ctx)
+		mo.n_ctx = (int)(n_prompt > n_decode + 1 ? n_prompt : n_decode + 1);
+	struct pinfer_model *m = model_opts_open(&mo, "bench");
+	if (!m)
+		return 1;
+	const struct pinfer_model_info *info = pinfer_model_info(m);
+	int rc = 1;
+	int32_t *tokens = malloc((size_t)n_prompt * sizeof(*tokens));
+	struct pinfer_ctx *c = model_opts_ctx(&mo, m, (int)n_prompt, false, "bench");
+	struct pf_err err;
+	if (!tokens || !c)
+		goto out;
+
+	/* decode: warm the weights into the page cache first, then time */
+	int32_t tok = pinfer_token_bos(m) >= 0 ? pinfer_token_bos(m) : 0;
+	if (pinfer_eval(c, &tok, 1, &err))
+		goto fail;
+	double t0 = now_seconds();
+	for (long i = 0; i < n_decode; i++) {
+		tok = argmax(pinfer_logits(c, -1), info->n_vocab);
+		if (pinfer_eval(c, &tok, 1, &err))
+			goto fail;
+	}
+	double decode_tps = n_decode / (now_seconds() - t0);
+
+	/* prefill: one batch of n_prompt tokens in a fresh sequence */
+	uint64_t seed = 1;
+	for (long i = 0; i < n_prompt; i++) {
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		tokens[i] = (int32_t)((seed >> 33) % (uint64_t)info->n_vocab);
+	}
+	pinfer_ctx_truncate(c, 0);
+	if (pinfer_eval(c, tokens, 1, &err))  /* page in and warm up */
+		goto fail;
+	pinfer_ctx_truncate(c, 0);
+	t0 = now_seconds();
+	if (pinfer_eval(c, tokens, (int)n_prompt, &err))
+		goto fail;
+	double prefill_tps = n_prompt / (now_seconds() - t0);
+
+	double bw = read_bandwidth(mo.n_threads);
+	double roofline_tps = bw * 1e9 / (double)info->decode_bytes;
+	/* 2 flops per weight element a token passes through */
+	double flops_per_token = 2.0 * (double)(info->n_params -
+				 (uint64_t)info->n_vocab * info->n_embd * (info->tied_output ? 0 : 1));
+	double peak = sgemm_gflops(mo.n_threads);
+	printf("model: %s, %.2f M params, %.1f MiB read per decoded token, %d threads\n",
+	       mo.model, info->n_params / 1e6, info->decode_bytes / 1048576.0, mo.n_threads);
+	printf("memory read bandwidth: %.2f GB/s (1 GiB buffer, %d threads)\n", bw, mo.n_threads);
+	printf("decode: %.2f tok/s (roofline %.2f tok/s, %.1f%% of roofline)\n", decode_tps,
+	       roofline_tps, 100.0 * decode_tps / roofline_tps);
+	printf("prefill: %.2f tok/s (%ld-token prompt, %.2fx decode per token)\n", prefill_tps,
+	       n_prompt, prefill_tps / decode_tps);
+	printf("prefill compute: %.1f GFLOP/s (sgemm peak on this machine %.1f GFLOP/s, %.1f%%)\n",
+	       flops_per_token * prefill_tps / 1e9, peak,
+	       100.0 * flops_per_token * prefill_tps / 1e9 / peak);
+	rc = 0;
+	goto out;
+fail:
+	fprintf(stderr, "bench: %s\n", err.msg);
+out:
+	free(tokens);
+	pinfer_ctx_free(c);
+	pinfer_model_free(m);
+	return rc;
+}

@@ -1,0 +1,46 @@
+/* Option parsing and model opening shared by the pinfer-model commands. */
+#ifndef PINFER_TOOLS_COMMON_H
+#define PINFER_TOOLS_COMMON_H
+
+#include <getopt.h>
+#include <stdbool.h>
+
+#include "pinfer.h"
+
+/* Options every model-running command accepts. */
+struct model_opts {
+	const char *model;
+	int n_threads;
+	int n_ctx;
+	struct pinfer_model_params params;
+};
+
+/* getopt_long entries for model_opts; the codes are above any short option. */
+enum { OPT_MLOCK = 1000, OPT_ACT, OPT_ROPE, OPT_CTX };
+#define MODEL_LONG_OPTS                                                   \
+	{ "model", required_argument, NULL, 'm' },                        \
+	{ "threads", required_argument, NULL, 't' },                      \
+	{ "ctx-size", required_argument, NULL, 'c' },                     \
+	{ "mlock", no_argument, NULL, OPT_MLOCK },                        \
+	{ "act", required_argument, NULL, OPT_ACT },                      \
+	{ "rope", required_argument, NULL, OPT_ROPE }
+#define MODEL_SHORT_OPTS "m:t:c:"
+
+void model_opts_init(struct model_opts *o);
+/* Handles opt when it is one of MODEL_LONG_OPTS. Returns 1 when handled,
+ * 0 when not ours, -1 (after printing why) when the value is bad. */
+int model_opts_parse(struct model_opts *o, int opt, const char *arg, const char *cmd);
+/* Opens o->model, printing the error; NULL on failure. */
+struct pinfer_model *model_opts_open(const struct model_opts *o, const char *cmd);
+/* A context sized by the options. */
+struct pinfer_ctx *model_opts_ctx(const struct model_opts *o, struct pinfer_model *m,
+				  int n_batch, bool all_logits, const char *cmd);
+
+bool parse_int(const char *s, long min, long max, long *out);
+bool parse_float(const char *s, float *out);
+double now_seconds(void);
+
+/* Reads a whole file ("-" for stdin) into a NUL-terminated malloc'd buffer. */
+char *slurp(const char *path, size_t *len);
+
+#endif
