@@ -25,7 +25,7 @@ CMOCKA_LIBS  = $(shell pkg-config --libs cmocka)
 # Error messages are bounded buffers that truncate by design, hence
 # -Wno-format-truncation.
 CFLAGS_ALL  = -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Werror -Wno-format-truncation -pthread \
-              -MMD -MP -Iengine $(PKG_CFLAGS) $(CFLAGS)
+              -MMD -MP -Iengine -Itools $(PKG_CFLAGS) $(CFLAGS)
 LDLIBS_ALL  = $(BLAS_LIBS) -lm -pthread $(LDFLAGS)
 
 ENGINE_SRC  := $(wildcard engine/*.c)
@@ -33,6 +33,9 @@ ENGINE_OBJ  := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
 LIBPINFER   := $(BUILD)/libpinfer.a
 TOOLS_SRC   := $(wildcard tools/*.c)
 TOOLS_OBJ   := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
+# The tools' code minus main(), so tests can call a command's logic directly.
+LIBTOOLS    := $(BUILD)/libtools.a
+LIBTOOLS_OBJ := $(filter-out $(BUILD)/tools/pinfer-model.o,$(TOOLS_OBJ))
 PINFER_MODEL := $(BUILD)/pinfer-model
 TESTS_C     := $(wildcard tests/test_*.c)
 TESTS_BIN   := $(TESTS_C:tests/%.c=$(BUILD)/tests/%)
@@ -56,10 +59,14 @@ $(LIBPINFER): $(ENGINE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(PINFER_MODEL): $(TOOLS_OBJ) $(LIBPINFER)
-	$(CC) $(CFLAGS_ALL) -o $@ $(TOOLS_OBJ) $(LIBPINFER) $(LDLIBS_ALL)
+$(LIBTOOLS): $(LIBTOOLS_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
 
-$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TESTUTIL_OBJ) $(LIBPINFER)
+$(PINFER_MODEL): $(BUILD)/tools/pinfer-model.o $(LIBTOOLS) $(LIBPINFER)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TESTUTIL_OBJ) $(LIBTOOLS) $(LIBPINFER)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS_ALL)
 
 check: all

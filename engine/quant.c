@@ -49,6 +49,7 @@ static const struct pf_quant_ops ops_ref[PF_DTYPE_COUNT] = TABLE(ref);
 
 #if defined(__x86_64__)
 #include <cpuid.h>
+#include <stdatomic.h>
 
 static const struct pf_quant_ops ops_avx2[PF_DTYPE_COUNT] = TABLE(avx2);
 
@@ -57,9 +58,17 @@ static const struct pf_quant_ops ops_avx2[PF_DTYPE_COUNT] = TABLE(avx2);
  * __builtin_cpu_supports knows "f16c", hence cpuid for that one. */
 static int have_avx2(void)
 {
-	unsigned a, b, c, d;
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-		__get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+	/* cpuid traps to the hypervisor in a VM, and pf_quant_ops is called
+	 * per matmul, so the answer is kept: 0 not asked yet, 1 no, 2 yes. */
+	static _Atomic int known;
+	int v = atomic_load_explicit(&known, memory_order_relaxed);
+	if (!v) {
+		unsigned a, b, c, d;
+		v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+			__get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) ? 2 : 1;
+		atomic_store_explicit(&known, v, memory_order_relaxed);
+	}
+	return v == 2;
 }
 
 static const struct pf_quant_ops *ops_table(void)

@@ -67,7 +67,7 @@ struct pf_vocab {
 	int32_t bos, eos, eot, unk, pad;
 	int32_t eog[8];
 	int n_eog;
-	bool add_bos, add_eos, add_space_prefix;
+	bool add_bos, add_space_prefix;
 	struct pf_pretok_info pre;
 
 	int32_t *special;     /* sorted by length, longest first */

@@ -535,10 +535,11 @@ static int load_special_ids(struct pf_vocab *v, const struct gguf_file *f, struc
 	    (r = get_id(f, v, "tokenizer.ggml.padding_token_id", &v->pad, err)))
 		return r;
 	bool explicit_bos = gguf_find(f, "tokenizer.ggml.add_bos_token") != NULL;
+	bool add_eos;  /* checked only: pf_tokenize has no way to ask for EOS */
 	v->add_bos = v->kind == PF_VOCAB_SPM;
 	v->add_space_prefix = v->kind == PF_VOCAB_SPM;
 	if ((r = get_bool(f, "tokenizer.ggml.add_bos_token", &v->add_bos, err)) ||
-	    (r = get_bool(f, "tokenizer.ggml.add_eos_token", &v->add_eos, err)) ||
+	    (r = get_bool(f, "tokenizer.ggml.add_eos_token", &add_eos, err)) ||
 	    (r = get_bool(f, "tokenizer.ggml.add_space_prefix", &v->add_space_prefix, err)))
 		return r;
 	if (v->add_bos && v->bos < 0) {

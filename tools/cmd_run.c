@@ -130,6 +130,10 @@ int cmd_run(int argc, char **argv)
 
 	struct pf_detok detok;
 	pf_detok_init(&detok, pinfer_model_vocab(m));
+	/* A continuation keeps its leading space; only text generated right
+	 * after BOS drops SentencePiece's dummy prefix. */
+	if (plen > 0)
+		detok.at_start = false;
 	char piece[512];
 	int n_gen = 0;
 	t0 = now_seconds();
@@ -160,6 +164,7 @@ int cmd_run(int argc, char **argv)
 			fwrite(piece, 1, (size_t)n, stdout);
 	}
 	printf("\n");
+	fflush(stdout);
 	double t_gen = now_seconds() - t0;
 	fprintf(stderr, "load: %.3f s  prompt: %d tokens, %.1f tok/s  decode: %d tokens, %.1f tok/s\n",
 		t_load, n_prompt, n_prompt / (t_prompt > 0 ? t_prompt : 1e-9), n_gen,
