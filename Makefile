@@ -15,6 +15,13 @@ BUILD   := build/rel
 OPT     := -O2
 endif
 
+# Quiet build lines; V=1 shows the full commands.
+ifeq ($(V),1)
+Q :=
+else
+Q = @echo "  $(if $(filter %.o,$@),CC  ,LINK) $@";
+endif
+
 # Library flags are recursive variables on purpose: they are expanded when a
 # recipe runs, i.e. after $(DEPS_STAMP) has installed what was missing.
 PKGS        := openblas cmocka
@@ -44,6 +51,8 @@ TESTUTIL_OBJ := $(BUILD)/tests/testutil.o
 DEPS_STAMP  := build/.deps-ok
 
 .PHONY: all check demo bench clean deps install
+# Keep test objects: they are intermediates of a chain and make would delete them.
+.SECONDARY:
 all: $(PINFER_MODEL) $(TESTS_BIN)
 
 deps: $(DEPS_STAMP)
@@ -53,21 +62,21 @@ $(DEPS_STAMP): scripts/install-deps.sh
 
 $(BUILD)/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(LIBPINFER): $(ENGINE_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(LIBTOOLS): $(LIBTOOLS_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(PINFER_MODEL): $(BUILD)/tools/pinfer-model.o $(LIBTOOLS) $(LIBPINFER)
-	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TESTUTIL_OBJ) $(LIBTOOLS) $(LIBPINFER)
-	$(CC) $(CFLAGS_ALL) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS_ALL)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS_ALL)
 
 check: all
 	@BUILD=$(BUILD) SHARED=$(SHARED) scripts/run-tests.sh $(TESTS_BIN) $(TESTS_SH)

@@ -7,8 +7,11 @@
 /* Weight rows processed together in prefill: their bytes stay in L1/L2 while
  * every token of the batch is multiplied with them. */
 #define PREFILL_ROW_BLOCK 16
+/* Rows dequantized at once for sgemm: a 4096-wide tile is 512 KiB. */
+#define SGEMM_TILE_ROWS 32
 
 struct job {
+	struct pf_matmul_scratch *scratch;
 	const struct pf_matmul_out *outs;
 	int n_outs;
 	int64_t first_row[PF_MATMUL_MAX_OUTS + 1];  /* prefix sums of rows over outs */
@@ -26,7 +29,7 @@ static size_t act_row_bytes(enum pf_dtype t, int64_t cols)
 }
 
 int pf_matmul_scratch_init(struct pf_matmul_scratch *s, const struct pinfer_model *m,
-			   int max_tokens)
+			   int max_tokens, int n_threads)
 {
 	const struct pinfer_model_info *hp = &m->info;
 	int64_t max_cols = hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff;
@@ -53,6 +56,14 @@ int pf_matmul_scratch_init(struct pf_matmul_scratch *s, const struct pinfer_mode
 			return -ENOMEM;
 		}
 	}
+	s->tile_floats = (size_t)SGEMM_TILE_ROWS * (size_t)max_cols;
+	s->tiles = max_tokens > 1 ? aligned_alloc(64, s->tile_floats * sizeof(float) * (size_t)n_threads)
+				  : NULL;
+	if (max_tokens > 1 && !s->tiles) {
+		pf_matmul_scratch_free(s);
+		return -ENOMEM;
+	}
+	s->bytes = s->size * PF_MATMUL_MAX_OUTS + (s->tiles ? s->tile_floats * sizeof(float) * (size_t)n_threads : 0);
 	return 0;
 }
 
@@ -62,6 +73,8 @@ void pf_matmul_scratch_free(struct pf_matmul_scratch *s)
 		free(s->buf[i]);
 		s->buf[i] = NULL;
 	}
+	free(s->tiles);
+	s->tiles = NULL;
 }
 
 struct convert_job {
@@ -107,13 +120,38 @@ static void prepare_inputs(struct pf_pool *pool, struct pf_matmul_scratch *s, st
 	}
 }
 
-static void sgemm_rows(const struct job *j, int o, int64_t r0, int64_t r1)
+static void sgemm(const struct job *j, int o, const float *wf, int64_t r0, int64_t r1)
 {
 	const struct pf_weight *w = j->outs[o].w;
-	const float *wf = (const float *)(const void *)w->data + r0 * w->cols;
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->T, (int)(r1 - r0),
 		    (int)w->cols, 1.0f, j->x, (int)w->cols, wf, (int)w->cols, 0.0f,
 		    j->outs[o].y + r0, (int)w->rows);
+}
+
+/* F32 weights go to sgemm as they are; other formats are dequantized a tile
+ * of rows at a time into this thread's scratch first. */
+static void sgemm_rows(const struct job *j, int o, int64_t r0, int64_t r1, int thread)
+{
+	const struct pf_weight *w = j->outs[o].w;
+	if (w->type == PF_F32) {
+		sgemm(j, o, (const float *)(const void *)w->data + r0 * w->cols, r0, r1);
+		return;
+	}
+	float *tile = j->scratch->tiles + (size_t)thread * j->scratch->tile_floats;
+	for (int64_t rb = r0; rb < r1; rb += SGEMM_TILE_ROWS) {
+		int64_t re = rb + SGEMM_TILE_ROWS < r1 ? rb + SGEMM_TILE_ROWS : r1;
+		for (int64_t r = rb; r < re; r++)
+			w->ops->to_float(w->data + (size_t)r * w->row_bytes, tile + (r - rb) * w->cols,
+					 w->cols);
+		sgemm(j, o, tile, rb, re);
+	}
+}
+
+/* Which prefill path wins, per weight format: measured with
+ * `pinfer-model bench`, see docs/benchmarks.md. */
+static bool prefill_uses_sgemm(enum pf_dtype t)
+{
+	return t == PF_F32 || t == PF_F16 || t == PF_BF16;
 }
 
 static void dot_rows(const struct job *j, int o, int64_t r0, int64_t r1)
@@ -139,15 +177,14 @@ static void dot_rows(const struct job *j, int o, int64_t r0, int64_t r1)
 
 static void run_rows(void *arg, int64_t begin, int64_t end, int thread)
 {
-	(void)thread;
 	const struct job *j = arg;
 	for (int o = 0; o < j->n_outs; o++) {
 		int64_t lo = j->first_row[o], hi = j->first_row[o + 1];
 		int64_t b = begin > lo ? begin : lo, e = end < hi ? end : hi;
 		if (b >= e)
 			continue;
-		if (j->T > 1 && j->outs[o].w->type == PF_F32)
-			sgemm_rows(j, o, b - lo, e - lo);
+		if (j->T > 1 && prefill_uses_sgemm(j->outs[o].w->type))
+			sgemm_rows(j, o, b - lo, e - lo, thread);
 		else
 			dot_rows(j, o, b - lo, e - lo);
 	}
@@ -156,7 +193,7 @@ static void run_rows(void *arg, int64_t begin, int64_t end, int thread)
 void pf_matmul(struct pf_pool *pool, struct pf_matmul_scratch *s, const struct pf_matmul_out *outs,
 	       int n_outs, const float *x, int64_t T)
 {
-	struct job j = { .outs = outs, .n_outs = n_outs, .x = x, .T = T };
+	struct job j = { .scratch = s, .outs = outs, .n_outs = n_outs, .x = x, .T = T };
 	j.first_row[0] = 0;
 	for (int i = 0; i < n_outs; i++)
 		j.first_row[i + 1] = j.first_row[i] + outs[i].w->rows;

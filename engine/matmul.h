@@ -26,11 +26,14 @@ struct pf_matmul_out {
  * max_tokens rows, in one format per output at most. */
 struct pf_matmul_scratch {
 	uint8_t *buf[PF_MATMUL_MAX_OUTS];
-	size_t size;
+	size_t size;         /* bytes of each buf */
+	float *tiles;        /* per thread: dequantized weight rows for sgemm */
+	size_t tile_floats;  /* floats of one thread's tile */
+	size_t bytes;        /* all of the above */
 };
 
 int pf_matmul_scratch_init(struct pf_matmul_scratch *s, const struct pinfer_model *m,
-			   int max_tokens);
+			   int max_tokens, int n_threads);
 void pf_matmul_scratch_free(struct pf_matmul_scratch *s);
 
 /* At most PF_MATMUL_MAX_OUTS outputs, all with the same w->cols; x is T

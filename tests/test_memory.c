@@ -1,0 +1,101 @@
+/* Acceptance: resident memory after loading a model and evaluating with it
+ * is the mapped file plus the KV cache plus less than 64 MiB; --mlock locks
+ * the weights or says why it cannot. */
+#include "testutil.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "pinfer.h"
+
+#define OVERHEAD_LIMIT (64ull << 20)
+
+static uint64_t rss_bytes(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	assert_non_null(f);
+	unsigned long size, resident;
+	assert_int_equal(fscanf(f, "%lu %lu", &size, &resident), 2);
+	fclose(f);
+	return (uint64_t)resident * 4096;
+}
+
+static void check_model(const char *rel, int n_ctx)
+{
+	uint64_t before = rss_bytes();
+	struct pinfer_model *m;
+	struct pf_err err;
+	if (pinfer_model_open(&m, shared_path(rel), NULL, &err))
+		fail_msg("%s", err.msg);
+	struct pinfer_ctx_params p;
+	pinfer_ctx_params_default(&p);
+	p.n_ctx = n_ctx;
+	p.n_threads = 2;
+	struct pinfer_ctx *c;
+	if (pinfer_ctx_new(&c, m, &p, &err))
+		fail_msg("%s", err.msg);
+	int32_t toks[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+	assert_int_equal(pinfer_eval(c, toks, 8, &err), 0);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(pinfer_eval(c, &toks[i], 1, &err), 0);
+	uint64_t grown = rss_bytes() - before;
+	uint64_t file = pinfer_model_info(m)->file_bytes;
+	uint64_t kv = pinfer_ctx_kv_bytes(c);
+	print_message("%s: rss grew %.1f MiB = file %.1f + kv %.1f + other %.1f MiB\n", rel,
+		      grown / 1048576.0, file / 1048576.0, kv / 1048576.0,
+		      ((double)grown - (double)file - (double)kv) / 1048576.0);
+	assert_true(grown < file + kv + OVERHEAD_LIMIT);
+	pinfer_ctx_free(c);
+	pinfer_model_free(m);
+}
+
+static void test_rss_stories(void **state)
+{
+	(void)state;
+	check_model("models/stories260K/stories260K.gguf", 512);
+}
+
+static void test_rss_full_vocab(void **state)
+{
+	(void)state;
+	check_model("models/llama-2-tiny-random/llama-2-tiny-random.gguf", 2048);
+}
+
+static void test_mlock(void **state)
+{
+	(void)state;
+	struct pinfer_model_params p;
+	pinfer_model_params_default(&p);
+	p.mlock = true;
+	struct pinfer_model *m;
+	struct pf_err err;
+	int r = pinfer_model_open(&m, shared_path("models/stories260K/stories260K.gguf"), &p, &err);
+	if (r == 0) {
+		pinfer_model_free(m);
+	} else {
+		/* An unprivileged run may not lock: the error must say how to fix it. */
+		assert_true(r == -EPERM || r == -ENOMEM || r == -EAGAIN);
+		assert_non_null(strstr(err.msg, "mlock"));
+	}
+	/* With no lockable memory at all the failure is clean, not a crash. */
+	struct rlimit old, none = { 0, 0 };
+	getrlimit(RLIMIT_MEMLOCK, &old);
+	if (geteuid() != 0 && setrlimit(RLIMIT_MEMLOCK, &none) == 0) {
+		r = pinfer_model_open(&m, shared_path("models/stories260K/stories260K.gguf"), &p, &err);
+		assert_true(r < 0);
+		assert_non_null(strstr(err.msg, "RLIMIT_MEMLOCK"));
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rss_stories),
+		cmocka_unit_test(test_rss_full_vocab),
+		cmocka_unit_test(test_mlock),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
