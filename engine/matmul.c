@@ -141,7 +141,7 @@ static void sgemm_rows(const struct job *j, int o, int64_t r0, int64_t r1, int t
 	for (int64_t rb = r0; rb < r1; rb += SGEMM_TILE_ROWS) {
 		int64_t re = rb + SGEMM_TILE_ROWS < r1 ? rb + SGEMM_TILE_ROWS : r1;
 		for (int64_t r = rb; r < re; r++)
-			w->ops->to_float(w->data + (size_t)r * w->row_bytes, tile + (r - rb) * w->cols,
+			w->ops->to_float_fast(w->data + (size_t)r * w->row_bytes, tile + (r - rb) * w->cols,
 					 w->cols);
 		sgemm(j, o, tile, rb, re);
 	}

@@ -8,26 +8,35 @@
 
 #include "quant_internal.h"
 
+/* Nothing dequantizes activations in bulk, so their fast dequantizer is
+ * the reference. */
 #define ACTIVATION(t, from) \
-	[PF_##t] = { PF_##t, PF_##t, pf_##from##_to_float, pf_##from##_from_float, NULL, NULL }
+	[PF_##t] = { PF_##t, PF_##t, pf_##from##_to_float, pf_##from##_to_float, \
+		pf_##from##_from_float, NULL, NULL }
 
-/* Weight types: vec_dot and vec_dot_ref are filled in per ISA below. */
-#define WEIGHT(t, vt, name, isa) \
-	[PF_##t] = { PF_##t, PF_##vt, pf_##name##_to_float, pf_##name##_from_float, \
+/* Weight types: the fast dequantizer and vec_dot are filled in per ISA
+ * below; the scalar table's fast dequantizer is the reference. */
+#define DEQUANT_ref(name) pf_##name##_to_float
+#define DEQUANT_avx2(name) pf_##name##_to_float_avx2
+#define DEQUANT_neon(name) pf_##name##_to_float_neon
+#define DEQUANT(isa, name) DEQUANT_##isa(name)
+
+#define WEIGHT(t, vt, name, isa, fast) \
+	[PF_##t] = { PF_##t, PF_##vt, pf_##name##_to_float, fast, pf_##name##_from_float, \
 		pf_##name##_dot_##isa, pf_##name##_dot_ref }
 
 #define TABLE(isa) { \
-	WEIGHT(F32, F32, f32, isa), \
-	WEIGHT(F16, F32, f16, isa), \
-	WEIGHT(BF16, F32, bf16, isa), \
-	WEIGHT(Q4_0, Q8_0, q4_0, isa), \
-	WEIGHT(Q4_1, Q8_1, q4_1, isa), \
-	WEIGHT(Q5_0, Q8_0, q5_0, isa), \
-	WEIGHT(Q5_1, Q8_1, q5_1, isa), \
-	WEIGHT(Q8_0, Q8_0, q8_0, isa), \
-	WEIGHT(Q4_K, Q8_K, q4_k, isa), \
-	WEIGHT(Q5_K, Q8_K, q5_k, isa), \
-	WEIGHT(Q6_K, Q8_K, q6_k, isa), \
+	WEIGHT(F32, F32, f32, isa, pf_f32_to_float), \
+	WEIGHT(F16, F32, f16, isa, DEQUANT(isa, f16)), \
+	WEIGHT(BF16, F32, bf16, isa, DEQUANT(isa, bf16)), \
+	WEIGHT(Q4_0, Q8_0, q4_0, isa, DEQUANT(isa, q4_0)), \
+	WEIGHT(Q4_1, Q8_1, q4_1, isa, DEQUANT(isa, q4_1)), \
+	WEIGHT(Q5_0, Q8_0, q5_0, isa, DEQUANT(isa, q5_0)), \
+	WEIGHT(Q5_1, Q8_1, q5_1, isa, DEQUANT(isa, q5_1)), \
+	WEIGHT(Q8_0, Q8_0, q8_0, isa, DEQUANT(isa, q8_0)), \
+	WEIGHT(Q4_K, Q8_K, q4_k, isa, DEQUANT(isa, q4_k)), \
+	WEIGHT(Q5_K, Q8_K, q5_k, isa, DEQUANT(isa, q5_k)), \
+	WEIGHT(Q6_K, Q8_K, q6_k, isa, DEQUANT(isa, q6_k)), \
 	ACTIVATION(Q8_1, q8_1), \
 	ACTIVATION(Q8_K, q8_k), \
 }

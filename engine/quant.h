@@ -1,12 +1,18 @@
 /* Weight formats and their kernels.
  *
- * Each weight type has a scalar reference dequantizer (to_float), and a dot
- * kernel (vec_dot) that multiplies one row of weights with an activation
- * vector already converted to the type's vec_dot_type (by that type's
- * from_float). vec_dot is the fastest kernel for this CPU (AVX2+FMA on
- * x86-64 chosen at run time, NEON on aarch64, scalar otherwise);
- * vec_dot_ref is the portable scalar version the fast ones are tested
- * against. Block layouts are byte-identical to GGUF's. */
+ * Each weight type has a scalar reference dequantizer (to_float), a fast
+ * one (to_float_fast) for prefill, which dequantizes tiles of weight rows
+ * for sgemm, and a dot kernel (vec_dot) that multiplies one row of weights
+ * with an activation vector already converted to the type's vec_dot_type
+ * (by that type's from_float). The fast kernels are the best for this CPU
+ * (AVX2+FMA+F16C on x86-64 chosen at run time, NEON on aarch64, scalar
+ * otherwise); vec_dot_ref is the portable scalar dot they are tested
+ * against. to_float_fast returns to_float's floats bit for bit, except that
+ * an F16 signaling NaN may come back quieted; for F32 both are a memcpy.
+ *
+ * Q8_1 and Q8_K are activation-only formats: they have converters (their
+ * to_float_fast is the reference) but vec_dot and vec_dot_ref are NULL.
+ * Block layouts are byte-identical to GGUF's. */
 #ifndef PINFER_QUANT_H
 #define PINFER_QUANT_H
 
@@ -23,9 +29,10 @@ struct pf_quant_ops {
 	enum pf_dtype type;
 	enum pf_dtype vec_dot_type;   /* format vec_dot expects x in */
 	pf_to_float_fn to_float;      /* scalar reference dequantizer */
+	pf_to_float_fn to_float_fast; /* fastest dequantizer for this CPU, same output */
 	pf_from_float_fn from_float;  /* quantizer; NULL when the type cannot be produced */
-	pf_vec_dot_fn vec_dot;        /* fastest kernel for this CPU */
-	pf_vec_dot_fn vec_dot_ref;    /* scalar reference */
+	pf_vec_dot_fn vec_dot;        /* fastest kernel for this CPU; NULL for activation formats */
+	pf_vec_dot_fn vec_dot_ref;    /* scalar reference; NULL for activation formats */
 };
 
 /* NULL when the type has no kernels in this build. */

@@ -161,6 +161,11 @@ static inline void pf_k4_scales(const uint8_t *scales, uint8_t sc[8], uint8_t m[
 	memcpy(m, &w[2], 8);
 }
 
+/* Unrolls the next loop fully. For short loops over a local array of
+ * vectors: -O2 leaves them rolled, and the array then lives on the stack. */
+#define PF_PRAGMA(x) _Pragma(#x)
+#define PF_UNROLL(n) PF_PRAGMA(GCC unroll n)
+
 /* Scalar reference: dequantizers, quantizers, dots (quant_ref.c for the
  * float and 32-element formats, quant_ref_k.c for the K formats). */
 #define PF_REF_DECLS(t) \
@@ -202,5 +207,26 @@ PF_DOT_DECLS(avx2);
 PF_DOT_DECLS(neon);
 #endif
 #undef PF_DOT_DECLS
+
+/* SIMD dequantizers, pf_<type>_to_float_<isa> (dequant_<isa>.c). F32 has
+ * none: its reference is already a memcpy. */
+#define PF_DEQUANT_DECLS(isa) \
+	void pf_f16_to_float_##isa(const void *src, float *dst, int64_t n); \
+	void pf_bf16_to_float_##isa(const void *src, float *dst, int64_t n); \
+	void pf_q4_0_to_float_##isa(const void *src, float *dst, int64_t n); \
+	void pf_q4_1_to_float_##isa(const void *src, float *dst, int64_t n); \
+	void pf_q5_0_to_float_##isa(const void *src, float *dst, int64_t n); \
+	void pf_q5_1_to_float_##isa(const void *src, float *dst, int64_t n); \
+	void pf_q8_0_to_float_##isa(const void *src, float *dst, int64_t n); \
+	void pf_q4_k_to_float_##isa(const void *src, float *dst, int64_t n); \
+	void pf_q5_k_to_float_##isa(const void *src, float *dst, int64_t n); \
+	void pf_q6_k_to_float_##isa(const void *src, float *dst, int64_t n)
+#if defined(__x86_64__)
+PF_DEQUANT_DECLS(avx2);
+#endif
+#if defined(__aarch64__) && defined(__ARM_NEON)
+PF_DEQUANT_DECLS(neon);
+#endif
+#undef PF_DEQUANT_DECLS
 
 #endif

@@ -268,6 +268,84 @@ static void test_short_rows(void **state)
 	}
 }
 
+/* Floats equal bit for bit; NaN == NaN too where nan_ok, for F16, whose
+ * SIMD conversions quiet a signaling NaN that the reference keeps. */
+static int same_float(float a, float b, int nan_ok)
+{
+	uint32_t ua, ub;
+	memcpy(&ua, &a, sizeof(ua));
+	memcpy(&ub, &b, sizeof(ub));
+	return ua == ub || (nan_ok && isnan(a) && isnan(b));
+}
+
+/* Runs both dequantizers on q, the fast one from an odd source address into
+ * a destination one float past malloc's alignment. Buffers are exactly
+ * sized, so ASan catches a kernel reading or writing past the row. */
+static void check_fast_row(const struct pf_quant_ops *ops, const void *q, int n, const char *what)
+{
+	size_t nb = row_bytes(ops->type, n);
+	void *base;
+	const void *src = misaligned_copy(q, nb, &base);
+	float *ref = malloc((size_t)n * sizeof(float)), *out = malloc((size_t)(n + 1) * sizeof(float));
+	assert_true(ref && out);
+	out[0] = 12345.0f;
+	ops->to_float(src, ref, n);
+	ops->to_float_fast(src, out + 1, n);
+	assert_true(out[0] == 12345.0f);
+	for (int i = 0; i < n; i++)
+		if (!same_float(ref[i], out[i + 1], ops->type == PF_F16))
+			fail_msg("%s %s n=%d: element %d: fast %a, reference %a",
+				pf_dtype_info(ops->type)->name, what, n, i, out[i + 1], ref[i]);
+	free(base);
+	free(ref);
+	free(out);
+}
+
+/* Rows from from_float (every row kind) and rows of random bytes, which give
+ * scales that are subnormal, inf or NaN. Lengths cover one block, odd block
+ * counts, and for the float formats tails shorter than a vector. */
+static void fast_dequant(enum pf_dtype t, uint64_t *rng)
+{
+	const struct pf_quant_ops *ops = ops_of(t);
+	assert_non_null(ops->to_float_fast);
+	int block = (int)pf_dtype_info(t)->block;
+	int lens[] = { block, 3 * block, block == 1 ? 37 : 5 * block, N_MAX };
+	float *x = malloc(N_MAX * sizeof(float));
+	uint8_t *q = malloc(row_bytes(t, N_MAX));
+	assert_true(x && q);
+	for (int li = 0; li < 4; li++) {
+		int n = lens[li];
+		for (int kind = 0; kind < ROW_KINDS; kind++) {
+			fill_row(x, n, kind, rng);
+			ops->from_float(x, q, n);
+			check_fast_row(ops, q, n, "quantized row");
+		}
+		for (size_t i = 0; i < row_bytes(t, n); i++)
+			q[i] = (uint8_t)test_rand(rng);
+		check_fast_row(ops, q, n, "random bytes");
+	}
+	free(x);
+	free(q);
+}
+
+static void test_to_float_fast(void **state)
+{
+	(void)state;
+	uint64_t rng = 0xdef0;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		fast_dequant(cases[i].type, &rng);
+	for (size_t i = 0; i < sizeof(act_cases) / sizeof(act_cases[0]); i++)
+		fast_dequant(act_cases[i].type, &rng);
+	/* Every half and bfloat16 bit pattern. */
+	uint16_t *h = malloc(0x10000 * sizeof(uint16_t));
+	assert_non_null(h);
+	for (uint32_t i = 0; i < 0x10000; i++)
+		h[i] = (uint16_t)i;
+	check_fast_row(ops_of(PF_F16), h, 0x10000, "all halves");
+	check_fast_row(ops_of(PF_BF16), h, 0x10000, "all bfloat16s");
+	free(h);
+}
+
 static void test_table(void **state)
 {
 	(void)state;
@@ -421,6 +499,7 @@ int main(void)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_dots),
 		cmocka_unit_test(test_short_rows),
+		cmocka_unit_test(test_to_float_fast),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

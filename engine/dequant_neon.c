@@ -1,0 +1,277 @@
+/* NEON dequantizers for aarch64; prefill runs them over tiles of weight
+ * rows for sgemm.
+ *
+ * They give the reference's floats bit for bit: every element is d * q,
+ * d * q + m or ds * q - dm, with the scalar factors formed as the
+ * reference forms them and each operation a separate multiply, add or
+ * subtract, as in the reference (one FMA would round once where it rounds
+ * twice). That also relies on the compiler not fusing them itself, which
+ * GCC does not do under -std=c11. The only difference: vcvt_f32_f16 quiets
+ * a signaling-NaN half, which the reference passes through as it is.
+ *
+ * Levels are assembled 16 at a time in bytes, as in the dot kernels, then
+ * widened to four float vectors. */
+#if defined(__aarch64__) && defined(__ARM_NEON)
+
+#include <arm_neon.h>
+
+#include "quant_internal.h"
+
+static inline float ld_f16(const uint8_t *p)
+{
+	__fp16 h;
+	memcpy(&h, p, sizeof(h));
+	return (float)h;
+}
+
+struct f32x16 {
+	float32x4_t v[4];
+};
+
+static inline struct f32x16 widen_u8(uint8x16_t q)
+{
+	uint16x8_t lo = vmovl_u8(vget_low_u8(q)), hi = vmovl_high_u8(q);
+	return (struct f32x16){ {
+		vcvtq_f32_u32(vmovl_u16(vget_low_u16(lo))), vcvtq_f32_u32(vmovl_high_u16(lo)),
+		vcvtq_f32_u32(vmovl_u16(vget_low_u16(hi))), vcvtq_f32_u32(vmovl_high_u16(hi)),
+	} };
+}
+
+static inline struct f32x16 widen_s8(int8x16_t q)
+{
+	int16x8_t lo = vmovl_s8(vget_low_s8(q)), hi = vmovl_high_s8(q);
+	return (struct f32x16){ {
+		vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))), vcvtq_f32_s32(vmovl_high_s16(lo)),
+		vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))), vcvtq_f32_s32(vmovl_high_s16(hi)),
+	} };
+}
+
+/* dst[0..16) = d * q */
+static inline void store_mul(float *dst, struct f32x16 q, float d)
+{
+	PF_UNROLL(4)
+	for (int k = 0; k < 4; k++)
+		vst1q_f32(dst + 4 * k, vmulq_n_f32(q.v[k], d));
+}
+
+/* dst[0..16) = d * q + m */
+static inline void store_add(float *dst, struct f32x16 q, float d, float m)
+{
+	PF_UNROLL(4)
+	for (int k = 0; k < 4; k++)
+		vst1q_f32(dst + 4 * k, vaddq_f32(vmulq_n_f32(q.v[k], d), vdupq_n_f32(m)));
+}
+
+/* dst[0..16) = d * q - m */
+static inline void store_sub(float *dst, struct f32x16 q, float d, float m)
+{
+	PF_UNROLL(4)
+	for (int k = 0; k < 4; k++)
+		vst1q_f32(dst + 4 * k, vsubq_f32(vmulq_n_f32(q.v[k], d), vdupq_n_f32(m)));
+}
+
+/* ---- float formats ---- */
+
+void pf_f16_to_float_neon(const void *src, float *dst, int64_t n)
+{
+	const uint8_t *p = src;
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		float16x8_t h = vreinterpretq_f16_u8(vld1q_u8(p + 2 * i));
+		vst1q_f32(dst + i, vcvt_f32_f16(vget_low_f16(h)));
+		vst1q_f32(dst + i + 4, vcvt_high_f32_f16(h));
+	}
+	for (; i < n; i++)
+		dst[i] = ld_f16(p + 2 * i);
+}
+
+/* bf16 is the top half of a float: widen with a 16-bit shift. */
+void pf_bf16_to_float_neon(const void *src, float *dst, int64_t n)
+{
+	const uint8_t *p = src;
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint16x8_t h = vreinterpretq_u16_u8(vld1q_u8(p + 2 * i));
+		vst1q_f32(dst + i, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16)));
+		vst1q_f32(dst + i + 4, vreinterpretq_f32_u32(vshll_high_n_u16(h, 16)));
+	}
+	for (; i < n; i++)
+		dst[i] = pf_bf16_to_fp32(pf_rd_u16(p + 2 * i));
+}
+
+/* ---- 32-element formats: levels of elements 0-15 and 16-31 ---- */
+
+void pf_q8_0_to_float_neon(const void *src, float *dst, int64_t n)
+{
+	const struct pf_block_q8_0 *b = src;
+	for (int64_t i = 0; i < n / QK; i++, b++, dst += QK) {
+		float d = ld_f16(b->d);
+		store_mul(dst, widen_s8(vld1q_s8(b->qs)), d);
+		store_mul(dst + 16, widen_s8(vld1q_s8(b->qs + 16)), d);
+	}
+}
+
+/* Masks with byte j set to 0xff when bit j of the 32-bit qh is set, for
+ * elements 0-15 and 16-31: each byte picks the qh byte holding its bit and
+ * tests its own bit. */
+static inline void expand_bits(const uint8_t *qh, uint8x16_t *lo, uint8x16_t *hi)
+{
+	static const uint8_t spread_lo[16] = { 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1 };
+	static const uint8_t spread_hi[16] = { 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3 };
+	static const uint8_t bits[16] = { 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128 };
+	uint8x16_t v = vreinterpretq_u8_u32(vdupq_n_u32(pf_rd_u32(qh)));
+	uint8x16_t b = vld1q_u8(bits);
+	*lo = vtstq_u8(vqtbl1q_u8(v, vld1q_u8(spread_lo)), b);
+	*hi = vtstq_u8(vqtbl1q_u8(v, vld1q_u8(spread_hi)), b);
+}
+
+void pf_q4_0_to_float_neon(const void *src, float *dst, int64_t n)
+{
+	const struct pf_block_q4_0 *b = src;
+	const int8x16_t eight = vdupq_n_s8(8);
+	for (int64_t i = 0; i < n / QK; i++, b++, dst += QK) {
+		uint8x16_t v = vld1q_u8(b->qs);
+		float d = ld_f16(b->d);
+		store_mul(dst, widen_s8(vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0f))), eight)), d);
+		store_mul(dst + 16, widen_s8(vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight)), d);
+	}
+}
+
+void pf_q4_1_to_float_neon(const void *src, float *dst, int64_t n)
+{
+	const struct pf_block_q4_1 *b = src;
+	for (int64_t i = 0; i < n / QK; i++, b++, dst += QK) {
+		uint8x16_t v = vld1q_u8(b->qs);
+		float d = ld_f16(b->d), m = ld_f16(b->m);
+		store_add(dst, widen_u8(vandq_u8(v, vdupq_n_u8(0x0f))), d, m);
+		store_add(dst + 16, widen_u8(vshrq_n_u8(v, 4)), d, m);
+	}
+}
+
+/* Level minus 16 without a subtraction: where the fifth bit is clear the
+ * top nibble becomes 0xf, which reads as nibble - 16 in int8. */
+void pf_q5_0_to_float_neon(const void *src, float *dst, int64_t n)
+{
+	const struct pf_block_q5_0 *b = src;
+	const uint8x16_t f0 = vdupq_n_u8(0xf0);
+	for (int64_t i = 0; i < n / QK; i++, b++, dst += QK) {
+		uint8x16_t v = vld1q_u8(b->qs), hl, hh;
+		expand_bits(b->qh, &hl, &hh);
+		float d = ld_f16(b->d);
+		uint8x16_t lo = vorrq_u8(vandq_u8(v, vdupq_n_u8(0x0f)), vbicq_u8(f0, hl));
+		uint8x16_t hi = vorrq_u8(vshrq_n_u8(v, 4), vbicq_u8(f0, hh));
+		store_mul(dst, widen_s8(vreinterpretq_s8_u8(lo)), d);
+		store_mul(dst + 16, widen_s8(vreinterpretq_s8_u8(hi)), d);
+	}
+}
+
+void pf_q5_1_to_float_neon(const void *src, float *dst, int64_t n)
+{
+	const struct pf_block_q5_1 *b = src;
+	const uint8x16_t b4 = vdupq_n_u8(0x10);
+	for (int64_t i = 0; i < n / QK; i++, b++, dst += QK) {
+		uint8x16_t v = vld1q_u8(b->qs), hl, hh;
+		expand_bits(b->qh, &hl, &hh);
+		float d = ld_f16(b->d), m = ld_f16(b->m);
+		uint8x16_t lo = vorrq_u8(vandq_u8(v, vdupq_n_u8(0x0f)), vandq_u8(hl, b4));
+		uint8x16_t hi = vorrq_u8(vshrq_n_u8(v, 4), vandq_u8(hh, b4));
+		store_add(dst, widen_u8(lo), d, m);
+		store_add(dst + 16, widen_u8(hi), d, m);
+	}
+}
+
+/* ---- K formats ---- */
+
+/* Q4_K/Q5_K's per-sub-block factors, as the reference computes them:
+ * ds[j] = d * sc[j], dm[j] = dmin * m[j]. */
+static inline void k4_factors(const uint8_t *d, const uint8_t *dmin, const uint8_t *scales,
+	float ds[8], float dm[8])
+{
+	uint8_t sc[8], m[8];
+	pf_k4_scales(scales, sc, m);
+	float fd = ld_f16(d), fmin = ld_f16(dmin);
+	for (int j = 0; j < 8; j++) {
+		ds[j] = fd * sc[j];
+		dm[j] = fmin * m[j];
+	}
+}
+
+/* Chunk c of 32 qs bytes: low nibbles are elements 64c..64c+32 (sub-block
+ * 2c), high nibbles the next 32 (sub-block 2c+1). */
+void pf_q4_k_to_float_neon(const void *src, float *dst, int64_t n)
+{
+	const struct pf_block_q4_k *b = src;
+	const uint8x16_t m4 = vdupq_n_u8(0x0f);
+	for (int64_t i = 0; i < n / QK_K; i++, b++, dst += QK_K) {
+		float ds[8], dm[8];
+		k4_factors(b->d, b->dmin, b->scales, ds, dm);
+		for (int c = 0; c < 4; c++) {
+			float *o = dst + 64 * c;
+			for (int k = 0; k < 2; k++) {
+				uint8x16_t v = vld1q_u8(b->qs + 32 * c + 16 * k);
+				store_sub(o + 16 * k, widen_u8(vandq_u8(v, m4)), ds[2 * c], dm[2 * c]);
+				store_sub(o + 32 + 16 * k, widen_u8(vshrq_n_u8(v, 4)), ds[2 * c + 1], dm[2 * c + 1]);
+			}
+		}
+	}
+}
+
+/* As Q4_K, with the fifth bits of chunk c's halves in bits 2c and 2c+1 of
+ * qh. */
+void pf_q5_k_to_float_neon(const void *src, float *dst, int64_t n)
+{
+	const struct pf_block_q5_k *b = src;
+	const uint8x16_t m4 = vdupq_n_u8(0x0f), b4 = vdupq_n_u8(0x10);
+	for (int64_t i = 0; i < n / QK_K; i++, b++, dst += QK_K) {
+		float ds[8], dm[8];
+		k4_factors(b->d, b->dmin, b->scales, ds, dm);
+		for (int c = 0; c < 4; c++) {
+			float *o = dst + 64 * c;
+			uint8x16_t bl = vdupq_n_u8((uint8_t)(1 << (2 * c))), bh = vdupq_n_u8((uint8_t)(2 << (2 * c)));
+			for (int k = 0; k < 2; k++) {
+				uint8x16_t v = vld1q_u8(b->qs + 32 * c + 16 * k), h = vld1q_u8(b->qh + 16 * k);
+				uint8x16_t lo = vorrq_u8(vandq_u8(v, m4), vandq_u8(vtstq_u8(h, bl), b4));
+				uint8x16_t hi = vorrq_u8(vshrq_n_u8(v, 4), vandq_u8(vtstq_u8(h, bh), b4));
+				store_sub(o + 16 * k, widen_u8(lo), ds[2 * c], dm[2 * c]);
+				store_sub(o + 32 + 16 * k, widen_u8(hi), ds[2 * c + 1], dm[2 * c + 1]);
+			}
+		}
+	}
+}
+
+/* Each half of 128 elements is eight 16-element sub-blocks, built in
+ * element order as in the dot kernel. */
+void pf_q6_k_to_float_neon(const void *src, float *dst, int64_t n)
+{
+	const struct pf_block_q6_k *b = src;
+	const uint8x16_t m4 = vdupq_n_u8(0x0f), m30 = vdupq_n_u8(0x30);
+	const int8x16_t off = vdupq_n_s8(32);
+	for (int64_t i = 0; i < n / QK_K; i++, b++, dst += QK_K) {
+		float d = ld_f16(b->d);
+		for (int h = 0; h < 2; h++) {
+			const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+			uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16);
+			uint8x16_t l2 = vld1q_u8(ql + 32), l3 = vld1q_u8(ql + 48);
+			uint8x16_t h0 = vld1q_u8(qh), h1 = vld1q_u8(qh + 16);
+			uint8x16_t q[8] = {
+				vorrq_u8(vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(h0, 4), m30)),
+				vorrq_u8(vandq_u8(l1, m4), vandq_u8(vshlq_n_u8(h1, 4), m30)),
+				vorrq_u8(vandq_u8(l2, m4), vandq_u8(vshlq_n_u8(h0, 2), m30)),
+				vorrq_u8(vandq_u8(l3, m4), vandq_u8(vshlq_n_u8(h1, 2), m30)),
+				vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h0, m30)),
+				vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(h1, m30)),
+				vorrq_u8(vshrq_n_u8(l2, 4), vandq_u8(vshrq_n_u8(h0, 2), m30)),
+				vorrq_u8(vshrq_n_u8(l3, 4), vandq_u8(vshrq_n_u8(h1, 2), m30)),
+			};
+			PF_UNROLL(8)
+			for (int k = 0; k < 8; k++)
+				store_mul(dst + 128 * h + 16 * k, widen_s8(vsubq_s8(vreinterpretq_s8_u8(q[k]), off)),
+					d * b->scales[8 * h + k]);
+		}
+	}
+}
+
+#else
+/* Keeps the translation unit non-empty on other architectures. */
+typedef int pf_dequant_neon_unused;
+#endif

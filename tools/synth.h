@@ -1,0 +1,42 @@
+/* pinfer-model synth: writes a llama GGUF of any shape and weight type with
+ * random weights and a real vocabulary, so speed can be measured on
+ * full-size models without downloading them. The weights are a pure
+ * function of the seed (not of the thread count), and numerically tame:
+ * approximately normal with standard deviation 1/sqrt(row length), norms
+ * all 1, so every activation stays O(1). */
+#ifndef PINFER_TOOLS_SYNTH_H
+#define PINFER_TOOLS_SYNTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "dtype.h"
+#include "error.h"
+#include "pinfer.h"
+
+struct synth_opts {
+	const char *shape;  /* named shape, for general.name; NULL: custom */
+	int n_embd, n_ff, n_layer, n_head, n_head_kv;
+	const char *vocab;  /* GGUF whose tokenizer.* keys are copied */
+	enum pf_dtype type;
+	enum pinfer_ffn_act act;  /* PINFER_ACT_AUTO: pinfer.ffn_act is not written */
+	uint32_t n_ctx;
+	uint64_t seed;
+	int n_threads;  /* 0: online CPUs */
+	FILE *log;      /* progress and summary; NULL: silent */
+};
+
+/* Defaults: no shape, type f16, context 4096, seed 1, vocab NULL. */
+void synth_opts_init(struct synth_opts *o);
+/* Sets the dimensions of a named shape; -1 when there is none by that name. */
+int synth_set_shape(struct synth_opts *o, const char *name);
+/* The named shapes, space separated. */
+void synth_shape_names(char *buf, size_t size);
+/* $SHARED/models/llama-2-tiny-random/llama-2-tiny-random.gguf, with SHARED
+ * defaulting to ../shared; written into buf, which is returned. */
+const char *synth_default_vocab(char *buf, size_t size);
+
+int synth_model(const char *out, const struct synth_opts *o, struct pf_err *err);
+
+#endif
