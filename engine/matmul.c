@@ -7,8 +7,10 @@
 /* Weight rows processed together in prefill: their bytes stay in L1/L2 while
  * every token of the batch is multiplied with them. */
 #define PREFILL_ROW_BLOCK 16
-/* Rows dequantized at once for sgemm: a 4096-wide tile is 512 KiB. */
-#define SGEMM_TILE_ROWS 32
+/* Floats of weights dequantized at once for one sgemm call (4 MiB): sgemm
+ * needs wide tiles to reach its speed (32 rows of 4096 ran at 60% of what
+ * 256 rows do). */
+#define SGEMM_TILE_FLOATS (1 << 20)
 
 struct job {
 	struct pf_matmul_scratch *scratch;
@@ -56,7 +58,7 @@ int pf_matmul_scratch_init(struct pf_matmul_scratch *s, const struct pinfer_mode
 			return -ENOMEM;
 		}
 	}
-	s->tile_floats = (size_t)SGEMM_TILE_ROWS * (size_t)max_cols;
+	s->tile_floats = SGEMM_TILE_FLOATS > max_cols ? SGEMM_TILE_FLOATS : (size_t)max_cols;
 	s->tiles = max_tokens > 1 ? aligned_alloc(64, s->tile_floats * sizeof(float) * (size_t)n_threads)
 				  : NULL;
 	if (max_tokens > 1 && !s->tiles) {
@@ -138,8 +140,9 @@ static void sgemm_rows(const struct job *j, int o, int64_t r0, int64_t r1, int t
 		return;
 	}
 	float *tile = j->scratch->tiles + (size_t)thread * j->scratch->tile_floats;
-	for (int64_t rb = r0; rb < r1; rb += SGEMM_TILE_ROWS) {
-		int64_t re = rb + SGEMM_TILE_ROWS < r1 ? rb + SGEMM_TILE_ROWS : r1;
+	int64_t tile_rows = (int64_t)j->scratch->tile_floats / w->cols;
+	for (int64_t rb = r0; rb < r1; rb += tile_rows) {
+		int64_t re = rb + tile_rows < r1 ? rb + tile_rows : r1;
 		for (int64_t r = rb; r < re; r++)
 			w->ops->to_float_fast(w->data + (size_t)r * w->row_bytes, tile + (r - rb) * w->cols,
 					 w->cols);
@@ -147,11 +150,18 @@ static void sgemm_rows(const struct job *j, int o, int64_t r0, int64_t r1, int t
 	}
 }
 
-/* Which prefill path wins, per weight format: measured with
- * `pinfer-model bench`, see docs/benchmarks.md. */
-static bool prefill_uses_sgemm(enum pf_dtype t)
+/* Batch size from which dequantize+sgemm beats the integer dot kernels,
+ * per weight format, measured on 4096x4096 with 2 threads (see
+ * docs/benchmarks.md); formats not listed were not measured and take 64. */
+static const int16_t sgemm_min_tokens[PF_DTYPE_COUNT] = {
+	[PF_F32] = 16, [PF_F16] = 32, [PF_BF16] = 32, [PF_Q4_0] = 32,
+	[PF_Q8_0] = 64, [PF_Q4_K] = 64, [PF_Q6_K] = 128,
+};
+
+static bool prefill_uses_sgemm(enum pf_dtype t, int64_t T)
 {
-	return t == PF_F32 || t == PF_F16 || t == PF_BF16;
+	int min = sgemm_min_tokens[t] ? sgemm_min_tokens[t] : 64;
+	return T >= min;
 }
 
 static void dot_rows(const struct job *j, int o, int64_t r0, int64_t r1)
@@ -183,7 +193,7 @@ static void run_rows(void *arg, int64_t begin, int64_t end, int thread)
 		int64_t b = begin > lo ? begin : lo, e = end < hi ? end : hi;
 		if (b >= e)
 			continue;
-		if (j->T > 1 && prefill_uses_sgemm(j->outs[o].w->type))
+		if (prefill_uses_sgemm(j->outs[o].w->type, j->T))
 			sgemm_rows(j, o, b - lo, e - lo, thread);
 		else
 			dot_rows(j, o, b - lo, e - lo);
