@@ -34,5 +34,7 @@ if [ ! -f "$model" ]; then
 	fi
 fi
 
+prompt="Once upon a time"
 echo "== pinfer demo: stories260K, a 260K-parameter TinyStories model =="
-"$tool" run -m "$model" -p "Once upon a time" -n 200 --temp 0.8 --top-p 0.9 -s 42
+printf '%s' "$prompt"
+"$tool" run -m "$model" -p "$prompt" -n 200 --temp 0.8 --top-p 0.9 -s 42
