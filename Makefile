@@ -38,6 +38,7 @@ LDLIBS_ALL  = $(BLAS_LIBS) -lm -pthread $(LDFLAGS)
 ENGINE_SRC  := $(wildcard engine/*.c)
 ENGINE_OBJ  := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
 LIBPINFER   := $(BUILD)/libpinfer.a
+LIBPINFER_SO := $(BUILD)/libpinfer.so
 TOOLS_SRC   := $(wildcard tools/*.c)
 TOOLS_OBJ   := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 # The tools' code minus main(), so tests can call a command's logic directly.
@@ -53,20 +54,26 @@ DEPS_STAMP  := build/.deps-ok
 .PHONY: all check demo bench clean deps install
 # Keep test objects: they are intermediates of a chain and make would delete them.
 .SECONDARY:
-all: $(PINFER_MODEL) $(TESTS_BIN)
+all: $(PINFER_MODEL) $(LIBPINFER_SO) $(TESTS_BIN)
 
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP): scripts/install-deps.sh
 	@pkg-config --exists $(PKGS) || scripts/install-deps.sh
 	@mkdir -p $(dir $@) && touch $@
 
+# The engine goes into a shared library too, exporting only engine/pinfer.h.
+$(ENGINE_OBJ): OBJ_CFLAGS := -fPIC -fvisibility=hidden
+
 $(BUILD)/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) $(OBJ_CFLAGS) -c $< -o $@
 
 $(LIBPINFER): $(ENGINE_OBJ)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
+
+$(LIBPINFER_SO): $(ENGINE_OBJ)
+	$(Q)$(CC) $(CFLAGS_ALL) -shared -o $@ $^ $(LDLIBS_ALL)
 
 $(LIBTOOLS): $(LIBTOOLS_OBJ)
 	@rm -f $@

@@ -72,7 +72,10 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 	c->rope_cs = alloc_floats(c, B * hp->rope_dim);
 	c->scores = alloc_floats(c, (uint64_t)p.n_threads * p.n_ctx);
 	c->logits = alloc_floats(c, (p.all_logits ? B : 1) * hp->n_vocab);
-	r = pf_matmul_scratch_init(&c->scratch, m, p.n_batch, p.n_threads);
+	int64_t max_cols = hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff;
+	if ((int64_t)q_dim > max_cols)
+		max_cols = (int64_t)q_dim;
+	r = pf_matmul_scratch_init(&c->scratch, max_cols, p.n_batch, p.n_threads);
 	if (r || !c->k_cache || !c->v_cache || !c->x || !c->xb || !c->q || !c->att || !c->hb ||
 	    !c->hb2 || !c->rope_cs || !c->scores || !c->logits) {
 		uint64_t want = c->bytes;

@@ -17,6 +17,7 @@ struct job {
 	const struct pf_matmul_out *outs;
 	int n_outs;
 	int64_t first_row[PF_MATMUL_MAX_OUTS + 1];  /* prefix sums of rows over outs */
+	bool sgemm[PF_MATMUL_MAX_OUTS];             /* dequantize+sgemm, else dot kernels */
 	const void *xq[PF_MATMUL_MAX_OUTS];         /* x in each output's vec_dot_type */
 	size_t xq_stride[PF_MATMUL_MAX_OUTS];       /* bytes between tokens in xq */
 	const float *x;
@@ -30,14 +31,9 @@ static size_t act_row_bytes(enum pf_dtype t, int64_t cols)
 	return (size_t)b;
 }
 
-int pf_matmul_scratch_init(struct pf_matmul_scratch *s, const struct pinfer_model *m,
-			   int max_tokens, int n_threads)
+int pf_matmul_scratch_init(struct pf_matmul_scratch *s, int64_t max_cols, int max_tokens,
+			   int n_threads)
 {
-	const struct pinfer_model_info *hp = &m->info;
-	int64_t max_cols = hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff;
-	int64_t q_dim = (int64_t)hp->n_head * hp->head_dim;
-	if (q_dim > max_cols)
-		max_cols = q_dim;
 	size_t widest = 0;
 	for (int t = 0; t < PF_DTYPE_COUNT; t++) {
 		const struct pf_quant_ops *ops = pf_quant_ops((enum pf_dtype)t);
@@ -105,7 +101,7 @@ static void prepare_inputs(struct pf_pool *pool, struct pf_matmul_scratch *s, st
 	for (int i = 0; i < j->n_outs; i++) {
 		enum pf_dtype vt = j->outs[i].w->ops->vec_dot_type;
 		j->xq_stride[i] = act_row_bytes(vt, cols);
-		if (vt == PF_F32) {
+		if (vt == PF_F32 || j->sgemm[i]) {
 			j->xq[i] = j->x;
 			continue;
 		}
@@ -193,20 +189,31 @@ static void run_rows(void *arg, int64_t begin, int64_t end, int thread)
 		int64_t b = begin > lo ? begin : lo, e = end < hi ? end : hi;
 		if (b >= e)
 			continue;
-		if (prefill_uses_sgemm(j->outs[o].w->type, j->T))
+		if (j->sgemm[o])
 			sgemm_rows(j, o, b - lo, e - lo, thread);
 		else
 			dot_rows(j, o, b - lo, e - lo);
 	}
 }
 
-void pf_matmul(struct pf_pool *pool, struct pf_matmul_scratch *s, const struct pf_matmul_out *outs,
-	       int n_outs, const float *x, int64_t T)
+void pf_matmul_with(struct pf_pool *pool, struct pf_matmul_scratch *s,
+		    const struct pf_matmul_out *outs, int n_outs, const float *x, int64_t T,
+		    enum pf_matmul_kind kind)
 {
 	struct job j = { .scratch = s, .outs = outs, .n_outs = n_outs, .x = x, .T = T };
 	j.first_row[0] = 0;
-	for (int i = 0; i < n_outs; i++)
+	for (int i = 0; i < n_outs; i++) {
 		j.first_row[i + 1] = j.first_row[i] + outs[i].w->rows;
+		j.sgemm[i] = T > 1 && s->tiles &&
+			     (kind == PF_MATMUL_SGEMM ||
+			      (kind == PF_MATMUL_AUTO && prefill_uses_sgemm(outs[i].w->type, T)));
+	}
 	prepare_inputs(pool, s, &j);
 	pf_pool_run(pool, run_rows, &j, j.first_row[n_outs], 16);
+}
+
+void pf_matmul(struct pf_pool *pool, struct pf_matmul_scratch *s, const struct pf_matmul_out *outs,
+	       int n_outs, const float *x, int64_t T)
+{
+	pf_matmul_with(pool, s, outs, n_outs, x, T, PF_MATMUL_AUTO);
 }

@@ -32,13 +32,26 @@ struct pf_matmul_scratch {
 	size_t bytes;        /* all of the above */
 };
 
-int pf_matmul_scratch_init(struct pf_matmul_scratch *s, const struct pinfer_model *m,
-			   int max_tokens, int n_threads);
+/* max_cols: the longest weight row any call will use. */
+int pf_matmul_scratch_init(struct pf_matmul_scratch *s, int64_t max_cols, int max_tokens,
+			   int n_threads);
 void pf_matmul_scratch_free(struct pf_matmul_scratch *s);
 
 /* At most PF_MATMUL_MAX_OUTS outputs, all with the same w->cols; x is T
  * rows of that many floats. */
 void pf_matmul(struct pf_pool *pool, struct pf_matmul_scratch *s, const struct pf_matmul_out *outs,
 	       int n_outs, const float *x, int64_t T);
+
+/* The same with the prefill method forced, for benchmarks that measure
+ * where one overtakes the other (T > 1 only; decode always uses the dot
+ * kernels). */
+enum pf_matmul_kind {
+	PF_MATMUL_AUTO,
+	PF_MATMUL_DOT,    /* integer dot kernels, weight rows reused across tokens */
+	PF_MATMUL_SGEMM,  /* dequantize a tile of rows, then sgemm */
+};
+void pf_matmul_with(struct pf_pool *pool, struct pf_matmul_scratch *s,
+		    const struct pf_matmul_out *outs, int n_outs, const float *x, int64_t T,
+		    enum pf_matmul_kind kind);
 
 #endif

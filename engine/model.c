@@ -294,20 +294,16 @@ const struct pinfer_model_info *pinfer_model_info(const struct pinfer_model *m)
 	return &m->info;
 }
 
-const struct pf_vocab *pinfer_model_vocab(const struct pinfer_model *m)
-{
-	return m->vocab;
-}
-
 int pinfer_tokenize(const struct pinfer_model *m, const char *text, size_t len, bool add_bos,
 		    bool parse_special, int32_t *out, size_t cap)
 {
 	return pf_tokenize(m->vocab, text, len, add_bos, parse_special, out, cap);
 }
 
-int pinfer_token_to_piece(const struct pinfer_model *m, int32_t id, char *buf, size_t cap)
+int pinfer_token_to_piece(const struct pinfer_model *m, int32_t id, bool special, char *buf,
+			  size_t cap)
 {
-	return pf_token_to_piece(m->vocab, id, false, buf, cap);
+	return pf_token_to_piece(m->vocab, id, special, buf, cap);
 }
 
 int pinfer_detokenize(const struct pinfer_model *m, const int32_t *ids, size_t n, char *buf,
@@ -321,7 +317,29 @@ int32_t pinfer_token_bos(const struct pinfer_model *m)
 	return pf_vocab_bos(m->vocab);
 }
 
+int32_t pinfer_token_eos(const struct pinfer_model *m)
+{
+	return pf_vocab_eos(m->vocab);
+}
+
 bool pinfer_token_is_eog(const struct pinfer_model *m, int32_t id)
 {
 	return pf_vocab_is_eog(m->vocab, id);
+}
+
+void pinfer_detok_init(struct pinfer_detok *d, const struct pinfer_model *m, bool continuation)
+{
+	pf_detok_init(d, m->vocab);
+	if (continuation)
+		d->at_start = false;
+}
+
+int pinfer_detok_push(struct pinfer_detok *d, int32_t id, char *buf, size_t cap)
+{
+	return pf_detok_push(d, id, buf, cap);
+}
+
+int pinfer_detok_flush(struct pinfer_detok *d, char *buf, size_t cap)
+{
+	return pf_detok_flush(d, buf, cap);
 }

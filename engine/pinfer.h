@@ -18,6 +18,10 @@
 
 #include "error.h"
 
+/* Only what this header declares is exported from libpinfer.so; the engine
+ * is built with hidden visibility otherwise. */
+#define PINFER_API __attribute__((visibility("default")))
+
 struct pinfer_model;
 struct pinfer_ctx;
 struct pinfer_sampler;
@@ -55,22 +59,46 @@ struct pinfer_model_info {
 	uint64_t file_bytes;
 };
 
-void pinfer_model_params_default(struct pinfer_model_params *p);
-int pinfer_model_open(struct pinfer_model **out, const char *path,
+PINFER_API void pinfer_model_params_default(struct pinfer_model_params *p);
+PINFER_API int pinfer_model_open(struct pinfer_model **out, const char *path,
 		      const struct pinfer_model_params *p, struct pf_err *err);
-void pinfer_model_free(struct pinfer_model *m);
-const struct pinfer_model_info *pinfer_model_info(const struct pinfer_model *m);
-const char *pinfer_ffn_act_name(enum pinfer_ffn_act a);
+PINFER_API void pinfer_model_free(struct pinfer_model *m);
+PINFER_API const struct pinfer_model_info *pinfer_model_info(const struct pinfer_model *m);
+PINFER_API const char *pinfer_ffn_act_name(enum pinfer_ffn_act a);
 
 /* Vocabulary. */
-int pinfer_tokenize(const struct pinfer_model *m, const char *text, size_t len, bool add_bos,
+PINFER_API int pinfer_tokenize(const struct pinfer_model *m, const char *text, size_t len, bool add_bos,
 		    bool parse_special, int32_t *out, size_t cap);
-int pinfer_token_to_piece(const struct pinfer_model *m, int32_t id, char *buf, size_t cap);
-int pinfer_detokenize(const struct pinfer_model *m, const int32_t *ids, size_t n, char *buf,
+/* Bytes of one token; control tokens give "" unless special. Returns the
+ * piece's length (more than cap means truncated) or a negative error. */
+PINFER_API int pinfer_token_to_piece(const struct pinfer_model *m, int32_t id, bool special, char *buf,
+			  size_t cap);
+/* Text of a sequence (SentencePiece's dummy-prefix space removed); same
+ * return convention, no NUL written. */
+PINFER_API int pinfer_detokenize(const struct pinfer_model *m, const int32_t *ids, size_t n, char *buf,
 		      size_t cap);
-int32_t pinfer_token_bos(const struct pinfer_model *m);
-bool pinfer_token_is_eog(const struct pinfer_model *m, int32_t id);
-const struct pf_vocab *pinfer_model_vocab(const struct pinfer_model *m);
+PINFER_API int32_t pinfer_token_bos(const struct pinfer_model *m);  /* -1 when none */
+PINFER_API int32_t pinfer_token_eos(const struct pinfer_model *m);
+PINFER_API bool pinfer_token_is_eog(const struct pinfer_model *m, int32_t id);
+
+/* Streaming decode of generated tokens: a token may end inside a UTF-8
+ * character, so only complete characters come out and the rest waits for
+ * the next token. The fields are private. */
+struct pf_vocab;
+struct pinfer_detok {
+	const struct pf_vocab *vocab;
+	bool at_start;  /* strip the dummy-prefix space of the first piece */
+	char pending[8];
+	int n_pending;
+};
+/* continuation: the stream follows prompt text, so its first piece keeps
+ * its leading space; otherwise it starts right after BOS. */
+PINFER_API void pinfer_detok_init(struct pinfer_detok *d, const struct pinfer_model *m, bool continuation);
+/* Writes the text token id completes; returns its length, or -ENOSPC when
+ * cap (which 256 bytes always satisfies) is too small, -EINVAL for a bad id. */
+PINFER_API int pinfer_detok_push(struct pinfer_detok *d, int32_t id, char *buf, size_t cap);
+/* The bytes of an unfinished character at the end (at most 3). */
+PINFER_API int pinfer_detok_flush(struct pinfer_detok *d, char *buf, size_t cap);
 
 struct pinfer_ctx_params {
 	int n_ctx;        /* KV cache positions; 0: the model's training context, capped at 4096 */
@@ -79,24 +107,24 @@ struct pinfer_ctx_params {
 	bool all_logits;  /* keep logits for every evaluated token, not only the last */
 };
 
-void pinfer_ctx_params_default(struct pinfer_ctx_params *p);
-int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
+PINFER_API void pinfer_ctx_params_default(struct pinfer_ctx_params *p);
+PINFER_API int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 		   const struct pinfer_ctx_params *p, struct pf_err *err);
-void pinfer_ctx_free(struct pinfer_ctx *c);
+PINFER_API void pinfer_ctx_free(struct pinfer_ctx *c);
 /* Bytes the context allocated (KV cache and scratch). */
-uint64_t pinfer_ctx_bytes(const struct pinfer_ctx *c);
-uint64_t pinfer_ctx_kv_bytes(const struct pinfer_ctx *c);
+PINFER_API uint64_t pinfer_ctx_bytes(const struct pinfer_ctx *c);
+PINFER_API uint64_t pinfer_ctx_kv_bytes(const struct pinfer_ctx *c);
 
 /* Appends n tokens at the current position and runs the model over them
  * (prefill when n > 1). Fails with -ENOSPC when the context is full. */
-int pinfer_eval(struct pinfer_ctx *c, const int32_t *tokens, int n, struct pf_err *err);
+PINFER_API int pinfer_eval(struct pinfer_ctx *c, const int32_t *tokens, int n, struct pf_err *err);
 /* Logits (n_vocab floats) of the i-th token of the last eval; i = -1 means
  * its last token. Only the last is kept unless all_logits was set. */
-const float *pinfer_logits(const struct pinfer_ctx *c, int i);
-int pinfer_ctx_pos(const struct pinfer_ctx *c);
-int pinfer_ctx_size(const struct pinfer_ctx *c);
+PINFER_API const float *pinfer_logits(const struct pinfer_ctx *c, int i);
+PINFER_API int pinfer_ctx_pos(const struct pinfer_ctx *c);
+PINFER_API int pinfer_ctx_size(const struct pinfer_ctx *c);
 /* Forgets positions >= pos, so a shared prompt prefix can be reused. */
-void pinfer_ctx_truncate(struct pinfer_ctx *c, int pos);
+PINFER_API void pinfer_ctx_truncate(struct pinfer_ctx *c, int pos);
 
 #define PINFER_SEED_RANDOM UINT64_MAX  /* seed from the system's entropy */
 
@@ -112,13 +140,13 @@ struct pinfer_sampler_params {
 	uint64_t seed;
 };
 
-void pinfer_sampler_params_default(struct pinfer_sampler_params *p);
-int pinfer_sampler_new(struct pinfer_sampler **out, const struct pinfer_sampler_params *p,
+PINFER_API void pinfer_sampler_params_default(struct pinfer_sampler_params *p);
+PINFER_API int pinfer_sampler_new(struct pinfer_sampler **out, const struct pinfer_sampler_params *p,
 		       int n_vocab);
-void pinfer_sampler_free(struct pinfer_sampler *s);
+PINFER_API void pinfer_sampler_free(struct pinfer_sampler *s);
 /* Picks the next token from logits (n_vocab floats, left unchanged). */
-int32_t pinfer_sampler_sample(struct pinfer_sampler *s, const float *logits);
+PINFER_API int32_t pinfer_sampler_sample(struct pinfer_sampler *s, const float *logits);
 /* Records a token (prompt or generated) for the penalties. */
-void pinfer_sampler_accept(struct pinfer_sampler *s, int32_t id);
+PINFER_API void pinfer_sampler_accept(struct pinfer_sampler *s, int32_t id);
 
 #endif

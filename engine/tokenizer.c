@@ -262,7 +262,7 @@ int pf_detokenize(const struct pf_vocab *v, const int32_t *ids, size_t n, bool r
 	return (int)total;
 }
 
-void pf_detok_init(struct pf_detok *d, const struct pf_vocab *v)
+void pf_detok_init(struct pinfer_detok *d, const struct pf_vocab *v)
 {
 	d->vocab = v;
 	d->at_start = v->add_space_prefix;
@@ -271,7 +271,7 @@ void pf_detok_init(struct pf_detok *d, const struct pf_vocab *v)
 
 /* How many of the last bytes of pending+piece start a UTF-8 character
  * that is not complete yet (0 to 3). */
-static int incomplete_tail(const struct pf_detok *d, const char *p, size_t n)
+static int incomplete_tail(const struct pinfer_detok *d, const char *p, size_t n)
 {
 	size_t total = (size_t)d->n_pending + n;
 	for (size_t back = 1; back <= 3 && back <= total; back++) {
@@ -285,7 +285,7 @@ static int incomplete_tail(const struct pf_detok *d, const char *p, size_t n)
 	return 0;
 }
 
-int pf_detok_push(struct pf_detok *d, int32_t id, char *buf, size_t cap)
+int pf_detok_push(struct pinfer_detok *d, int32_t id, char *buf, size_t cap)
 {
 	const struct pf_vocab *v = d->vocab;
 	if (!valid_id(v, id))
@@ -314,7 +314,7 @@ int pf_detok_push(struct pf_detok *d, int32_t id, char *buf, size_t cap)
 	return (int)emit;
 }
 
-int pf_detok_flush(struct pf_detok *d, char *buf, size_t cap)
+int pf_detok_flush(struct pinfer_detok *d, char *buf, size_t cap)
 {
 	size_t n = (size_t)d->n_pending;
 	if (n > cap)

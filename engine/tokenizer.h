@@ -10,6 +10,7 @@
 
 #include "error.h"
 #include "gguf.h"
+#include "pinfer.h"
 
 struct pf_vocab;
 
@@ -48,24 +49,19 @@ int pf_detokenize(const struct pf_vocab *v, const int32_t *ids, size_t n, bool r
 
 /* Streaming decode for generation: tokens arrive one at a time and a piece
  * may end inside a UTF-8 character; pf_detok_push returns only complete
- * characters and keeps the rest for the next token. Control tokens give "".
+ * characters and keeps the rest for the next token (state: struct
+ * pinfer_detok in pinfer.h). Control tokens give "".
  * pf_detok_init sets at_start for SentencePiece vocabs, so the first piece
  * after any BOS loses its dummy-prefix space; clear it when the stream
  * continues text that was decoded elsewhere. */
-struct pf_detok {
-	const struct pf_vocab *vocab;
-	bool at_start;       /* strip the dummy-prefix space of the first piece */
-	char pending[8];
-	int n_pending;
-};
-void pf_detok_init(struct pf_detok *d, const struct pf_vocab *v);
+void pf_detok_init(struct pinfer_detok *d, const struct pf_vocab *v);
 /* Appends the text that token id completes to buf; returns its length
  * (bytes written, at most cap) or a negative error: -EINVAL for a bad id,
  * -ENOSPC when cap cannot hold it (then nothing is consumed; the longest
  * token piece plus 3 bytes always fits). */
-int pf_detok_push(struct pf_detok *d, int32_t id, char *buf, size_t cap);
+int pf_detok_push(struct pinfer_detok *d, int32_t id, char *buf, size_t cap);
 /* Flushes bytes of an unfinished character at the end of a generation
  * (at most 3; -ENOSPC when cap is smaller). */
-int pf_detok_flush(struct pf_detok *d, char *buf, size_t cap);
+int pf_detok_flush(struct pinfer_detok *d, char *buf, size_t cap);
 
 #endif

@@ -157,7 +157,7 @@ static void check_stream(const struct pf_vocab *v, const char *s, int expect_hel
 {
 	int32_t ids[MAX_IDS];
 	int n = encode(v, s, true, false, ids);
-	struct pf_detok d;
+	struct pinfer_detok d;
 	pf_detok_init(&d, v);
 	char out[256], chunk[64];
 	size_t len = 0;
@@ -184,7 +184,7 @@ static void test_stream_detok(void **state)
 	check_stream(v, "F\xC3\xBChrer", 1);
 	check_stream(v, "I saw \xF0\x9F\x98\x81 and \xE4\xB8\x96\xE7\x95\x8C.", 3);
 	/* An incomplete character at the end comes out of flush. */
-	struct pf_detok d;
+	struct pinfer_detok d;
 	pf_detok_init(&d, v);
 	char buf[16];
 	assert_int_equal(pf_detok_push(&d, 0xF0 + 3, buf, sizeof(buf)), 0);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_kernels.h"
 #include "commands.h"
 #include "common.h"
 #include "threadpool.h"
@@ -101,27 +102,35 @@ int cmd_bench(int argc, char **argv)
 		MODEL_LONG_OPTS,
 		{ "n-decode", required_argument, NULL, 'n' },
 		{ "n-prompt", required_argument, NULL, 'p' },
+		{ "kernels", no_argument, NULL, 'k' },
 		{ 0 },
 	};
 	struct model_opts mo;
 	model_opts_init(&mo);
 	long n_decode = 32, n_prompt = 128;
+	bool kernels = false;
 	int opt;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, MODEL_SHORT_OPTS "n:p:", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, MODEL_SHORT_OPTS "n:p:k", longopts, NULL)) != -1) {
 		int r = model_opts_parse(&mo, opt, optarg, "bench");
 		if (r < 0)
 			return 2;
 		if (r > 0)
 			continue;
+		if (opt == 'k') {
+			kernels = true;
+			continue;
+		}
 		if ((opt == 'n' && parse_int(optarg, 1, 1 << 20, &n_decode)) ||
 		    (opt == 'p' && parse_int(optarg, 1, 1 << 20, &n_prompt)))
 			continue;
-		fprintf(stderr, "usage: pinfer-model bench -m MODEL [-t N] [-n DECODE] [-p PROMPT]\n");
+		fprintf(stderr, "usage: pinfer-model bench (-m MODEL [-n DECODE] [-p PROMPT] | --kernels) [-t N]\n");
 		return 2;
 	}
 	if (!mo.n_threads)
 		mo.n_threads = pf_cpu_count();
+	if (kernels)
+		return bench_kernels(mo.n_threads);
 	if (!mo.n_ctx)
 		mo.n_ctx = (int)(n_prompt > n_decode + 1 ? n_prompt : n_decode + 1);
 	struct pinfer_model *m = model_opts_open(&mo, "bench");

@@ -7,7 +7,6 @@
 #include "dtype.h"
 #include "gguf.h"
 #include "quant.h"
-#include "tokenizer.h"
 
 static void print_tensor_types(const struct gguf_file *f)
 {
@@ -38,7 +37,6 @@ int cmd_info(int argc, char **argv)
 	if (!m)
 		return 1;
 	const struct pinfer_model_info *i = pinfer_model_info(m);
-	const struct pf_vocab *v = pinfer_model_vocab(m);
 	struct gguf_file *f;
 	struct pf_err err;
 	if (gguf_open(&f, mo.model, &err)) {
@@ -58,7 +56,7 @@ int cmd_info(int argc, char **argv)
 	       i->rms_eps);
 	printf("ffn activation: %s\noutput head: %s\n", pinfer_ffn_act_name(i->ffn_act),
 	       i->tied_output ? "tied to token_embd" : "separate");
-	printf("vocab: %d tokens, bos %d, eos %d\n", i->n_vocab, pf_vocab_bos(v), pf_vocab_eos(v));
+	printf("vocab: %d tokens, bos %d, eos %d\n", i->n_vocab, pinfer_token_bos(m), pinfer_token_eos(m));
 	print_tensor_types(f);
 	uint64_t kv_per_token = 2ull * i->n_layer * i->n_head_kv * i->head_dim * sizeof(float);
 	int n_ctx = i->n_ctx_train < 4096 ? i->n_ctx_train : 4096;

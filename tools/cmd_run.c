@@ -6,7 +6,6 @@
 
 #include "commands.h"
 #include "common.h"
-#include "tokenizer.h"
 
 enum {
 	OPT_TEMP = 2000, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_REPEAT_LAST_N,
@@ -128,12 +127,8 @@ int cmd_run(int argc, char **argv)
 	for (int i = 0; i < n_prompt; i++)
 		pinfer_sampler_accept(s, tokens[i]);
 
-	struct pf_detok detok;
-	pf_detok_init(&detok, pinfer_model_vocab(m));
-	/* A continuation keeps its leading space; only text generated right
-	 * after BOS drops SentencePiece's dummy prefix. */
-	if (plen > 0)
-		detok.at_start = false;
+	struct pinfer_detok detok;
+	pinfer_detok_init(&detok, m, plen > 0);
 	char piece[512];
 	int n_gen = 0;
 	t0 = now_seconds();
@@ -146,7 +141,7 @@ int cmd_run(int argc, char **argv)
 		if (print_ids) {
 			printf("%s%d", n_gen > 1 ? " " : "", id);
 		} else {
-			int n = pf_detok_push(&detok, id, piece, sizeof(piece));
+			int n = pinfer_detok_push(&detok, id, piece, sizeof(piece));
 			if (n > 0)
 				fwrite(piece, 1, (size_t)(n < (int)sizeof(piece) ? n : (int)sizeof(piece)), stdout);
 		}
@@ -159,7 +154,7 @@ int cmd_run(int argc, char **argv)
 		}
 	}
 	if (!print_ids) {
-		int n = pf_detok_flush(&detok, piece, sizeof(piece));
+		int n = pinfer_detok_flush(&detok, piece, sizeof(piece));
 		if (n > 0)
 			fwrite(piece, 1, (size_t)n, stdout);
 	}

@@ -5,7 +5,6 @@
 
 #include "commands.h"
 #include "common.h"
-#include "tokenizer.h"
 
 enum { OPT_NO_BOS = 2000, OPT_SPECIAL };
 
@@ -59,7 +58,7 @@ int cmd_tokenize(int argc, char **argv)
 	for (int i = 0; i < n; i++) {
 		if (verbose) {
 			char piece[256];
-			int k = pf_token_to_piece(pinfer_model_vocab(m), ids[i], true, piece, sizeof(piece) - 1);
+			int k = pinfer_token_to_piece(m, ids[i], true, piece, sizeof(piece) - 1);
 			piece[k < 0 ? 0 : k < (int)sizeof(piece) - 1 ? k : (int)sizeof(piece) - 1] = 0;
 			printf("%6d '%s'\n", ids[i], piece);
 		} else {

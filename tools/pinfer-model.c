@@ -17,7 +17,7 @@ static const struct {
 	{ "convert", cmd_convert, "convert CHECKPOINT.bin TOKENIZER.bin -o OUT.gguf [--type f32|f16]: llama2.c -> GGUF" },
 	{ "quantize", cmd_quantize, "quantize IN.gguf OUT.gguf TYPE: convert weight matrices (q4_0, q8_0, q4_k...)" },
 	{ "synth", cmd_synth, "synth (--shape NAME | --dim D --ff F --layers L --heads H) -o OUT.gguf: random-weight model" },
-	{ "bench", cmd_bench, "bench -m MODEL [-t N] [-n N] [-p N]: decode/prefill speed and roofline" },
+	{ "bench", cmd_bench, "bench -m MODEL [-t N] [-n N] [-p N]: decode/prefill speed and roofline;\n        bench --kernels [-t N]: matrix-product speed per format and batch size" },
 };
 
 static void usage(FILE *out)
