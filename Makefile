@@ -24,15 +24,17 @@ endif
 
 # Library flags are recursive variables on purpose: they are expanded when a
 # recipe runs, i.e. after $(DEPS_STAMP) has installed what was missing.
-PKGS        := openblas cmocka
+PKGS        := openblas cmocka libprotobuf-c
 PKG_CFLAGS   = $(shell pkg-config --cflags $(PKGS))
 BLAS_LIBS    = $(shell pkg-config --libs openblas)
 CMOCKA_LIBS  = $(shell pkg-config --libs cmocka)
+PROTO_LIBS   = $(shell pkg-config --libs libprotobuf-c)
+PROTOC_C    ?= protoc-c
 
 # Error messages are bounded buffers that truncate by design, hence
 # -Wno-format-truncation.
 CFLAGS_ALL  = -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Werror -Wno-format-truncation -pthread \
-              -MMD -MP -Iengine -Itools $(PKG_CFLAGS) $(CFLAGS)
+              -MMD -MP -Iengine -Itools -Iproto -I$(BUILD)/proto -Idaemon $(PKG_CFLAGS) $(CFLAGS)
 LDLIBS_ALL  = $(BLAS_LIBS) -lm -pthread $(LDFLAGS)
 
 ENGINE_SRC  := $(wildcard engine/*.c)
@@ -45,6 +47,21 @@ TOOLS_OBJ   := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 LIBTOOLS    := $(BUILD)/libtools.a
 LIBTOOLS_OBJ := $(filter-out $(BUILD)/tools/pinfer-model.o,$(TOOLS_OBJ))
 PINFER_MODEL := $(BUILD)/pinfer-model
+
+# proto/: the wire protocol, shared by pinferd and the client. The protobuf-c
+# code is generated at build time, never committed.
+PROTO_GEN_C := $(BUILD)/proto/pinfer.pb-c.c
+PROTO_GEN_H := $(BUILD)/proto/pinfer.pb-c.h
+PROTO_OBJ   := $(PROTO_GEN_C:.c=.o) $(patsubst %.c,$(BUILD)/%.o,$(wildcard proto/*.c))
+LIBPROTO    := $(BUILD)/libproto.a
+DAEMON_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard daemon/*.c))
+# The daemon minus main(), for tests.
+LIBDAEMON   := $(BUILD)/libdaemon.a
+LIBDAEMON_OBJ := $(filter-out $(BUILD)/daemon/main.o,$(DAEMON_OBJ))
+PINFERD     := $(BUILD)/pinferd
+CLIENT_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard client/*.c))
+PINFER_CLIENT := $(BUILD)/pinfer
+
 TESTS_C     := $(wildcard tests/test_*.c)
 TESTS_BIN   := $(TESTS_C:tests/%.c=$(BUILD)/tests/%)
 TESTS_SH    := $(wildcard tests/test_*.sh)
@@ -54,12 +71,21 @@ DEPS_STAMP  := build/.deps-ok
 .PHONY: all check demo bench clean deps install
 # Keep test objects: they are intermediates of a chain and make would delete them.
 .SECONDARY:
-all: $(PINFER_MODEL) $(LIBPINFER_SO) $(TESTS_BIN)
+PROGRAMS    := $(PINFER_MODEL) $(if $(wildcard daemon/main.c),$(PINFERD)) \
+               $(if $(CLIENT_OBJ),$(PINFER_CLIENT))
+all: $(PROGRAMS) $(LIBPINFER_SO) $(TESTS_BIN)
 
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP): scripts/install-deps.sh
-	@pkg-config --exists $(PKGS) || scripts/install-deps.sh
+	@(pkg-config --exists $(PKGS) && command -v $(PROTOC_C) >/dev/null) || scripts/install-deps.sh
 	@mkdir -p $(dir $@) && touch $@
+
+$(PROTO_GEN_C) $(PROTO_GEN_H) &: proto/pinfer.proto | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(Q)$(PROTOC_C) --proto_path=proto --c_out=$(BUILD)/proto proto/pinfer.proto
+
+# Everything that may include the generated header waits for it.
+$(DAEMON_OBJ) $(CLIENT_OBJ) $(PROTO_OBJ) $(TESTS_C:%.c=$(BUILD)/%.o): | $(PROTO_GEN_H)
 
 # The engine goes into a shared library too, exporting only engine/pinfer.h.
 $(ENGINE_OBJ): OBJ_CFLAGS := -fPIC -fvisibility=hidden
@@ -67,6 +93,9 @@ $(ENGINE_OBJ): OBJ_CFLAGS := -fPIC -fvisibility=hidden
 $(BUILD)/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS_ALL) $(OBJ_CFLAGS) -c $< -o $@
+
+$(BUILD)/proto/%.o: $(BUILD)/proto/%.c
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(LIBPINFER): $(ENGINE_OBJ)
 	@rm -f $@
@@ -79,11 +108,26 @@ $(LIBTOOLS): $(LIBTOOLS_OBJ)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
 
+$(LIBPROTO): $(PROTO_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(LIBDAEMON): $(LIBDAEMON_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
 $(PINFER_MODEL): $(BUILD)/tools/pinfer-model.o $(LIBTOOLS) $(LIBPINFER)
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
-$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TESTUTIL_OBJ) $(LIBTOOLS) $(LIBPINFER)
-	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS_ALL)
+$(PINFERD): $(BUILD)/daemon/main.o $(LIBDAEMON) $(LIBPROTO) $(LIBPINFER)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(PROTO_LIBS) $(LDLIBS_ALL)
+
+# The client never links the engine.
+$(PINFER_CLIENT): $(CLIENT_OBJ) $(LIBPROTO)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(PROTO_LIBS) -pthread $(LDFLAGS)
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TESTUTIL_OBJ) $(LIBDAEMON) $(LIBTOOLS) $(LIBPROTO) $(LIBPINFER)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(CMOCKA_LIBS) $(PROTO_LIBS) $(LDLIBS_ALL)
 
 check: all
 	@BUILD=$(BUILD) SHARED=$(SHARED) scripts/run-tests.sh $(TESTS_BIN) $(TESTS_SH)

@@ -53,10 +53,17 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 	uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim;
 	uint64_t q_dim = (uint64_t)hp->n_head * hp->head_dim;
 	uint64_t kv = (uint64_t)hp->n_layer * (uint64_t)p.n_ctx * kv_dim;
-	int r = pf_pool_new(&c->pool, p.n_threads);
-	if (r) {
-		pinfer_ctx_free(c);
-		return pf_errf(err, r, "cannot start %d threads", p.n_threads);
+	int r = 0;
+	if (p.threads) {
+		c->pool = (struct pf_pool *)p.threads;
+		p.n_threads = pf_pool_threads(c->pool);
+	} else {
+		r = pf_pool_new(&c->pool, p.n_threads);
+		if (r) {
+			pinfer_ctx_free(c);
+			return pf_errf(err, r, "cannot start %d threads", p.n_threads);
+		}
+		c->owns_pool = true;
 	}
 	/* The prefill sgemm calls run inside our own pool, one per thread;
 	 * OpenBLAS threads of its own would compete with them for the cores. */
@@ -94,7 +101,8 @@ void pinfer_ctx_free(struct pinfer_ctx *c)
 {
 	if (!c)
 		return;
-	pf_pool_free(c->pool);
+	if (c->owns_pool)
+		pf_pool_free(c->pool);
 	free(c->k_cache);
 	free(c->v_cache);
 	free(c->x);
@@ -169,4 +177,17 @@ void pinfer_ctx_truncate(struct pinfer_ctx *c, int pos)
 	if (pos >= 0 && pos < c->pos)
 		c->pos = pos;
 	c->n_logits = 0;
+}
+
+int pinfer_threads_new(struct pinfer_threads **out, int n_threads)
+{
+	struct pf_pool *p;
+	int r = pf_pool_new(&p, n_threads > 0 ? n_threads : pf_cpu_count());
+	*out = (struct pinfer_threads *)p;
+	return r;
+}
+
+void pinfer_threads_free(struct pinfer_threads *t)
+{
+	pf_pool_free((struct pf_pool *)t);
 }

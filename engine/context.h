@@ -10,6 +10,7 @@
 struct pinfer_ctx {
 	const struct pinfer_model *model;
 	struct pf_pool *pool;
+	bool owns_pool;
 	int n_ctx, n_batch;
 	bool all_logits;
 	int pos;         /* tokens in the KV cache */

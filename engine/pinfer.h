@@ -100,10 +100,19 @@ PINFER_API int pinfer_detok_push(struct pinfer_detok *d, int32_t id, char *buf, 
 /* The bytes of an unfinished character at the end (at most 3). */
 PINFER_API int pinfer_detok_flush(struct pinfer_detok *d, char *buf, size_t cap);
 
+/* Worker threads that several contexts may share, as long as they never
+ * evaluate at the same time (a daemon interleaving sessions on one model):
+ * idle workers of per-context pools would otherwise spin against the
+ * active ones for the same cores. */
+struct pinfer_threads;
+PINFER_API int pinfer_threads_new(struct pinfer_threads **out, int n_threads);
+PINFER_API void pinfer_threads_free(struct pinfer_threads *t);
+
 struct pinfer_ctx_params {
 	int n_ctx;        /* KV cache positions; 0: the model's training context, capped at 4096 */
 	int n_batch;      /* most tokens one eval step processes at once; 0: 128 */
-	int n_threads;    /* 0: online CPUs */
+	int n_threads;    /* 0: online CPUs; ignored with threads */
+	struct pinfer_threads *threads;  /* shared workers, or NULL for the context's own */
 	bool all_logits;  /* keep logits for every evaluated token, not only the last */
 };
 

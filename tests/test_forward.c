@@ -181,6 +181,35 @@ static void test_truncate_and_reuse(void **state)
 	pinfer_ctx_free(c);
 }
 
+/* Two sequences interleaved token by token on shared threads each follow
+ * the reference as if alone. */
+static void test_shared_threads_interleaved(void **state)
+{
+	(void)state;
+	struct pinfer_threads *th;
+	assert_int_equal(pinfer_threads_new(&th, 2), 0);
+	struct pinfer_ctx_params p;
+	pinfer_ctx_params_default(&p);
+	p.threads = th;
+	struct pinfer_ctx *c[2];
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(pinfer_ctx_new(&c[k], model, &p, NULL), 0);
+	int32_t tok[2] = { 1, 1 };
+	/* the second sequence starts 10 tokens later */
+	for (int i = 0; i < 60; i++)
+		for (int k = 0; k < 2; k++) {
+			int at = i - 10 * k;
+			if (at < 0)
+				continue;
+			assert_int_equal(pinfer_eval(c[k], &tok[k], 1, NULL), 0);
+			tok[k] = argmax(pinfer_logits(c[k], -1), 512);
+			assert_int_equal(tok[k], ref_ids[at]);
+		}
+	for (int k = 0; k < 2; k++)
+		pinfer_ctx_free(c[k]);
+	pinfer_threads_free(th);
+}
+
 static void test_eval_errors(void **state)
 {
 	(void)state;
@@ -211,6 +240,7 @@ int main(void)
 		cmocka_unit_test(test_logits_prefill),
 		cmocka_unit_test(test_chunked_prefill_then_decode),
 		cmocka_unit_test(test_truncate_and_reuse),
+		cmocka_unit_test(test_shared_threads_interleaved),
 		cmocka_unit_test(test_eval_errors),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
