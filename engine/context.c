@@ -10,12 +10,16 @@ void pinfer_ctx_params_default(struct pinfer_ctx_params *p)
 	memset(p, 0, sizeof(*p));
 }
 
-static float *alloc_floats(struct pinfer_ctx *c, uint64_t n)
+/* The KV cache is not cleared: a position is always written before it is
+ * read, and untouched pages of a large allocation cost no memory until a
+ * sequence grows into them. */
+static float *alloc_floats(struct pinfer_ctx *c, uint64_t n, bool clear)
 {
 	size_t bytes = (size_t)(n * sizeof(float) + 63) / 64 * 64;
 	float *p = aligned_alloc(64, bytes);
 	if (p) {
-		memset(p, 0, bytes);
+		if (clear)
+			memset(p, 0, bytes);
 		c->bytes += bytes;
 	}
 	return p;
@@ -68,17 +72,17 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 	/* The prefill sgemm calls run inside our own pool, one per thread;
 	 * OpenBLAS threads of its own would compete with them for the cores. */
 	openblas_set_num_threads(1);
-	c->k_cache = alloc_floats(c, kv);
-	c->v_cache = alloc_floats(c, kv);
-	c->x = alloc_floats(c, B * hp->n_embd);
-	c->xb = alloc_floats(c, B * hp->n_embd);
-	c->q = alloc_floats(c, B * q_dim);
-	c->att = alloc_floats(c, B * q_dim);
-	c->hb = alloc_floats(c, B * hp->n_ff);
-	c->hb2 = alloc_floats(c, B * hp->n_ff);
-	c->rope_cs = alloc_floats(c, B * hp->rope_dim);
-	c->scores = alloc_floats(c, (uint64_t)p.n_threads * p.n_ctx);
-	c->logits = alloc_floats(c, (p.all_logits ? B : 1) * hp->n_vocab);
+	c->k_cache = alloc_floats(c, kv, false);
+	c->v_cache = alloc_floats(c, kv, false);
+	c->x = alloc_floats(c, B * hp->n_embd, true);
+	c->xb = alloc_floats(c, B * hp->n_embd, true);
+	c->q = alloc_floats(c, B * q_dim, true);
+	c->att = alloc_floats(c, B * q_dim, true);
+	c->hb = alloc_floats(c, B * hp->n_ff, true);
+	c->hb2 = alloc_floats(c, B * hp->n_ff, true);
+	c->rope_cs = alloc_floats(c, B * hp->rope_dim, true);
+	c->scores = alloc_floats(c, (uint64_t)p.n_threads * p.n_ctx, true);
+	c->logits = alloc_floats(c, (p.all_logits ? B : 1) * hp->n_vocab, true);
 	int64_t max_cols = hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff;
 	if ((int64_t)q_dim > max_cols)
 		max_cols = (int64_t)q_dim;
@@ -170,6 +174,11 @@ int pinfer_ctx_pos(const struct pinfer_ctx *c)
 int pinfer_ctx_size(const struct pinfer_ctx *c)
 {
 	return c->n_ctx;
+}
+
+int pinfer_ctx_batch(const struct pinfer_ctx *c)
+{
+	return c->n_batch;
 }
 
 void pinfer_ctx_truncate(struct pinfer_ctx *c, int pos)

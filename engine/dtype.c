@@ -23,6 +23,7 @@ static const struct pf_dtype_info dtypes[PF_DTYPE_COUNT] = {
 	[PF_I64] = { "i64", 1, 8 },
 	[PF_F64] = { "f64", 1, 8 },
 	[PF_BF16] = { "bf16", 1, 2 },
+	[PF_Q8_S] = { "q8_s", 32, 64, true },
 };
 
 const struct pf_dtype_info *pf_dtype_info(uint32_t t)

@@ -1,5 +1,7 @@
 /* Tensor element types, numbered as in GGUF (ggml's enum ggml_type), so a
- * type read from a file indexes this table directly. */
+ * type read from a file indexes this table directly. Types marked internal
+ * (numbered past GGUF's range) exist only in memory, as activation formats
+ * of the dot kernels: a file declaring one is refused. */
 #ifndef PINFER_DTYPE_H
 #define PINFER_DTYPE_H
 
@@ -28,13 +30,15 @@ enum pf_dtype {
 	PF_I64 = 27,
 	PF_F64 = 28,
 	PF_BF16 = 30,
-	PF_DTYPE_COUNT = 31,
+	PF_Q8_S = 64,   /* internal: Q4_0's activation format, see quant_internal.h */
+	PF_DTYPE_COUNT = 65,
 };
 
 struct pf_dtype_info {
 	const char *name;
 	uint32_t block;  /* elements per block */
 	uint32_t size;   /* bytes per block */
+	bool internal;   /* in-memory only: not a valid type in a GGUF file */
 };
 
 /* NULL when t is not a type this build knows the layout of. */

@@ -290,8 +290,9 @@ static int read_tensor_info(struct cursor *c, struct gguf_tensor *t)
 	if ((r = read_u32(c, "tensor type", &t->type)) ||
 	    (r = read_uint(c, 8, "tensor offset", &t->offset)))
 		return r;
+	/* Internal types are the engine's own in-memory formats, not GGUF's. */
 	const struct pf_dtype_info *ti = pf_dtype_info(t->type);
-	if (!ti)
+	if (!ti || ti->internal)
 		return pf_errf(c->err, -ENOTSUP, "%s: tensor '%s' has unsupported type %u",
 			       c->path, name, t->type);
 	if (t->ne[0] % ti->block)

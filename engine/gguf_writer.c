@@ -433,6 +433,9 @@ int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, uint32_t n_d
 	const struct pf_dtype_info *ti = pf_dtype_info(type);
 	if (!ti)
 		return fail(w, -EINVAL, "tensor '%s' has unknown type %d", name, (int)type);
+	if (ti->internal)
+		return fail(w, -EINVAL, "tensor '%s' has type %s, which exists only in memory", name,
+			    ti->name);
 	struct wtensor t = { .n_dims = n_dims, .type = type };
 	uint64_t nelem = 1;
 	for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++) {

@@ -230,14 +230,20 @@ static int load(struct pinfer_model *m, const char *path, const struct pinfer_mo
 		for (size_t i = 0; i < sizeof(ws) / sizeof(ws[0]); i++)
 			hp->decode_bytes += ws[i]->rows * ws[i]->row_bytes;
 	}
+	uint64_t bytes_by_type[PF_DTYPE_COUNT] = { 0 };
+	int dominant = PF_F32;
 	for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
 		const struct gguf_tensor *t = &m->gguf->tensors[i];
+		bytes_by_type[t->type] += t->nbytes;
+		if (bytes_by_type[t->type] > bytes_by_type[dominant])
+			dominant = (int)t->type;
 		hp->weight_bytes += t->nbytes;
 		uint64_t n = 1;
 		for (int d = 0; d < GGUF_MAX_DIMS; d++)
 			n *= t->ne[d];
 		hp->n_params += n;
 	}
+	snprintf(hp->quant, sizeof(hp->quant), "%s", pf_dtype_info((uint32_t)dominant)->name);
 	if (p->mlock) {
 		if (mlock(m->gguf->base, m->gguf->size) < 0) {
 			int e = errno;
@@ -342,4 +348,13 @@ int pinfer_detok_push(struct pinfer_detok *d, int32_t id, char *buf, size_t cap)
 int pinfer_detok_flush(struct pinfer_detok *d, char *buf, size_t cap)
 {
 	return pf_detok_flush(d, buf, cap);
+}
+
+const char *pinfer_model_chat_template(const struct pinfer_model *m, size_t *len)
+{
+	struct gguf_str s;
+	if (!gguf_get_str(m->gguf, "tokenizer.chat_template", &s))
+		return NULL;
+	*len = s.len;
+	return s.ptr;
 }

@@ -54,6 +54,7 @@ struct pinfer_model_info {
 	enum pinfer_rope_type rope;
 	bool tied_output;
 	uint64_t n_params;
+	char quant[16];                /* format of most weight bytes ("q4_0", "f16"...) */
 	uint64_t weight_bytes;         /* bytes of tensor data in the file */
 	uint64_t decode_bytes;         /* weight bytes one decode step reads */
 	uint64_t file_bytes;
@@ -132,6 +133,7 @@ PINFER_API int pinfer_eval(struct pinfer_ctx *c, const int32_t *tokens, int n, s
 PINFER_API const float *pinfer_logits(const struct pinfer_ctx *c, int i);
 PINFER_API int pinfer_ctx_pos(const struct pinfer_ctx *c);
 PINFER_API int pinfer_ctx_size(const struct pinfer_ctx *c);
+PINFER_API int pinfer_ctx_batch(const struct pinfer_ctx *c);
 /* Forgets positions >= pos, so a shared prompt prefix can be reused. */
 PINFER_API void pinfer_ctx_truncate(struct pinfer_ctx *c, int pos);
 
@@ -157,5 +159,41 @@ PINFER_API void pinfer_sampler_free(struct pinfer_sampler *s);
 PINFER_API int32_t pinfer_sampler_sample(struct pinfer_sampler *s, const float *logits);
 /* Records a token (prompt or generated) for the penalties. */
 PINFER_API void pinfer_sampler_accept(struct pinfer_sampler *s, int32_t id);
+
+/* ---- Chat templates (engine/chat.c) ----
+ *
+ * pinfer does not run the Jinja templates that GGUF files carry in
+ * tokenizer.chat_template: it recognises the well-known ones and renders
+ * their format with built-in code. The rendered text never starts with the
+ * BOS token's text: tokenize it with add_bos=true, which prepends BOS when
+ * the vocab wants one, and parse_special=true, so that markers such as
+ * "<|start_header_id|>" or "<|im_start|>" (and "<s>" between Llama 2 turns)
+ * become their control tokens instead of plain text. Raw mode (the daemon's
+ * prompt path) sends the prompt as it is and never renders a template. */
+
+struct pinfer_chat_msg {
+	const char *role;     /* "system", "user" or "assistant" */
+	const char *content;
+};
+
+/* The model's tokenizer.chat_template (a Jinja template), or NULL when it
+ * has none. Not NUL-terminated: *len bytes that live as long as the model. */
+PINFER_API const char *pinfer_model_chat_template(const struct pinfer_model *m, size_t *len);
+/* The built-in template that matches the model's own, or NULL when the
+ * model has none or pinfer does not recognise it. */
+PINFER_API const char *pinfer_chat_template_detect(const struct pinfer_model *m);
+/* The canonical built-in name for name (an explicit override, validated
+ * once at startup), or NULL when there is no such template. */
+PINFER_API const char *pinfer_chat_template_find(const char *name);
+/* Every built-in template name, space separated (for --help and errors). */
+PINFER_API const char *pinfer_chat_template_names(void);
+/* Renders n messages with the template called name; add_generation_prompt
+ * appends the header that makes the model answer as the assistant. Writes
+ * at most cap bytes, no NUL, and returns the full length (more than cap
+ * means call again with a bigger buffer), or -ENOENT for an unknown
+ * template, -EINVAL for a bad message (NULL field, unknown role, a system
+ * message a template cannot place), -EOVERFLOW past INT_MAX bytes. */
+PINFER_API int pinfer_chat_render(const char *name, const struct pinfer_chat_msg *msgs, size_t n,
+		       bool add_generation_prompt, char *buf, size_t cap);
 
 #endif

@@ -10,9 +10,12 @@
  * against. to_float_fast returns to_float's floats bit for bit, except that
  * an F16 signaling NaN may come back quieted; for F32 both are a memcpy.
  *
- * Q8_1 and Q8_K are activation-only formats: they have converters (their
- * to_float_fast is the reference) but vec_dot and vec_dot_ref are NULL.
- * Block layouts are byte-identical to GGUF's. */
+ * Q8_1, Q8_K and Q8_S are activation-only formats: they have converters
+ * (their to_float_fast is the reference) but vec_dot and vec_dot_ref are
+ * NULL. Block layouts are byte-identical to GGUF's, except Q8_S's: it is
+ * internal (pf_dtype_info's flag), a row layout of the engine's own that
+ * exists only in memory (see quant_internal.h). Activations are converted a
+ * whole row at a time, so only whole rows of them may be passed around. */
 #ifndef PINFER_QUANT_H
 #define PINFER_QUANT_H
 

@@ -9,6 +9,7 @@
 #ifndef PINFER_QUANT_INTERNAL_H
 #define PINFER_QUANT_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -101,6 +102,31 @@ struct pf_block_q8_k {
 	uint8_t bsums[QK_K / 16][2];
 };
 
+/* Q8_S, the in-memory activation format of Q4_0 and Q5_0: y = d * q with a
+ * float d, q in -127..127 as for Q8_0, laid out for the dot kernels rather
+ * than as an array of self-contained blocks. A block is four 16-byte chunks:
+ *   0: d, four copies (float)
+ *   1: s[0..4), s[l] = 8 * (q[4l..4l+4) summed + q[16+4l..16+4l+4) summed)
+ *   2: q[0..16)
+ *   3: q[16..32)
+ * In a row, blocks go in pairs whose chunks interleave (block 2p's chunk k
+ * at 32k within the pair, block 2p+1's at 32k + 16), so one 32-byte load
+ * gets the same chunk of both blocks; an odd last block stands alone. s is
+ * the term by which Q4_0's unsigned levels overstate the dot, 8 * sum(x)
+ * (Q5_0's is 2 * s), split so that lane l of a 4-byte-group dot (vpmaddwd
+ * after vpmaddubsw, sdot) has its share; kernels only rely on the sum of
+ * the four. The reference code reads d and q only. */
+#define Q8_S_CHUNK 16
+
+/* Offset of chunk k of block b in a row of nb blocks. */
+static inline size_t pf_q8_s_chunk(int nb, int b, int k)
+{
+	size_t pair = (size_t)(b / 2) * 8 * Q8_S_CHUNK;
+	if ((b | 1) < nb)
+		return pair + (size_t)(2 * k + (b & 1)) * Q8_S_CHUNK;
+	return pair + (size_t)k * Q8_S_CHUNK;
+}
+
 _Static_assert(sizeof(struct pf_block_q4_0) == 18, "q4_0 layout");
 _Static_assert(sizeof(struct pf_block_q4_1) == 20, "q4_1 layout");
 _Static_assert(sizeof(struct pf_block_q5_0) == 22, "q5_0 layout");
@@ -184,6 +210,7 @@ PF_REF_DECLS(q4_k);
 PF_REF_DECLS(q5_k);
 PF_REF_DECLS(q6_k);
 PF_REF_DECLS(q8_k);
+PF_REF_DECLS(q8_s);
 #undef PF_REF_DECLS
 
 /* One dot kernel per weight type and ISA: pf_<type>_dot_<isa>. */

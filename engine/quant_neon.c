@@ -148,14 +148,6 @@ static inline struct levels q8_0_levels(const struct pf_block_q8_0 *b)
 	return (struct levels){ ld_s8(b->qs), ld_s8(b->qs + 16) };
 }
 
-static inline struct levels q4_0_levels(const struct pf_block_q4_0 *b)
-{
-	struct levels q = nibbles(b->qs);
-	q.lo = vsubq_s8(q.lo, vdupq_n_s8(8));
-	q.hi = vsubq_s8(q.hi, vdupq_n_s8(8));
-	return q;
-}
-
 /* Level minus 16 without a subtraction: where the fifth bit is clear the
  * top nibble becomes 0xf, which reads as nibble - 16 in int8. */
 static inline struct levels q5_0_levels(const struct pf_block_q5_0 *b)
@@ -180,8 +172,8 @@ static inline struct levels q5_1_levels(const struct pf_block_q5_1 *b)
 	return q;
 }
 
-/* Kernels for activations in Q8_0 (symmetric weights) and Q8_1 (weights
- * with an offset m, whose term m * sum(x) is the activations' s). */
+/* Kernels for activations in Q8_0 (Q8_0 weights) and Q8_1 (weights with an
+ * offset m, whose term m * sum(x) is the activations' s). */
 #define DOT_Q8_0(name, wtype, levels_fn) \
 	void pf_##name##_dot_neon(int n, float *s, const void *w, const void *x) \
 	{ \
@@ -231,10 +223,52 @@ static inline struct levels q4_1_levels(const struct pf_block_q4_1 *b)
 }
 
 DOT_Q8_0(q8_0, pf_block_q8_0, q8_0_levels)
-DOT_Q8_0(q4_0, pf_block_q4_0, q4_0_levels)
-DOT_Q8_0(q5_0, pf_block_q5_0, q5_0_levels)
 DOT_Q8_1(q4_1, pf_block_q4_1, q4_1_levels)
 DOT_Q8_1(q5_1, pf_block_q5_1, q5_1_levels)
+
+/* Q4_0 x Q8_S: unsigned levels, and Q8_S's s (8 * sum(x), split over four
+ * lanes) takes the offset of 8 off. Within a pair of Q8_S blocks the
+ * chunks of the two interleave (step 32); an odd last block's are
+ * contiguous (step 16). */
+static inline int32x4_t q4_0_block(const struct pf_block_q4_0 *bw, const uint8_t *pb, size_t step)
+{
+	struct levels q = nibbles(bw->qs);
+	int32x4_t p = dot16(dot16(vdupq_n_s32(0), q.lo, vreinterpretq_s8_u8(vld1q_u8(pb + 2 * step))),
+		q.hi, vreinterpretq_s8_u8(vld1q_u8(pb + 3 * step)));
+	return vsubq_s32(p, vreinterpretq_s32_u8(vld1q_u8(pb + step)));
+}
+
+/* Q5_0's levels minus 16 fit int8, so it needs no offset term. */
+static inline int32x4_t q5_0_block(const struct pf_block_q5_0 *bw, const uint8_t *pb, size_t step)
+{
+	struct levels q = q5_0_levels(bw);
+	return dot16(dot16(vdupq_n_s32(0), q.lo, vreinterpretq_s8_u8(vld1q_u8(pb + 2 * step))),
+		q.hi, vreinterpretq_s8_u8(vld1q_u8(pb + 3 * step)));
+}
+
+#define DOT_Q8_S(name, wtype, block_fn) \
+	void pf_##name##_dot_neon(int n, float *s, const void *w, const void *x) \
+	{ \
+		const struct wtype *bw = w; \
+		const uint8_t *px = x; \
+		float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = acc0; \
+		int nb = n / QK, b = 0; \
+		for (; b + 1 < nb; b += 2) { \
+			const uint8_t *pb = px + (size_t)b * 4 * Q8_S_CHUNK; \
+			acc0 = scaled(acc0, block_fn(bw + b, pb, 2 * Q8_S_CHUNK), \
+				ld_f16(bw[b].d) * pf_rd_f32(pb)); \
+			acc1 = scaled(acc1, block_fn(bw + b + 1, pb + Q8_S_CHUNK, 2 * Q8_S_CHUNK), \
+				ld_f16(bw[b + 1].d) * pf_rd_f32(pb + Q8_S_CHUNK)); \
+		} \
+		if (b < nb) { \
+			const uint8_t *pb = px + (size_t)b * 4 * Q8_S_CHUNK; \
+			acc0 = scaled(acc0, block_fn(bw + b, pb, Q8_S_CHUNK), ld_f16(bw[b].d) * pf_rd_f32(pb)); \
+		} \
+		*s = vaddvq_f32(vaddq_f32(acc0, acc1)); \
+	}
+
+DOT_Q8_S(q4_0, pf_block_q4_0, q4_0_block)
+DOT_Q8_S(q5_0, pf_block_q5_0, q5_0_block)
 
 /* ---- K formats: exact int32 sums per super-block, scaled once ---- */
 

@@ -302,17 +302,63 @@ void pf_q8_1_from_float(const float *src, void *dst, int64_t n)
 		pf_wr_f16(b->s, q8_block(src, b->qs, b->d));
 }
 
+/* Q8_S: Q8_0's quantizer with the scale kept as a float, in the layout of
+ * quant_internal.h. */
+void pf_q8_s_to_float(const void *src, float *dst, int64_t n)
+{
+	const uint8_t *p = src;
+	int nb = (int)(n / QK);
+	for (int b = 0; b < nb; b++, dst += QK) {
+		float d = pf_rd_f32(p + pf_q8_s_chunk(nb, b, 0));
+		const int8_t *lo = (const int8_t *)(p + pf_q8_s_chunk(nb, b, 2));
+		const int8_t *hi = (const int8_t *)(p + pf_q8_s_chunk(nb, b, 3));
+		for (int j = 0; j < QK / 2; j++) {
+			dst[j] = d * lo[j];
+			dst[j + QK / 2] = d * hi[j];
+		}
+	}
+}
+
+void pf_q8_s_from_float(const float *src, void *dst, int64_t n)
+{
+	uint8_t *p = dst;
+	int nb = (int)(n / QK);
+	for (int b = 0; b < nb; b++, src += QK) {
+		float amax = 0.0f;
+		for (int j = 0; j < QK; j++)
+			amax = fmaxf(amax, fabsf(src[j]));
+		float d = amax / 127.0f;
+		float id = inv_or_zero(d);
+		int8_t q[QK];
+		for (int j = 0; j < QK; j++)
+			q[j] = (int8_t)round_clamp(src[j] * id, -127, 127);
+		int32_t s[4];
+		for (int l = 0; l < 4; l++) {
+			s[l] = 0;
+			for (int j = 4 * l; j < 4 * l + 4; j++)
+				s[l] += 8 * (q[j] + q[j + QK / 2]);
+		}
+		float dd[4] = { d, d, d, d };
+		memcpy(p + pf_q8_s_chunk(nb, b, 0), dd, sizeof(dd));
+		memcpy(p + pf_q8_s_chunk(nb, b, 1), s, sizeof(s));
+		memcpy(p + pf_q8_s_chunk(nb, b, 2), q, QK / 2);
+		memcpy(p + pf_q8_s_chunk(nb, b, 3), q + QK / 2, QK / 2);
+	}
+}
+
 void pf_q4_0_dot_ref(int n, float *s, const void *w, const void *x)
 {
 	const struct pf_block_q4_0 *bw = w;
-	const struct pf_block_q8_0 *bx = x;
+	const uint8_t *px = x;
+	int nb = n / QK;
 	float sum = 0.0f;
-	for (int i = 0; i < n / QK; i++, bw++, bx++) {
+	for (int b = 0; b < nb; b++, bw++) {
+		const int8_t *lo = (const int8_t *)(px + pf_q8_s_chunk(nb, b, 2));
+		const int8_t *hi = (const int8_t *)(px + pf_q8_s_chunk(nb, b, 3));
 		int isum = 0;
 		for (int j = 0; j < QK / 2; j++)
-			isum += ((bw->qs[j] & 0x0f) - 8) * bx->qs[j] +
-				((bw->qs[j] >> 4) - 8) * bx->qs[j + QK / 2];
-		sum += pf_rd_f16(bw->d) * pf_rd_f16(bx->d) * (float)isum;
+			isum += ((bw->qs[j] & 0x0f) - 8) * lo[j] + ((bw->qs[j] >> 4) - 8) * hi[j];
+		sum += pf_rd_f16(bw->d) * pf_rd_f32(px + pf_q8_s_chunk(nb, b, 0)) * (float)isum;
 	}
 	*s = sum;
 }
@@ -335,14 +381,18 @@ void pf_q4_1_dot_ref(int n, float *s, const void *w, const void *x)
 void pf_q5_0_dot_ref(int n, float *s, const void *w, const void *x)
 {
 	const struct pf_block_q5_0 *bw = w;
-	const struct pf_block_q8_0 *bx = x;
+	const uint8_t *px = x;
+	int nb = n / QK;
 	float sum = 0.0f;
-	for (int i = 0; i < n / QK; i++, bw++, bx++) {
+	for (int b = 0; b < nb; b++, bw++) {
+		const int8_t *lo = (const int8_t *)(px + pf_q8_s_chunk(nb, b, 2));
+		const int8_t *hi = (const int8_t *)(px + pf_q8_s_chunk(nb, b, 3));
 		uint32_t qh = pf_rd_u32(bw->qh);
 		int isum = 0;
-		for (int j = 0; j < QK; j++)
-			isum += (q5_get(bw->qs, qh, j) - 16) * bx->qs[j];
-		sum += pf_rd_f16(bw->d) * pf_rd_f16(bx->d) * (float)isum;
+		for (int j = 0; j < QK / 2; j++)
+			isum += (q5_get(bw->qs, qh, j) - 16) * lo[j] +
+				(q5_get(bw->qs, qh, j + QK / 2) - 16) * hi[j];
+		sum += pf_rd_f16(bw->d) * pf_rd_f32(px + pf_q8_s_chunk(nb, b, 0)) * (float)isum;
 	}
 	*s = sum;
 }

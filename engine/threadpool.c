@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -16,8 +17,14 @@
 #define cpu_relax() ((void)0)
 #endif
 
-/* Iterations a worker polls for new work before it sleeps on the condvar. */
+/* Iterations a thread polls before it sleeps on a condvar; every
+ * YIELD_EVERY of them it yields the core, because on a busy machine the
+ * thread being waited for may be queued behind the spinner itself. */
 #define SPIN_ITERS 20000
+#define YIELD_EVERY 256
+/* Chunks per thread: more than one, so a thread that the kernel delays
+ * leaves its share to the others instead of holding everyone up. */
+#define CHUNKS_PER_THREAD 4
 
 struct worker {
 	struct pf_pool *pool;
@@ -25,22 +32,29 @@ struct worker {
 	int index;
 };
 
+/* A job is handed out chunk by chunk through one atomic word: the job's
+ * generation in the high half, the next chunk in the low half. A thread
+ * takes a chunk only while the generation still matches, so one that
+ * wakes late never runs a chunk of a job that is over, and never mixes
+ * one job's chunk number with another's function. */
 struct pf_pool {
 	int n_threads;
 	struct worker *workers;
 
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
-	pthread_cond_t done_cond;
-	/* Bumped once per job; workers run a job when they see a new value. */
-	atomic_uint generation;
-	atomic_int pending;
+	_Atomic uint64_t work;
+	atomic_uint chunks_done;
 	atomic_int sleepers;
+	atomic_bool main_sleeping;
 	atomic_bool stop;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;       /* workers: a new job or stop */
+	pthread_cond_t done_cond;  /* the caller: the job's last chunk finished */
 
+	uint32_t generation;       /* of the current job; written by the caller only */
 	pf_task_fn fn;
 	void *arg;
 	int64_t n, align;
+	uint32_t n_chunks;
 };
 
 int pf_cpu_count(void)
@@ -49,51 +63,74 @@ int pf_cpu_count(void)
 	return n > 0 ? (int)n : 1;
 }
 
-static void run_share(struct pf_pool *p, int t)
+static void spin_pause(int spins)
 {
-	int64_t n = p->n, align = p->align;
-	int64_t units = (n + align - 1) / align;
-	int64_t begin = units * t / p->n_threads * align;
-	int64_t end = units * (t + 1) / p->n_threads * align;
-	if (end > n)
-		end = n;
+	if (spins % YIELD_EVERY == 0)
+		sched_yield();
+	else
+		cpu_relax();
+}
+
+static void run_chunk(struct pf_pool *p, uint32_t c, int thread)
+{
+	int64_t units = (p->n + p->align - 1) / p->align;
+	int64_t begin = units * c / p->n_chunks * p->align;
+	int64_t end = units * (c + 1) / p->n_chunks * p->align;
+	if (end > p->n)
+		end = p->n;
 	if (begin < end)
-		p->fn(p->arg, begin, end, t);
+		p->fn(p->arg, begin, end, thread);
+}
+
+/* Takes and runs chunks of job gen until none is left. */
+static void take_chunks(struct pf_pool *p, uint32_t gen, int thread)
+{
+	for (;;) {
+		uint64_t v = atomic_load_explicit(&p->work, memory_order_acquire);
+		if ((uint32_t)(v >> 32) != gen || (uint32_t)v >= p->n_chunks)
+			return;
+		if (!atomic_compare_exchange_weak_explicit(&p->work, &v, v + 1, memory_order_acq_rel,
+							   memory_order_acquire))
+			continue;
+		run_chunk(p, (uint32_t)v, thread);
+		if (atomic_fetch_add_explicit(&p->chunks_done, 1, memory_order_acq_rel) + 1 == p->n_chunks &&
+		    atomic_load(&p->main_sleeping)) {
+			pthread_mutex_lock(&p->lock);
+			pthread_cond_signal(&p->done_cond);
+			pthread_mutex_unlock(&p->lock);
+		}
+	}
 }
 
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct pf_pool *p = w->pool;
-	unsigned seen = 0;
+	uint32_t seen = 0;
 	for (;;) {
-		unsigned gen;
+		uint32_t gen;
 		int spins = 0;
-		while ((gen = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen) {
+		while ((gen = (uint32_t)(atomic_load_explicit(&p->work, memory_order_acquire) >> 32)) == seen) {
 			if (++spins < SPIN_ITERS) {
-				cpu_relax();
+				spin_pause(spins);
 				continue;
 			}
 			pthread_mutex_lock(&p->lock);
+			/* Sequentially consistent with the caller's publication, so
+			 * either it sees this sleeper or this sees its job. */
 			atomic_fetch_add(&p->sleepers, 1);
-			while (atomic_load(&p->generation) == seen && !p->stop)
+			while ((uint32_t)(atomic_load(&p->work) >> 32) == seen && !atomic_load(&p->stop))
 				pthread_cond_wait(&p->wake, &p->lock);
 			atomic_fetch_sub(&p->sleepers, 1);
-			bool stop = p->stop;
 			pthread_mutex_unlock(&p->lock);
-			if (stop)
+			if (atomic_load(&p->stop))
 				return NULL;
 			spins = 0;
 		}
 		if (atomic_load(&p->stop))
 			return NULL;
 		seen = gen;
-		run_share(p, w->index);
-		if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
-			pthread_mutex_lock(&p->lock);
-			pthread_cond_signal(&p->done_cond);
-			pthread_mutex_unlock(&p->lock);
-		}
+		take_chunks(p, gen, w->index);
 	}
 }
 
@@ -133,8 +170,7 @@ void pf_pool_free(struct pf_pool *p)
 	if (!p)
 		return;
 	pthread_mutex_lock(&p->lock);
-	p->stop = true;
-	atomic_fetch_add(&p->generation, 1);
+	atomic_store(&p->stop, true);
 	pthread_cond_broadcast(&p->wake);
 	pthread_mutex_unlock(&p->lock);
 	if (p->workers)
@@ -158,33 +194,40 @@ void pf_pool_run(struct pf_pool *p, pf_task_fn fn, void *arg, int64_t n, int64_t
 		return;
 	if (align < 1)
 		align = 1;
-	if (p->n_threads == 1 || n <= align) {
+	int64_t units = (n + align - 1) / align;
+	if (p->n_threads == 1 || units == 1) {
 		fn(arg, 0, n, 0);
 		return;
 	}
+	int64_t chunks = (int64_t)p->n_threads * CHUNKS_PER_THREAD;
 	p->fn = fn;
 	p->arg = arg;
 	p->n = n;
 	p->align = align;
-	atomic_store(&p->pending, p->n_threads - 1);
-	/* Sequentially consistent on both sides (here and the sleeper count in
-	 * worker_main), or a worker going to sleep could miss this job. */
-	atomic_fetch_add(&p->generation, 1);
+	p->n_chunks = (uint32_t)(units < chunks ? units : chunks);
+	atomic_store_explicit(&p->chunks_done, 0, memory_order_relaxed);
+	uint32_t gen = ++p->generation;
+	if (gen == 0)  /* 0 is what workers start out having seen */
+		gen = ++p->generation;
+	atomic_store(&p->work, (uint64_t)gen << 32);
 	if (atomic_load(&p->sleepers) > 0) {
 		pthread_mutex_lock(&p->lock);
 		pthread_cond_broadcast(&p->wake);
 		pthread_mutex_unlock(&p->lock);
 	}
-	run_share(p, 0);
+	take_chunks(p, gen, 0);
+	/* Every chunk is taken; wait for those still running elsewhere. */
 	int spins = 0;
-	while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+	while (atomic_load_explicit(&p->chunks_done, memory_order_acquire) < p->n_chunks) {
 		if (++spins < SPIN_ITERS) {
-			cpu_relax();
+			spin_pause(spins);
 			continue;
 		}
 		pthread_mutex_lock(&p->lock);
-		while (atomic_load(&p->pending) > 0)
+		atomic_store(&p->main_sleeping, true);
+		while (atomic_load(&p->chunks_done) < p->n_chunks)
 			pthread_cond_wait(&p->done_cond, &p->lock);
+		atomic_store(&p->main_sleeping, false);
 		pthread_mutex_unlock(&p->lock);
 	}
 }

@@ -546,13 +546,16 @@ static void test_bad_dims(void **state)
 static void test_bad_tensor_type(void **state)
 {
 	(void)state;
-	static const uint32_t bad[] = { 4, 5, 16, 29, PF_DTYPE_COUNT, 1000, UINT32_MAX };
+	/* PF_Q8_S is a type the engine knows, but only as an in-memory format. */
+	static const uint32_t bad[] = { 4, 5, 16, 29, PF_Q8_S, PF_DTYPE_COUNT, 1000, UINT32_MAX };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		reject_patch(tensor_at(0, T_TYPE), bad[i], 4, "tensor type", "type");
 	/* q4_0 rows come in blocks of 32. */
 	reject_patch(tensor_at(1, T_NE0), 48, 8, "q4_0 row of 48", "block size");
 	reject_patch(tensor_at(1, T_NE0), 1, 8, "q4_0 row of 1", "block size");
 	reject_patch(tensor_at(0, T_TYPE), PF_Q4_K, 4, "f32 [8] as q4_k", "block size");
+	/* 32 elements make whole q8_s blocks: only its being internal refuses it. */
+	reject_patch(tensor_at(0, T_TYPE), PF_Q8_S, 4, "f32 [8, 4] as the internal q8_s", "unsupported");
 }
 
 static void test_bad_offsets(void **state)
@@ -665,6 +668,9 @@ static void test_writer_bad_input(void **state)
 	w = gguf_writer_new();
 	assert_true(gguf_writer_add_tensor(w, "x", 1, ne, (enum pf_dtype)4) < 0);
 	expect_header_fails(w, "unknown type");
+	w = gguf_writer_new();
+	assert_true(gguf_writer_add_tensor(w, "x", 1, ne, PF_Q8_S) < 0);
+	expect_header_fails(w, "only in memory");
 	w = gguf_writer_new();
 	assert_int_equal(gguf_writer_add_tensor(w, "x", 1, ne, PF_F32), 0);
 	assert_true(gguf_writer_add_tensor(w, "x", 1, ne, PF_F32) < 0);

@@ -34,9 +34,9 @@ static const struct type_case cases[] = {
 	{ PF_F16, PF_F32, 3e-4, 5e-6, 1e-6 },
 	{ PF_BF16, PF_F32, 2.5e-3, 5e-6, 1e-6 },
 	{ PF_Q8_0, PF_Q8_0, 0.01, 5e-6, 5e-6 },
-	{ PF_Q4_0, PF_Q8_0, 0.12, 5e-6, 5e-6 },
+	{ PF_Q4_0, PF_Q8_S, 0.12, 5e-6, 5e-6 },
 	{ PF_Q4_1, PF_Q8_1, 0.11, 5e-6, 2e-3 },
-	{ PF_Q5_0, PF_Q8_0, 0.06, 5e-6, 5e-6 },
+	{ PF_Q5_0, PF_Q8_S, 0.06, 5e-6, 5e-6 },
 	{ PF_Q5_1, PF_Q8_1, 0.05, 5e-6, 2e-3 },
 	{ PF_Q4_K, PF_Q8_K, 0.1, 5e-6, 5e-6 },
 	{ PF_Q5_K, PF_Q8_K, 0.05, 5e-6, 5e-6 },
@@ -47,6 +47,7 @@ static const struct type_case cases[] = {
 static const struct type_case act_cases[] = {
 	{ PF_Q8_1, PF_Q8_1, 0.01, 0, 0 },
 	{ PF_Q8_K, PF_Q8_K, 0.015, 0, 0 },
+	{ PF_Q8_S, PF_Q8_S, 0.01, 0, 0 },
 };
 
 #define N_MAX 4096
@@ -235,18 +236,19 @@ static void test_dots(void **state)
 }
 
 /* Kernels must not read past n elements, nor depend on n beyond the block
- * count: odd block counts exercise the unrolled loops' tails. */
+ * count: odd block counts and counts of 2 mod 4 exercise the unrolled
+ * loops' tails. */
 static void test_short_rows(void **state)
 {
 	(void)state;
 	uint64_t rng = 0x9abc;
-	float w[1280], x[1280];
+	float w[1536], x[1536];
 	for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
 		const struct type_case *c = &cases[ci];
 		const struct pf_quant_ops *ops = ops_of(c->type), *xops = ops_of(c->vec_dot_type);
 		int block = (int)pf_dtype_info(c->type)->block;
-		int lens[] = { block, 3 * block, block == 1 ? 37 : 5 * block };
-		for (int li = 0; li < 3; li++) {
+		int lens[] = { block, 3 * block, block == 1 ? 37 : 5 * block, 6 * block };
+		for (int li = 0; li < 4; li++) {
 			int n = lens[li];
 			for (int i = 0; i < n; i++) {
 				w[i] = gauss(&rng);
@@ -266,6 +268,66 @@ static void test_short_rows(void **state)
 			free(xq);
 		}
 	}
+}
+
+/* Q8_S's layout (quant_internal.h), checked against its values: each block
+ * is four 16-byte chunks (d four times, s, q[0..16), q[16..32)), a pair of
+ * blocks interleaves its chunks, an odd last block stands alone. d is the
+ * float scale to_float multiplies by, q the rounded x / d, and s[l] is 8
+ * times the sum of q[4l..4l+4) and q[16+4l..16+4l+4). */
+static void test_q8_s_layout(void **state)
+{
+	(void)state;
+	uint64_t rng = 0x7531;
+	static const int lens[] = { 32, 64, 96, 160, 4096 };
+	float *x = malloc(N_MAX * sizeof(float)), *y = malloc(N_MAX * sizeof(float));
+	uint8_t *q = malloc(row_bytes(PF_Q8_S, N_MAX));
+	assert_true(x && y && q);
+	const struct pf_quant_ops *ops = ops_of(PF_Q8_S);
+	assert_int_equal(pf_dtype_info(PF_Q8_S)->size, 64);
+	for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+		int n = lens[li], nb = n / 32;
+		for (int kind = 0; kind < ROW_KINDS; kind++) {
+			fill_row(x, n, kind, &rng);
+			ops->from_float(x, q, n);
+			ops->to_float(q, y, n);
+			for (int b = 0; b < nb; b++) {
+				size_t base = (size_t)b / 2 * 128;
+				size_t step = (b | 1) < nb ? 32 : 16, off = (b | 1) < nb ? 16 * (size_t)(b & 1) : 0;
+				float d[4];
+				int32_t sum[4];
+				int8_t lv[32];
+				memcpy(d, q + base + off, sizeof(d));
+				memcpy(sum, q + base + off + step, sizeof(sum));
+				memcpy(lv, q + base + off + 2 * step, 16);
+				memcpy(lv + 16, q + base + off + 3 * step, 16);
+				float amax = 0.0f;
+				for (int j = 0; j < 32; j++)
+					amax = fmaxf(amax, fabsf(x[32 * b + j]));
+				for (int l = 0; l < 4; l++) {
+					assert_true(d[l] == d[0]);
+					int32_t want = 0;
+					for (int j = 4 * l; j < 4 * l + 4; j++)
+						want += 8 * (lv[j] + lv[j + 16]);
+					assert_int_equal(sum[l], want);
+				}
+				assert_true(d[0] == amax / 127.0f);
+				for (int j = 0; j < 32; j++) {
+					assert_true(lv[j] >= -127 && lv[j] <= 127);
+					assert_true(y[32 * b + j] == d[0] * lv[j]);
+					if (d[0] > 0.0f)
+						assert_true(fabsf(x[32 * b + j] / d[0] - lv[j]) <= 0.5f + 1e-3f);
+				}
+			}
+		}
+	}
+	/* An internal format: known to the engine, refused in files. */
+	assert_true(pf_dtype_info(PF_Q8_S)->internal);
+	for (int t = 0; t < PF_Q8_S; t++)
+		assert_true(!pf_dtype_info((uint32_t)t) || !pf_dtype_info((uint32_t)t)->internal);
+	free(x);
+	free(y);
+	free(q);
 }
 
 /* Floats equal bit for bit; NaN == NaN too where nan_ok, for F16, whose
@@ -497,6 +559,7 @@ int main(void)
 		cmocka_unit_test(test_fp16),
 		cmocka_unit_test(test_bf16),
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_q8_s_layout),
 		cmocka_unit_test(test_dots),
 		cmocka_unit_test(test_short_rows),
 		cmocka_unit_test(test_to_float_fast),

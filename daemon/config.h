@@ -1,0 +1,54 @@
+/* pinferd's configuration: built-in defaults, then the config file
+ * (/etc/pinfer/pinferd.conf, or --config FILE), then command-line flags,
+ * which win. The file holds `key = value` lines whose keys are the long
+ * flag names (`slots = 4`, `keep-alive = 10m`); '#' starts a comment. */
+#ifndef PINFERD_CONFIG_H
+#define PINFERD_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "log.h"
+
+#define PINFERD_VERSION "0.1.0"
+#define CONFIG_DEFAULT_FILE "/etc/pinfer/pinferd.conf"
+
+struct config {
+	char socket_path[PATH_MAX];
+	char models_dir[PATH_MAX];
+	char config_file[PATH_MAX];
+	uint64_t memory_budget;       /* bytes; 0: 80% of physical memory */
+	int64_t keep_alive_ms;        /* < 0: forever */
+	int max_loaded;               /* 0: as many as the budget allows */
+	int slots;                    /* per model */
+	int queue;                    /* waiting requests per model beyond the slots */
+	int ctx_size;                 /* per slot; 0: the model's, capped at 4096 */
+	int batch;                    /* prompt tokens per step */
+	int threads;                  /* compute threads per model; 0: online CPUs */
+	int max_connections;
+	int max_requests_per_connection;
+	int max_prompt_tokens;
+	int max_predict;              /* ceiling on n_predict (and the default) */
+	uint32_t max_frame;
+	uint64_t handshake_timeout_ms;
+	uint64_t idle_timeout_ms;     /* a connection with no request in flight */
+	size_t max_queued_output;     /* per connection, bytes */
+	uint64_t shutdown_grace_ms;
+	enum log_level log_level;
+};
+
+/* Fills defaults, reads the config file and applies the flags. Returns 0,
+ * 1 when --help or --version printed what was asked (exit 0), or a
+ * negative errno with err describing the bad flag, value or file line. */
+int config_load(struct config *c, int argc, char **argv, struct pf_err *err);
+
+/* "250ms", "30s", "5m", "2h", a bare number of seconds, or a negative
+ * number (forever) into milliseconds. */
+int config_parse_duration(const char *s, int64_t *ms);
+/* "512M", "4G", "1024K" or bytes. */
+int config_parse_size(const char *s, uint64_t *bytes);
+
+#endif

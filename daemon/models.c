@@ -1,0 +1,417 @@
+#include "models.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+struct load_job {
+	struct models *models;
+	struct model_entry *entry;
+	char path[PATH_MAX];
+	struct pinfer_model *model;
+	uint64_t estimate;
+	int status;
+	struct pf_err err;
+	struct load_job *next;
+};
+
+struct models {
+	struct loop *loop;
+	struct models_config cfg;
+	struct model_entry *entries;
+	sched_notify_fn notify;
+	void *notify_data;
+	models_load_done_fn *load_done;
+	void *load_done_data;
+	struct loop_wake *wake;
+
+	pthread_mutex_t lock;      /* guards finished and loading */
+	pthread_cond_t idle;
+	struct load_job *finished;
+	int loading;
+};
+
+static int64_t unix_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void unload(struct models *m, struct model_entry *e)
+{
+	loop_timer_cancel(m->loop, e->expiry_timer);
+	e->expiry_timer = 0;
+	sched_free(e->sched);
+	e->sched = NULL;
+	pinfer_model_free(e->model);
+	e->model = NULL;
+	e->state = MODEL_UNLOADED;
+	e->mem_bytes = 0;
+	e->expires_at_unix_ms = 0;
+	log_info("model %s unloaded", e->name);
+}
+
+uint64_t models_used_bytes(struct models *m)
+{
+	uint64_t used = 0;
+	for (struct model_entry *e = m->entries; e; e = e->next)
+		used += e->mem_bytes;
+	return used;
+}
+
+uint64_t models_budget_bytes(struct models *m)
+{
+	return m->cfg.budget_bytes;
+}
+
+int models_loaded_count(struct models *m)
+{
+	int n = 0;
+	for (struct model_entry *e = m->entries; e; e = e->next)
+		n += e->state == MODEL_LOADED;
+	return n;
+}
+
+/* The idle loaded model used longest ago, other than keep. */
+static struct model_entry *lru_idle(struct models *m, const struct model_entry *keep)
+{
+	struct model_entry *best = NULL;
+	for (struct model_entry *e = m->entries; e; e = e->next)
+		if (e != keep && e->state == MODEL_LOADED && e->active == 0 &&
+		    (!best || e->last_used_ms < best->last_used_ms))
+			best = e;
+	return best;
+}
+
+/* Evicts idle models until `need` more bytes fit in the budget (and the
+ * count limit allows one more). False, with why, when busy models leave
+ * no room. */
+static bool make_room(struct models *m, struct model_entry *for_e, uint64_t need, char *why,
+		      size_t why_size)
+{
+	for (;;) {
+		uint64_t used = models_used_bytes(m);
+		bool count_ok = !m->cfg.max_loaded || models_loaded_count(m) < m->cfg.max_loaded;
+		if (count_ok && used + need <= m->cfg.budget_bytes)
+			return true;
+		struct model_entry *victim = lru_idle(m, for_e);
+		if (!victim) {
+			if (!count_ok)
+				snprintf(why, why_size, "%d models are loaded and busy (limit %d)",
+					 models_loaded_count(m), m->cfg.max_loaded);
+			else
+				snprintf(why, why_size,
+					 "model %s needs %llu MiB but only %llu MiB of the %llu MiB budget are free, and the other loaded models are busy",
+					 for_e->name, (unsigned long long)(need >> 20),
+					 (unsigned long long)((m->cfg.budget_bytes > used ? m->cfg.budget_bytes - used : 0) >> 20),
+					 (unsigned long long)(m->cfg.budget_bytes >> 20));
+			return false;
+		}
+		log_info("evicting idle model %s to make room for %s", victim->name, for_e->name);
+		unload(m, victim);
+	}
+}
+
+static void finish_load(struct models *m, struct load_job *job)
+{
+	struct model_entry *e = job->entry;
+	int status = job->status;
+	char why[PF_ERR_MAX];
+	snprintf(why, sizeof(why), "%s", job->err.msg);
+	if (!status && job->estimate > m->cfg.budget_bytes) {
+		snprintf(why, sizeof(why), "model %s needs %llu MiB, more than the whole %llu MiB budget",
+			 e->name, (unsigned long long)(job->estimate >> 20),
+			 (unsigned long long)(m->cfg.budget_bytes >> 20));
+		status = -ENOMEM;
+	} else if (!status && !make_room(m, e, job->estimate, why, sizeof(why))) {
+		status = -ENOMEM;
+	}
+	if (!status) {
+		struct pf_err err;
+		status = sched_new(&e->sched, job->model, &m->cfg.sched, m->notify, m->notify_data, &err);
+		if (status)
+			snprintf(why, sizeof(why), "model %s: %s", e->name, err.msg);
+	}
+	if (status) {
+		pinfer_model_free(job->model);
+		e->state = MODEL_UNLOADED;
+		log_error("cannot load %s: %s", e->name, why);
+	} else {
+		e->model = job->model;
+		e->mem_bytes = job->estimate;
+		e->state = MODEL_LOADED;
+		e->last_used_ms = loop_now_ms();
+		log_info("model %s loaded (%llu MiB with %d slots)", e->name,
+			 (unsigned long long)(e->mem_bytes >> 20), m->cfg.sched.n_slots);
+	}
+	free(job);
+	m->load_done(m->load_done_data, e, status, status ? why : NULL);
+	/* A model loaded for nobody (explicit load) starts its countdown now. */
+	if (!status && e->active == 0)
+		models_release(m, e);
+}
+
+static void on_wake(struct loop *l, void *data)
+{
+	(void)l;
+	struct models *m = data;
+	pthread_mutex_lock(&m->lock);
+	struct load_job *done = m->finished;
+	m->finished = NULL;
+	pthread_mutex_unlock(&m->lock);
+	while (done) {
+		struct load_job *next = done->next;
+		finish_load(m, done);
+		done = next;
+	}
+}
+
+static void *load_main(void *arg)
+{
+	struct load_job *job = arg;
+	struct models *m = job->models;
+	job->status = pinfer_model_open(&job->model, job->path, NULL, &job->err);
+	if (!job->status)
+		job->estimate = pinfer_model_info(job->model)->file_bytes +
+				sched_estimate_bytes(job->model, &m->cfg.sched);
+	pthread_mutex_lock(&m->lock);
+	job->next = m->finished;
+	m->finished = job;
+	m->loading--;
+	pthread_cond_broadcast(&m->idle);
+	pthread_mutex_unlock(&m->lock);
+	loop_wake_post(m->wake);
+	return NULL;
+}
+
+int models_load(struct models *m, struct model_entry *e)
+{
+	if (e->state != MODEL_UNLOADED)
+		return 0;
+	struct load_job *job = calloc(1, sizeof(*job));
+	if (!job)
+		return -ENOMEM;
+	job->models = m;
+	job->entry = e;
+	snprintf(job->path, sizeof(job->path), "%s", e->path);
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_t t;
+	pthread_mutex_lock(&m->lock);
+	m->loading++;
+	int r = pthread_create(&t, &attr, load_main, job);
+	if (r)
+		m->loading--;
+	pthread_mutex_unlock(&m->lock);
+	pthread_attr_destroy(&attr);
+	if (r) {
+		free(job);
+		return -r;
+	}
+	e->state = MODEL_LOADING;
+	log_info("loading model %s from %s", e->name, e->path);
+	return 0;
+}
+
+int models_unload(struct models *m, struct model_entry *e)
+{
+	if (e->state == MODEL_LOADING || e->active > 0)
+		return -EBUSY;
+	if (e->state == MODEL_LOADED)
+		unload(m, e);
+	return 0;
+}
+
+static void on_expiry(struct loop *l, void *data)
+{
+	(void)l;
+	struct model_entry *e = data;
+	e->expiry_timer = 0;
+	if (e->state == MODEL_LOADED && e->active == 0) {
+		log_info("model %s: keep-alive expired", e->name);
+		unload(e->owner, e);
+	}
+}
+
+void models_use(struct models *m, struct model_entry *e, bool has_keep_alive, int64_t keep_alive_ms)
+{
+	loop_timer_cancel(m->loop, e->expiry_timer);
+	e->expiry_timer = 0;
+	e->expires_at_unix_ms = 0;
+	if (has_keep_alive)
+		e->keep_alive_ms = keep_alive_ms;
+	e->active++;
+	e->last_used_ms = loop_now_ms();
+}
+
+void models_release(struct models *m, struct model_entry *e)
+{
+	if (e->active > 0)
+		e->active--;
+	e->last_used_ms = loop_now_ms();
+	if (e->active > 0 || e->state != MODEL_LOADED)
+		return;
+	if (e->keep_alive_ms == 0) {
+		unload(m, e);
+		return;
+	}
+	if (e->keep_alive_ms < 0) {
+		e->expires_at_unix_ms = -1;
+		return;
+	}
+	e->expiry_timer = loop_timer_add(m->loop, (uint64_t)e->keep_alive_ms, on_expiry, e);
+	e->expires_at_unix_ms = unix_ms() + e->keep_alive_ms;
+}
+
+static bool is_model_file(const char *name, size_t *stem)
+{
+	size_t n = strlen(name);
+	if (n <= 5 || strcmp(name + n - 5, ".gguf") != 0 || name[0] == '.' || n - 5 >= MODEL_NAME_MAX)
+		return false;
+	*stem = n - 5;
+	return true;
+}
+
+int models_scan(struct models *m)
+{
+	DIR *d = opendir(m->cfg.dir);
+	if (!d) {
+		int e = errno;
+		log_warn("cannot read the models directory %s: %s", m->cfg.dir, strerror(e));
+		return -e;
+	}
+	for (struct model_entry *e = m->entries; e; e = e->next)
+		e->present = false;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		size_t stem;
+		if (!is_model_file(de->d_name, &stem))
+			continue;
+		char path[PATH_MAX];
+		struct stat st;
+		if (snprintf(path, sizeof(path), "%s/%s", m->cfg.dir, de->d_name) >= (int)sizeof(path) ||
+		    stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		char name[MODEL_NAME_MAX];
+		memcpy(name, de->d_name, stem);
+		name[stem] = 0;
+		struct model_entry *e = models_find(m, name);
+		if (!e) {
+			e = calloc(1, sizeof(*e));
+			if (!e)
+				break;
+			snprintf(e->name, sizeof(e->name), "%s", name);
+			e->owner = m;
+			e->keep_alive_ms = m->cfg.keep_alive_ms;
+			e->next = m->entries;
+			m->entries = e;
+		}
+		if (e->state == MODEL_UNLOADED) {
+			snprintf(e->path, sizeof(e->path), "%s", path);
+			e->file_bytes = (uint64_t)st.st_size;
+		}
+		e->present = true;
+	}
+	closedir(d);
+	for (struct model_entry **p = &m->entries; *p;) {
+		struct model_entry *e = *p;
+		if (!e->present && e->state == MODEL_UNLOADED && !e->waiters && e->active == 0) {
+			*p = e->next;
+			free(e);
+		} else {
+			p = &e->next;
+		}
+	}
+	return 0;
+}
+
+struct model_entry *models_find(struct models *m, const char *name)
+{
+	for (struct model_entry *e = m->entries; e; e = e->next)
+		if (!strcmp(e->name, name))
+			return e;
+	return NULL;
+}
+
+struct model_entry *models_first(struct models *m)
+{
+	return m->entries;
+}
+
+static uint64_t default_budget(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	if (pages <= 0 || page <= 0)
+		return 4ull << 30;
+	return (uint64_t)pages * (uint64_t)page / 10 * 8;
+}
+
+int models_new(struct models **out, struct loop *l, const struct models_config *c,
+	       sched_notify_fn notify, void *notify_data, models_load_done_fn *load_done,
+	       void *load_done_data)
+{
+	*out = NULL;
+	struct models *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->loop = l;
+	m->cfg = *c;
+	if (!m->cfg.budget_bytes)
+		m->cfg.budget_bytes = default_budget();
+	m->notify = notify;
+	m->notify_data = notify_data;
+	m->load_done = load_done;
+	m->load_done_data = load_done_data;
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->idle, NULL);
+	int r = loop_wake_new(l, &m->wake, on_wake, m);
+	if (r) {
+		pthread_mutex_destroy(&m->lock);
+		pthread_cond_destroy(&m->idle);
+		free(m);
+		return r;
+	}
+	models_scan(m);
+	*out = m;
+	return 0;
+}
+
+void models_free(struct models *m)
+{
+	if (!m)
+		return;
+	pthread_mutex_lock(&m->lock);
+	while (m->loading > 0)
+		pthread_cond_wait(&m->idle, &m->lock);
+	struct load_job *done = m->finished;
+	m->finished = NULL;
+	pthread_mutex_unlock(&m->lock);
+	while (done) {
+		struct load_job *next = done->next;
+		pinfer_model_free(done->model);
+		done->entry->state = MODEL_UNLOADED;
+		free(done);
+		done = next;
+	}
+	while (m->entries) {
+		struct model_entry *e = m->entries;
+		m->entries = e->next;
+		if (e->state == MODEL_LOADED)
+			unload(m, e);
+		free(e);
+	}
+	loop_wake_free(m->wake);
+	pthread_mutex_destroy(&m->lock);
+	pthread_cond_destroy(&m->idle);
+	free(m);
+}

@@ -1,0 +1,86 @@
+/* The model registry: the GGUF files of the models directory, addressed by
+ * name (file name without .gguf), loaded on first use or on request, kept
+ * within a memory budget, and unloaded when their keep-alive expires or
+ * when room is needed for another (least recently used idle model first).
+ *
+ * Loop thread only. Loads run on a thread of their own and report back
+ * through a loop wake-up; the memory check happens before the KV caches
+ * are allocated, so an oversized load is refused instead of OOM-killed. */
+#ifndef PINFERD_MODELS_H
+#define PINFERD_MODELS_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "loop.h"
+#include "request.h"
+#include "scheduler.h"
+
+#define MODEL_NAME_MAX 128
+
+enum model_state { MODEL_UNLOADED, MODEL_LOADING, MODEL_LOADED };
+
+struct model_entry {
+	char name[MODEL_NAME_MAX];
+	char path[PATH_MAX];
+	uint64_t file_bytes;
+	enum model_state state;
+	bool present;              /* seen by the last directory scan */
+	struct pinfer_model *model;
+	struct sched *sched;
+	uint64_t mem_bytes;        /* weights + contexts, while loaded */
+	int64_t keep_alive_ms;     /* < 0: forever; 0: unload when idle */
+	int active;                /* requests submitted and not yet done */
+	uint64_t last_used_ms;
+	uint64_t expiry_timer;
+	int64_t expires_at_unix_ms;  /* 0: not counting down; -1: never */
+	struct request *waiters;   /* requests waiting for the load (wait_next links) */
+	struct models *owner;
+	struct model_entry *next;
+};
+
+/* What to do with requests once a load ends: submit them (status 0) or
+ * fail them with the load's error. */
+typedef void models_load_done_fn(void *data, struct model_entry *e, int status, const char *error);
+
+struct models_config {
+	const char *dir;
+	uint64_t budget_bytes;     /* 0: 80% of physical memory */
+	int64_t keep_alive_ms;     /* default for requests that say nothing */
+	int max_loaded;            /* 0: no limit but the budget */
+	struct sched_config sched;
+};
+
+struct models;
+
+int models_new(struct models **out, struct loop *l, const struct models_config *c,
+	       sched_notify_fn notify, void *notify_data, models_load_done_fn *load_done,
+	       void *load_done_data);
+/* Unloads everything (waiting for running loads to end). */
+void models_free(struct models *m);
+
+/* Rereads the directory: new files appear; entries of deleted files go
+ * once unloaded. */
+int models_scan(struct models *m);
+struct model_entry *models_find(struct models *m, const char *name);
+struct model_entry *models_first(struct models *m);
+
+/* A request for e begins: stops its expiry countdown and applies the
+ * request's keep-alive. has_keep_alive false keeps the current one. */
+void models_use(struct models *m, struct model_entry *e, bool has_keep_alive, int64_t keep_alive_ms);
+/* A request for e is done: with no requests left, the keep-alive countdown
+ * starts (or the model unloads now for keep-alive 0). */
+void models_release(struct models *m, struct model_entry *e);
+
+/* Starts loading e unless it is loaded or loading; load_done follows.
+ * Returns 0, or a negative errno when the load cannot even start. */
+int models_load(struct models *m, struct model_entry *e);
+/* Unloads e now; -EBUSY while requests use it or it is loading. */
+int models_unload(struct models *m, struct model_entry *e);
+
+uint64_t models_used_bytes(struct models *m);
+uint64_t models_budget_bytes(struct models *m);
+int models_loaded_count(struct models *m);
+
+#endif

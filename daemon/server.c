@@ -1,0 +1,137 @@
+#include "server.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "scheduler.h"
+
+static void on_ready(struct loop *l, void *data)
+{
+	(void)l;
+	struct server *s = data;
+	pthread_mutex_lock(&s->ready_lock);
+	struct request *list = s->ready;
+	s->ready = NULL;
+	for (struct request *r = list; r; r = r->ready_next)
+		r->on_ready = false;
+	pthread_mutex_unlock(&s->ready_lock);
+	while (list) {
+		struct request *next = list->ready_next;
+		server_deliver(s, list);
+		request_unref(list);
+		list = next;
+	}
+	if (s->stopping)
+		server_shutdown(s);
+}
+
+static void before_sleep(struct loop *l, void *data)
+{
+	(void)l;
+	conn_flush_all(data);
+}
+
+static void on_listen(struct loop *l, int fd, uint32_t events, void *data)
+{
+	(void)l;
+	(void)fd;
+	(void)events;
+	conn_accept(data);
+}
+
+int server_init(struct server *s, const struct config *cfg, struct loop *l, struct pf_err *err)
+{
+	memset(s, 0, sizeof(*s));
+	s->cfg = cfg;
+	s->loop = l;
+	s->listen_fd = -1;
+	s->started_ms = loop_now_ms();
+	pthread_mutex_init(&s->ready_lock, NULL);
+	int r = loop_wake_new(l, &s->ready_wake, on_ready, s);
+	if (r)
+		return pf_errf(err, r, "cannot create the worker wake-up: %s", strerror(-r));
+	struct models_config mc = {
+		.dir = cfg->models_dir,
+		.budget_bytes = cfg->memory_budget,
+		.keep_alive_ms = cfg->keep_alive_ms,
+		.max_loaded = cfg->max_loaded,
+		.sched = { .n_slots = cfg->slots, .queue_max = cfg->queue, .n_ctx = cfg->ctx_size,
+			   .n_batch = cfg->batch, .n_threads = cfg->threads },
+	};
+	r = models_new(&s->models, l, &mc, server_notify, s, server_load_done, s);
+	if (r)
+		return pf_errf(err, r, "cannot set up the model registry: %s", strerror(-r));
+	if ((r = listen_open(s, err)))
+		return r;
+	if ((r = loop_watch(l, s->listen_fd, LOOP_READ, on_listen, s)))
+		return pf_errf(err, r, "cannot watch the listening socket: %s", strerror(-r));
+	loop_set_before_sleep(l, before_sleep, s);
+	return 0;
+}
+
+void server_destroy(struct server *s)
+{
+	listen_close(s);
+	while (s->conns)
+		conn_close(s->conns, "the daemon is stopping");
+	/* Cancels whatever still runs; the final notifications land on the
+	 * ready list, which is drained below. */
+	models_free(s->models);
+	s->models = NULL;
+	pthread_mutex_lock(&s->ready_lock);
+	struct request *list = s->ready;
+	s->ready = NULL;
+	pthread_mutex_unlock(&s->ready_lock);
+	while (list) {
+		struct request *next = list->ready_next;
+		request_unref(list);
+		list = next;
+	}
+	loop_wake_free(s->ready_wake);
+	s->ready_wake = NULL;
+	pthread_mutex_destroy(&s->ready_lock);
+}
+
+static int active_requests(struct server *s)
+{
+	int n = 0;
+	for (struct conn *c = s->conns; c; c = c->next)
+		n += c->n_requests;
+	return n;
+}
+
+static void on_grace_over(struct loop *l, void *data)
+{
+	(void)l;
+	struct server *s = data;
+	s->grace_timer = 0;
+	log_info("shutdown grace period over: cancelling %d requests", active_requests(s));
+	for (struct conn *c = s->conns; c; c = c->next)
+		for (struct request *r = c->requests; r; r = r->conn_next) {
+			atomic_store(&r->cancel, true);
+			if (r->kind == REQ_GENERATE && !r->waiting && r->model && r->model->sched)
+				sched_cancel(r->model->sched, r);
+		}
+	server_shutdown(s);
+}
+
+void server_shutdown(struct server *s)
+{
+	if (!s->stopping) {
+		s->stopping = true;
+		log_info("shutting down: no new connections; %d requests may finish", active_requests(s));
+		listen_close(s);
+		if (s->cfg->shutdown_grace_ms)
+			s->grace_timer = loop_timer_add(s->loop, s->cfg->shutdown_grace_ms, on_grace_over, s);
+	}
+	if (active_requests(s) == 0) {
+		loop_timer_cancel(s->loop, s->grace_timer);
+		s->grace_timer = 0;
+		loop_stop(s->loop);
+	} else if (!s->grace_timer && !s->cfg->shutdown_grace_ms) {
+		on_grace_over(s->loop, s);
+	}
+}

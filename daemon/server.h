@@ -1,0 +1,94 @@
+/* The daemon's state on the loop thread: the listening socket, the client
+ * connections, the model registry, and the list through which model
+ * workers hand requests with new output back to the loop. */
+#ifndef PINFERD_SERVER_H
+#define PINFERD_SERVER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "arena.h"
+#include "config.h"
+#include "frame.h"
+#include "loop.h"
+#include "models.h"
+#include "request.h"
+
+enum request_kind { REQ_GENERATE, REQ_TOKENIZE, REQ_DETOKENIZE, REQ_LOAD };
+
+struct conn {
+	struct server *srv;
+	int fd;
+	uint64_t id;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	bool hello_done;
+	bool closing;              /* flush what is queued, then close */
+	struct frame_in in;
+	struct frame_out out;
+	struct proto_arena arena;
+	struct request *requests;  /* unfinished requests (conn_next links) */
+	int n_requests;
+	uint64_t timer;            /* handshake or idle timeout */
+	bool want_write;
+	struct conn *prev, *next;
+};
+
+struct server {
+	const struct config *cfg;
+	struct loop *loop;
+	struct models *models;
+	int listen_fd;
+	bool remove_socket;        /* we created the socket file */
+	struct conn *conns;
+	int n_conns;
+	uint64_t next_conn_id;
+	uint64_t started_ms;
+	bool stopping;
+	uint64_t grace_timer;
+	int exit_status;
+
+	pthread_mutex_t ready_lock;  /* guards ready */
+	struct request *ready;       /* requests with news from a worker */
+	struct loop_wake *ready_wake;
+};
+
+int server_init(struct server *s, const struct config *cfg, struct loop *l, struct pf_err *err);
+void server_destroy(struct server *s);
+/* SIGTERM/SIGINT: stop accepting; requests get the grace period to finish,
+ * then are cancelled; the loop stops once none is left. */
+void server_shutdown(struct server *s);
+
+/* listen.c: binds the socket (or takes it from systemd), mode 0660. */
+int listen_open(struct server *s, struct pf_err *err);
+void listen_close(struct server *s);
+
+/* conn.c */
+void conn_accept(struct server *s);
+void conn_send(struct conn *c, const Pinfer__ServerMessage *m);
+void conn_send_error(struct conn *c, uint64_t request_id, Pinfer__ErrorCode code, const char *fmt,
+		     ...) __attribute__((format(printf, 4, 5)));
+/* Cancels the connection's requests and closes it. */
+void conn_close(struct conn *c, const char *why);
+void conn_flush_all(struct server *s);
+void conn_request_add(struct conn *c, struct request *r);
+void conn_request_remove(struct conn *c, struct request *r);
+struct request *conn_request_find(struct conn *c, uint64_t id);
+/* Root, the daemon's user and its group may load and unload models. */
+bool conn_may_control_models(const struct conn *c);
+
+/* handlers.c: one ClientMessage after the handshake. */
+void handle_message(struct conn *c, const Pinfer__ClientMessage *m);
+/* Model workers: r has new output or finished (any thread). */
+void server_notify(void *data, struct request *r);
+/* Models: a load ended; start or fail the requests that waited for it. */
+void server_load_done(void *data, struct model_entry *e, int status, const char *error);
+/* Loop thread: moves a request's news to its connection. */
+void server_deliver(struct server *s, struct request *r);
+/* Ends a request that never reached a model worker. */
+void server_drop_request(struct server *s, struct request *r);
+
+#endif
