@@ -1,9 +1,10 @@
-/* The event loop: epoll for fds, a binary min-heap of timers, a signalfd,
- * and one eventfd per wake-up. See loop.h for the contract. */
+/* The event loop: epoll for fds, a binary min-heap of timers, a self-pipe
+ * for signals, and one eventfd per wake-up. See loop.h for the contract. */
 #include "loop.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -13,16 +14,19 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
 
 /* Events taken per epoll_wait(). More stay queued in the kernel and come
  * back next iteration, since every watch is level-triggered. */
 #define EVENTS_PER_WAIT 64
-/* Signals read from the signalfd per dispatch, the rest next iteration. */
+/* Signals read from the self-pipe per dispatch, the rest next iteration. */
 #define SIGNALS_PER_READ 8
 #define NO_TIMER UINT32_MAX
+
+/* The write end of the signal self-pipe (see loop_signal): a handler can
+ * reach nothing else. */
+static int signal_pipe_wr = -1;
 
 /* One per fd number, in a table indexed by fd that never shrinks. */
 struct watch {
@@ -75,8 +79,7 @@ struct loop {
 	uint32_t free_timer;        /* head of the free list, or NO_TIMER */
 	uint64_t timer_seq;         /* seq of the next timer */
 
-	int sigfd;                  /* -1 until the first loop_signal() */
-	sigset_t sigmask;           /* the signals sigfd reads */
+	int sigfd;                  /* self-pipe read end; -1 until the first loop_signal() */
 	struct signal_route signals[_NSIG];
 
 	loop_fn *before_sleep;
@@ -119,7 +122,6 @@ int loop_new(struct loop **out)
 	l->now_ms = loop_now_ms();
 	l->free_timer = NO_TIMER;
 	l->sigfd = -1;
-	sigemptyset(&l->sigmask);
 	*out = l;
 	return 0;
 }
@@ -130,8 +132,14 @@ void loop_free(struct loop *l)
 		return;
 	/* A live wake-up would keep a pointer to the freed loop. */
 	assert(l->n_wakes == 0);
-	if (l->sigfd >= 0)
+	if (l->sigfd >= 0) {
+		for (int signo = 1; signo < _NSIG; signo++)
+			if (l->signals[signo].fn)
+				signal(signo, SIG_DFL);
 		close(l->sigfd);
+		close(signal_pipe_wr);
+		signal_pipe_wr = -1;
+	}
 	close(l->epfd);
 	free(l->watches);
 	free(l->timers);
@@ -384,58 +392,70 @@ static int wait_timeout_ms(const struct loop *l)
 	return deadline - l->now_ms > INT_MAX ? INT_MAX : (int)(deadline - l->now_ms);
 }
 
-/* signals */
+/* signals
+ *
+ * A handler that writes the signal number to a pipe, rather than a
+ * signalfd: a signalfd only sees signals blocked in every thread, and
+ * libraries start threads of their own before main() (OpenBLAS does), whose
+ * masks we cannot change. The kernel may run the handler on any thread; the
+ * byte reaches the loop all the same. */
+
+static void on_signal(int signo)
+{
+	int saved = errno;
+	unsigned char b = (unsigned char)signo;
+	if (signal_pipe_wr >= 0 && write(signal_pipe_wr, &b, 1) < 0) {
+		/* A full pipe already holds a byte for this loop to wake on. */
+	}
+	errno = saved;
+}
 
 static void dispatch_signals(struct loop *l, int fd, uint32_t events, void *data)
 {
 	(void)events;
 	(void)data;
-	struct signalfd_siginfo info[SIGNALS_PER_READ];
-	ssize_t n = read(fd, info, sizeof(info));
+	unsigned char signos[SIGNALS_PER_READ];
+	ssize_t n = read(fd, signos, sizeof(signos));
 	/* n < 0 (EAGAIN, EINTR): nothing now; the loop asks epoll again. */
-	for (ssize_t i = 0; i < n / (ssize_t)sizeof(info[0]); i++) {
-		int signo = (int)info[i].ssi_signo;
-		struct signal_route *route = &l->signals[signo];
+	for (ssize_t i = 0; i < n; i++) {
+		struct signal_route *route = &l->signals[signos[i]];
 		if (route->fn)
-			route->fn(l, signo, route->data);
+			route->fn(l, signos[i], route->data);
 	}
 }
 
 int loop_signal(struct loop *l, int signo, loop_signal_fn *fn, void *data)
 {
 	assert(fn);
-	sigset_t one, old, mask = l->sigmask;
-	sigemptyset(&one);
+	sigset_t probe;
+	sigemptyset(&probe);
 	/* sigaddset rejects what is out of range and glibc's internal signals. */
-	if (signo == SIGKILL || signo == SIGSTOP || sigaddset(&one, signo) < 0)
+	if (signo == SIGKILL || signo == SIGSTOP || signo >= 256 || sigaddset(&probe, signo) < 0)
 		return -EINVAL;
 	if (l->signals[signo].fn)
 		return -EEXIST;
-	sigaddset(&mask, signo);
-	int r = -pthread_sigmask(SIG_BLOCK, &one, &old);
-	if (r)
-		return r;
-	/* With an fd, signalfd() changes its mask instead of making a new one. */
-	int fd = signalfd(l->sigfd, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		goto restore_mask;
-	}
 	if (l->sigfd < 0) {
-		r = loop_watch(l, fd, LOOP_READ, dispatch_signals, NULL);
+		int fds[2];
+		if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+			return -errno;
+		int r = loop_watch(l, fds[0], LOOP_READ, dispatch_signals, NULL);
 		if (r < 0) {
-			close(fd);
-			goto restore_mask;
+			close(fds[0]);
+			close(fds[1]);
+			return r;
 		}
-		l->sigfd = fd;
+		l->sigfd = fds[0];
+		signal_pipe_wr = fds[1];
 	}
-	l->sigmask = mask;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(signo, &sa, NULL) < 0)
+		return -errno;
 	l->signals[signo] = (struct signal_route){ .fn = fn, .data = data };
 	return 0;
-
-restore_mask:
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return r;
 }
 
 /* wake-ups */

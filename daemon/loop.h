@@ -39,7 +39,8 @@ typedef void loop_signal_fn(struct loop *l, int signo, void *data);
 
 int loop_new(struct loop **out);
 /* Takes NULL. Every wake-up must have been freed first. Timers and watches
- * are dropped without calling anything; signals stay blocked. */
+ * are dropped without calling anything; routed signals get their default
+ * action back. */
 void loop_free(struct loop *l);
 
 /* Runs until loop_stop(): each iteration calls the before-sleep hook, waits
@@ -76,12 +77,12 @@ uint64_t loop_timer_add(struct loop *l, uint64_t delay_ms, loop_fn *fn, void *da
 /* No-op for 0 and for ids that fired or were cancelled already. */
 void loop_timer_cancel(struct loop *l, uint64_t id);
 
-/* Routes signo to fn through the loop's signalfd, blocking it in the
- * calling thread. Threads inherit the signal mask of the thread that
- * creates them, and the kernel delivers a process-wide signal to any thread
- * that does not block it: register every signal before creating threads.
- * Signals stay blocked after loop_free(). -EEXIST if signo is routed
- * already; -EINVAL for SIGKILL, SIGSTOP and glibc's internal signals. */
+/* Routes signo to fn: a handler (SA_RESTART) on whatever thread the kernel
+ * picks writes it to a self-pipe the loop reads, so signals arrive even
+ * with threads the daemon did not create. One loop per process may route
+ * signals. loop_free() puts the default actions back. -EEXIST if signo is
+ * routed already; -EINVAL for SIGKILL, SIGSTOP and glibc's internal
+ * signals. */
 int loop_signal(struct loop *l, int signo, loop_signal_fn *fn, void *data);
 
 /* A wake-up that any thread posts to have fn run on the loop thread. Posts

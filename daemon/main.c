@@ -37,8 +37,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct server srv;
-	/* Signals are routed before any thread starts, so every thread
-	 * inherits them blocked and only the loop sees them. */
+	/* Routed before anything can arrive that the loop should handle. */
 	if ((r = loop_signal(loop, SIGTERM, on_stop_signal, &srv)) ||
 	    (r = loop_signal(loop, SIGINT, on_stop_signal, &srv))) {
 		log_error("cannot route signals: %s", strerror(-r));

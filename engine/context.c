@@ -81,7 +81,7 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 	c->hb = alloc_floats(c, B * hp->n_ff, true);
 	c->hb2 = alloc_floats(c, B * hp->n_ff, true);
 	c->rope_cs = alloc_floats(c, B * hp->rope_dim, true);
-	c->scores = alloc_floats(c, (uint64_t)p.n_threads * p.n_ctx, true);
+	c->scores = alloc_floats(c, (uint64_t)p.n_threads * PF_ATTN_QUERY_BLOCK * p.n_ctx, true);
 	c->logits = alloc_floats(c, (p.all_logits ? B : 1) * hp->n_vocab, true);
 	int64_t max_cols = hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff;
 	if ((int64_t)q_dim > max_cols)

@@ -7,6 +7,9 @@
 #include "model.h"
 #include "threadpool.h"
 
+/* Queries whose attention scores one thread holds at once. */
+#define PF_ATTN_QUERY_BLOCK 32
+
 struct pinfer_ctx {
 	const struct pinfer_model *model;
 	struct pf_pool *pool;
@@ -27,7 +30,7 @@ struct pinfer_ctx {
 	float *hb;       /* (n_batch, n_ff) gate, then activated */
 	float *hb2;      /* (n_batch, n_ff) up */
 	float *rope_cs;  /* (n_batch, rope_dim) cos/sin per token */
-	float *scores;   /* (n_threads, n_ctx) attention scores */
+	float *scores;   /* (n_threads, PF_ATTN_QUERY_BLOCK, n_ctx) attention scores */
 	float *logits;   /* (all_logits ? n_batch : 1, n_vocab) */
 	struct pf_matmul_scratch scratch;
 	uint64_t bytes;

@@ -1,6 +1,7 @@
 /* The transformer forward pass over a batch of T tokens, read top to bottom:
  * embedding, then per layer attention and feed-forward sublayers on the
  * residual stream, then the output head. Decode is the T = 1 case. */
+#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -13,7 +14,11 @@ struct attn_job {
 	int T;
 };
 
-/* One (token, head) pair per item: causal attention over the cache. */
+/* One head at a time, for every new token of the batch: scores = Q K^T
+ * over the cached keys, causal softmax per query row, output = scores V.
+ * Both products go to sgemm (queries in blocks, so the scores of a long
+ * prompt stay within the per-thread buffer). Keys and values of a KV head
+ * are rows kv_dim apart, shared by `group` query heads. */
 static void attend(void *arg, int64_t begin, int64_t end, int thread)
 {
 	const struct attn_job *j = arg;
@@ -24,19 +29,26 @@ static void attend(void *arg, int64_t begin, int64_t end, int thread)
 	int q_dim = hp->n_head * hd;
 	int group = hp->n_head / hp->n_head_kv;
 	float scale = 1.0f / sqrtf((float)hd);
-	float *scores = c->scores + (size_t)thread * c->n_ctx;
-	for (int64_t it = begin; it < end; it++) {
-		int t = (int)(it / hp->n_head), h = (int)(it % hp->n_head);
-		int pos = c->pos + t;
-		const float *q = c->q + (size_t)t * q_dim + (size_t)h * hd;
-		size_t kv_off = (size_t)(h / group) * hd;
-		for (int p = 0; p <= pos; p++)
-			scores[p] = pf_dot_f32(q, j->k + (size_t)p * kv_dim + kv_off, hd) * scale;
-		pf_softmax(scores, pos + 1);
-		float *out = c->att + (size_t)t * q_dim + (size_t)h * hd;
-		memset(out, 0, (size_t)hd * sizeof(float));
-		for (int p = 0; p <= pos; p++)
-			pf_axpy_f32(out, scores[p], j->v + (size_t)p * kv_dim + kv_off, hd);
+	float *scores = c->scores + (size_t)thread * PF_ATTN_QUERY_BLOCK * c->n_ctx;
+	for (int64_t h = begin; h < end; h++) {
+		const float *k = j->k + (size_t)(h / group) * hd;
+		const float *v = j->v + (size_t)(h / group) * hd;
+		for (int t0 = 0; t0 < j->T; t0 += PF_ATTN_QUERY_BLOCK) {
+			int nq = j->T - t0 < PF_ATTN_QUERY_BLOCK ? j->T - t0 : PF_ATTN_QUERY_BLOCK;
+			int n_keys = c->pos + t0 + nq;  /* the last query's prefix */
+			const float *q = c->q + (size_t)t0 * q_dim + (size_t)h * hd;
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n_keys, hd, scale, q,
+				    q_dim, k, kv_dim, 0.0f, scores, n_keys);
+			for (int i = 0; i < nq; i++) {
+				float *row = scores + (size_t)i * n_keys;
+				int visible = c->pos + t0 + i + 1;
+				pf_softmax(row, visible);
+				memset(row + visible, 0, (size_t)(n_keys - visible) * sizeof(float));
+			}
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, n_keys, 1.0f,
+				    scores, n_keys, v, kv_dim, 0.0f, c->att + (size_t)t0 * q_dim + (size_t)h * hd,
+				    q_dim);
+		}
 	}
 }
 
@@ -90,7 +102,7 @@ void pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T)
 				hp->rope_dim, cs, hp->rope);
 		}
 		struct attn_job aj = { c, k_cache, v_cache, T };
-		pf_pool_run(c->pool, attend, &aj, (int64_t)T * hp->n_head, 1);
+		pf_pool_run(c->pool, attend, &aj, hp->n_head, 1);
 		struct pf_matmul_out o = { &L->wo, c->xb };
 		pf_matmul(c->pool, &c->scratch, &o, 1, c->att, T);
 		add(c->x, c->xb, (size_t)T * dim);

@@ -150,8 +150,8 @@ static void sgemm_rows(const struct job *j, int o, int64_t r0, int64_t r1, int t
  * per weight format, measured on 4096x4096 with 2 threads (see
  * docs/benchmarks.md); formats not listed were not measured and take 64. */
 static const int16_t sgemm_min_tokens[PF_DTYPE_COUNT] = {
-	[PF_F32] = 16, [PF_F16] = 32, [PF_BF16] = 32, [PF_Q4_0] = 32,
-	[PF_Q8_0] = 64, [PF_Q4_K] = 64, [PF_Q6_K] = 128,
+	[PF_F32] = 16, [PF_F16] = 32, [PF_BF16] = 32, [PF_Q4_0] = 64,
+	[PF_Q8_0] = 64, [PF_Q4_K] = 64, [PF_Q6_K] = 64,
 };
 
 static bool prefill_uses_sgemm(enum pf_dtype t, int64_t T)

@@ -72,17 +72,3 @@ void pf_ffn_act(float *gate, const float *up, int64_t n, enum pinfer_ffn_act act
 		break;
 	}
 }
-
-float pf_dot_f32(const float *a, const float *b, int n)
-{
-	float s = 0.0f;
-	for (int i = 0; i < n; i++)
-		s += a[i] * b[i];
-	return s;
-}
-
-void pf_axpy_f32(float *y, float a, const float *x, int n)
-{
-	for (int i = 0; i < n; i++)
-		y[i] += a * x[i];
-}

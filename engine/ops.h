@@ -23,8 +23,4 @@ void pf_rope_angles(float *cs, int pos, int rope_dim, float freq_base);
 /* gate[i] = act(gate[i]) * up[i] (dReLU applies ReLU to up too). */
 void pf_ffn_act(float *gate, const float *up, int64_t n, enum pinfer_ffn_act act);
 
-float pf_dot_f32(const float *a, const float *b, int n);
-/* y += a * x */
-void pf_axpy_f32(float *y, float a, const float *x, int n);
-
 #endif
