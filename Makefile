@@ -65,7 +65,7 @@ PINFER_CLIENT := $(BUILD)/pinfer
 TESTS_C     := $(wildcard tests/test_*.c)
 TESTS_BIN   := $(TESTS_C:tests/%.c=$(BUILD)/tests/%)
 TESTS_SH    := $(wildcard tests/test_*.sh)
-TESTUTIL_OBJ := $(BUILD)/tests/testutil.o
+TESTUTIL_OBJ := $(BUILD)/tests/testutil.o $(BUILD)/tests/daemon_harness.o
 DEPS_STAMP  := build/.deps-ok
 
 .PHONY: all check demo bench clean deps install

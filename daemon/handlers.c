@@ -251,19 +251,24 @@ static void run_detokenize(struct server *s, struct request *r)
 	retire(s, r);
 }
 
+/* The reply describes the model after the load's own use of it ends, so
+ * it carries the keep-alive countdown that starts then. */
 static void run_load_reply(struct server *s, struct request *r)
 {
+	struct conn *c = r->conn;
+	struct model_entry *e = r->model;
+	uint64_t id = r->id;
+	retire(s, r);
 	Pinfer__LoadModelReply lr = PINFER__LOAD_MODEL_REPLY__INIT;
 	Pinfer__ModelInfo mi = PINFER__MODEL_INFO__INIT;
 	char quant[16];
-	fill_model_info(s, r->model, &mi, quant, sizeof(quant));
-	lr.request_id = r->id;
+	fill_model_info(s, e, &mi, quant, sizeof(quant));
+	lr.request_id = id;
 	lr.model = &mi;
 	Pinfer__ServerMessage m = PINFER__SERVER_MESSAGE__INIT;
 	m.msg_case = PINFER__SERVER_MESSAGE__MSG_LOAD_MODEL_REPLY;
 	m.load_model_reply = &lr;
-	send_reply(r->conn, &m);
-	retire(s, r);
+	send_reply(c, &m);
 }
 
 static bool prepare_prompt(struct conn *c, struct request *r, const Pinfer__Generate *g,
@@ -775,8 +780,11 @@ void handle_message(struct conn *c, const Pinfer__ClientMessage *m)
 		conn_send_error(c, 0, PINFER__ERROR_CODE__ERR_BAD_REQUEST, "Hello was already received");
 		break;
 	default:
-		/* A message type from a newer protocol, or an empty envelope. */
-		conn_send_error(c, 0, PINFER__ERROR_CODE__ERR_BAD_REQUEST, "unknown request type");
+		/* An empty envelope, or a message type this daemon does not know
+		 * (the minor version in Hello tells a client which exist): the
+		 * peer and the daemon disagree about the protocol. */
+		conn_send_error(c, 0, PINFER__ERROR_CODE__ERR_BAD_REQUEST, "unknown or empty message");
+		c->closing = true;
 		break;
 	}
 }

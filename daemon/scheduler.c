@@ -110,11 +110,16 @@ static void *worker_main(void *arg)
 		/* Only the worker changes a busy slot, so it runs unlocked. */
 		pthread_mutex_unlock(&s->lock);
 		bool finished = gen_step(slot);
+		/* The slot counts as free before the client hears the request
+		 * is done, so a Status it sends next never sees it busy. */
+		if (finished) {
+			pthread_mutex_lock(&s->lock);
+			s->busy--;
+			pthread_mutex_unlock(&s->lock);
+		}
 		s->notify(s->notify_data, r);
 		request_unref(r);
 		pthread_mutex_lock(&s->lock);
-		if (finished)
-			s->busy--;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;

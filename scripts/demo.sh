@@ -1,12 +1,13 @@
 #!/bin/sh
-# `make demo`: generates a story in-process with stories260K. The model comes
-# from $SHARED/models/stories260K when present; otherwise its llama2.c
-# checkpoint is fetched from its public home, checked against known SHA-256
-# sums, and converted to GGUF with our own tool.
+# `make demo`: starts pinferd on a temporary socket with stories260K (a
+# 260K-parameter TinyStories model), streams a story through the `pinfer`
+# client, prints the timings and stops the daemon. The model comes from
+# $SHARED/models/stories260K when present; otherwise its llama2.c checkpoint
+# is fetched from its public home, checked against known SHA-256 sums, and
+# converted to GGUF with our own tool.
 set -eu
 : "${BUILD:=build/rel}"
 : "${SHARED:=../shared}"
-tool="$BUILD/pinfer-model"
 model="$SHARED/models/stories260K/stories260K.gguf"
 
 if [ ! -f "$model" ]; then
@@ -30,11 +31,27 @@ if [ ! -f "$model" ]; then
 				exit 1
 			fi
 		done
-		"$tool" convert "$cache/stories260K.bin" "$cache/tok512.bin" -o "$model"
+		"$BUILD/pinfer-model" convert "$cache/stories260K.bin" "$cache/tok512.bin" -o "$model"
 	fi
 fi
 
+dir=$(mktemp -d)
+pid=
+cleanup() {
+	[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	rm -rf "$dir"
+}
+trap cleanup EXIT INT TERM
+mkdir "$dir/models"
+ln -s "$(cd "$(dirname "$model")" && pwd)/$(basename "$model")" "$dir/models/stories260K.gguf"
+"$BUILD/pinferd" --socket "$dir/pinferd.sock" --models "$dir/models" --log-level warn &
+pid=$!
+for _ in $(seq 100); do
+	[ -S "$dir/pinferd.sock" ] && break
+	sleep 0.05
+done
+
 prompt="Once upon a time"
-echo "== pinfer demo: stories260K, a 260K-parameter TinyStories model =="
+echo "== pinfer demo: pinferd serving stories260K, a 260K-parameter TinyStories model =="
 printf '%s' "$prompt"
-"$tool" run -m "$model" -p "$prompt" -n 200 --temp 0.8 --top-p 0.9 -s 42
+"$BUILD/pinfer" --socket "$dir/pinferd.sock" run stories260K "$prompt" -n 200 --temp 0.8 --top-p 0.9 -s 42 -v
