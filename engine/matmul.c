@@ -5,7 +5,8 @@
 #include <stdlib.h>
 
 /* Weight rows processed together in prefill: their bytes stay in L1/L2 while
- * every token of the batch is multiplied with them. */
+ * every token of the batch is multiplied with them (PF_DOT_MULTI_MAX tokens
+ * per pass over a row where the format has a multi-token kernel). */
 #define PREFILL_ROW_BLOCK 16
 /* Floats of weights dequantized at once for one sgemm call (4 MiB): sgemm
  * needs wide tiles to reach its speed (32 rows of 4096 ran at 60% of what
@@ -147,11 +148,15 @@ static void sgemm_rows(const struct job *j, int o, int64_t r0, int64_t r1, int t
 }
 
 /* Batch size from which dequantize+sgemm beats the integer dot kernels,
- * per weight format, measured on 4096x4096 with 2 threads (see
- * docs/benchmarks.md); formats not listed were not measured and take 64. */
+ * per weight format, measured with `bench --kernels` on 4096x4096 with 2
+ * threads (Zen 2); formats not listed were not measured and take 64. The
+ * formats with a multi-token kernel (Q4_0, Q4_K, Q6_K) hold their T=4 speed
+ * at any batch (Q4_0 170 GFLOP/s, Q4_K and Q6_K 145), so sgemm, which
+ * gains with T (140-145 at T=128, 150-160 at 256, 160-170 at 512), only
+ * catches up at 256-512 tokens. */
 static const int16_t sgemm_min_tokens[PF_DTYPE_COUNT] = {
-	[PF_F32] = 16, [PF_F16] = 32, [PF_BF16] = 32, [PF_Q4_0] = 64,
-	[PF_Q8_0] = 64, [PF_Q4_K] = 64, [PF_Q6_K] = 64,
+	[PF_F32] = 16, [PF_F16] = 32, [PF_BF16] = 32, [PF_Q4_0] = 512,
+	[PF_Q8_0] = 64, [PF_Q4_K] = 256, [PF_Q6_K] = 256,
 };
 
 static bool prefill_uses_sgemm(enum pf_dtype t, int64_t T)
@@ -172,12 +177,24 @@ static void dot_rows(const struct job *j, int o, int64_t r0, int64_t r1)
 			dot(n, &y[r], w->data + (size_t)r * w->row_bytes, xq);
 		return;
 	}
+	pf_vec_dot_multi_fn multi = w->ops->vec_dot_multi;
+	size_t xs = j->xq_stride[o];
 	for (int64_t rb = r0; rb < r1; rb += PREFILL_ROW_BLOCK) {
 		int64_t re = rb + PREFILL_ROW_BLOCK < r1 ? rb + PREFILL_ROW_BLOCK : r1;
-		for (int64_t t = 0; t < j->T; t++)
+		int64_t t = 0;
+		/* Groups of tokens share each pass over a weight row; the group's
+		 * activations stay in L1/L2 across the row block. */
+		if (multi)
+			for (; t < j->T; t += PF_DOT_MULTI_MAX) {
+				int nx = j->T - t < PF_DOT_MULTI_MAX ? (int)(j->T - t) : PF_DOT_MULTI_MAX;
+				for (int64_t r = rb; r < re; r++)
+					multi(n, &y[t * w->rows + r], (size_t)w->rows,
+					      w->data + (size_t)r * w->row_bytes, xq + (size_t)t * xs, xs, nx);
+			}
+		for (; t < j->T; t++)
 			for (int64_t r = rb; r < re; r++)
 				dot(n, &y[t * w->rows + r], w->data + (size_t)r * w->row_bytes,
-				    xq + (size_t)t * j->xq_stride[o]);
+				    xq + (size_t)t * xs);
 	}
 }
 

@@ -4,7 +4,9 @@
  * one (to_float_fast) for prefill, which dequantizes tiles of weight rows
  * for sgemm, and a dot kernel (vec_dot) that multiplies one row of weights
  * with an activation vector already converted to the type's vec_dot_type
- * (by that type's from_float). The fast kernels are the best for this CPU
+ * (by that type's from_float), and for some types a multi-token dot
+ * (vec_dot_multi) that prefill uses to multiply each weight row with a few
+ * tokens in one pass. The fast kernels are the best for this CPU
  * (AVX2+FMA+F16C on x86-64 chosen at run time, NEON on aarch64, scalar
  * otherwise); vec_dot_ref is the portable scalar dot they are tested
  * against. to_float_fast returns to_float's floats bit for bit, except that
@@ -19,6 +21,7 @@
 #ifndef PINFER_QUANT_H
 #define PINFER_QUANT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "dtype.h"
@@ -27,6 +30,15 @@ typedef void (*pf_to_float_fn)(const void *src, float *dst, int64_t n);
 typedef void (*pf_from_float_fn)(const float *src, void *dst, int64_t n);
 /* *s = dot(w[0..n), x[0..n)), n a multiple of the block size. */
 typedef void (*pf_vec_dot_fn)(int n, float *s, const void *w, const void *x);
+/* One weight row against n_x activation rows (1 <= n_x <= PF_DOT_MULTI_MAX):
+ * s[t * s_stride] = dot(w, x_t), x_t at x + t * x_stride bytes. The weights
+ * are unpacked once for all of them; the results are vec_dot's bit for bit
+ * (the same sums in the same order). For prefill. */
+typedef void (*pf_vec_dot_multi_fn)(int n, float *s, size_t s_stride, const void *w,
+				    const void *x, size_t x_stride, int n_x);
+/* 4: with two accumulators per token (as vec_dot has) that fills the
+ * AVX2 registers; 6 and 8 tokens ran slower on Zen 2. */
+#define PF_DOT_MULTI_MAX 4
 
 struct pf_quant_ops {
 	enum pf_dtype type;
@@ -36,6 +48,7 @@ struct pf_quant_ops {
 	pf_from_float_fn from_float;  /* quantizer; NULL when the type cannot be produced */
 	pf_vec_dot_fn vec_dot;        /* fastest kernel for this CPU; NULL for activation formats */
 	pf_vec_dot_fn vec_dot_ref;    /* scalar reference; NULL for activation formats */
+	pf_vec_dot_multi_fn vec_dot_multi; /* vec_dot for several tokens; NULL where none */
 };
 
 /* NULL when the type has no kernels in this build. */

@@ -235,6 +235,24 @@ PF_DOT_DECLS(neon);
 #endif
 #undef PF_DOT_DECLS
 
+/* Multi-token dot kernels (pf_vec_dot_multi_fn), for the types that have
+ * one: pf_<type>_dot_multi_<isa>. The scalar ones loop over the reference. */
+#define PF_DOT_MULTI_DECLS(isa) \
+	void pf_q4_0_dot_multi_##isa(int n, float *s, size_t s_stride, const void *w, \
+				     const void *x, size_t x_stride, int n_x); \
+	void pf_q4_k_dot_multi_##isa(int n, float *s, size_t s_stride, const void *w, \
+				     const void *x, size_t x_stride, int n_x); \
+	void pf_q6_k_dot_multi_##isa(int n, float *s, size_t s_stride, const void *w, \
+				     const void *x, size_t x_stride, int n_x)
+PF_DOT_MULTI_DECLS(ref);
+#if defined(__x86_64__)
+PF_DOT_MULTI_DECLS(avx2);
+#endif
+#if defined(__aarch64__) && defined(__ARM_NEON)
+PF_DOT_MULTI_DECLS(neon);
+#endif
+#undef PF_DOT_MULTI_DECLS
+
 /* SIMD dequantizers, pf_<type>_to_float_<isa> (dequant_<isa>.c). F32 has
  * none: its reference is already a memcpy. */
 #define PF_DEQUANT_DECLS(isa) \

@@ -230,12 +230,16 @@ DOT_Q8_1(q5_1, pf_block_q5_1, q5_1_levels)
  * lanes) takes the offset of 8 off. Within a pair of Q8_S blocks the
  * chunks of the two interleave (step 32); an odd last block's are
  * contiguous (step 16). */
-static inline int32x4_t q4_0_block(const struct pf_block_q4_0 *bw, const uint8_t *pb, size_t step)
+static inline int32x4_t q4_0_levels_dot(struct levels q, const uint8_t *pb, size_t step)
 {
-	struct levels q = nibbles(bw->qs);
 	int32x4_t p = dot16(dot16(vdupq_n_s32(0), q.lo, vreinterpretq_s8_u8(vld1q_u8(pb + 2 * step))),
 		q.hi, vreinterpretq_s8_u8(vld1q_u8(pb + 3 * step)));
 	return vsubq_s32(p, vreinterpretq_s32_u8(vld1q_u8(pb + step)));
+}
+
+static inline int32x4_t q4_0_block(const struct pf_block_q4_0 *bw, const uint8_t *pb, size_t step)
+{
+	return q4_0_levels_dot(nibbles(bw->qs), pb, step);
 }
 
 /* Q5_0's levels minus 16 fit int8, so it needs no offset term. */
@@ -269,6 +273,54 @@ static inline int32x4_t q5_0_block(const struct pf_block_q5_0 *bw, const uint8_t
 
 DOT_Q8_S(q4_0, pf_block_q4_0, q4_0_block)
 DOT_Q8_S(q5_0, pf_block_q5_0, q5_0_block)
+
+/* Q4_0 x Q8_S for nx tokens at once (nx a constant after inlining): each
+ * block's nibbles and scale are unpacked once for all the tokens. Per token
+ * the operations and their order are pf_q4_0_dot_neon's, so the sums match
+ * it bit for bit. */
+static inline __attribute__((always_inline)) void q4_0_tokens(int n, float *s, size_t s_stride,
+	const struct pf_block_q4_0 *bw, const uint8_t *px, size_t x_stride, int nx)
+{
+	float32x4_t acc0[PF_DOT_MULTI_MAX], acc1[PF_DOT_MULTI_MAX];
+	PF_UNROLL(4)
+	for (int t = 0; t < nx; t++)
+		acc0[t] = acc1[t] = vdupq_n_f32(0.0f);
+	int nb = n / QK, b = 0;
+	for (; b + 1 < nb; b += 2) {
+		struct levels q0 = nibbles(bw[b].qs), q1 = nibbles(bw[b + 1].qs);
+		float d0 = ld_f16(bw[b].d), d1 = ld_f16(bw[b + 1].d);
+		PF_UNROLL(4)
+		for (int t = 0; t < nx; t++) {
+			const uint8_t *pb = px + (size_t)t * x_stride + (size_t)b * 4 * Q8_S_CHUNK;
+			acc0[t] = scaled(acc0[t], q4_0_levels_dot(q0, pb, 2 * Q8_S_CHUNK), d0 * pf_rd_f32(pb));
+			acc1[t] = scaled(acc1[t], q4_0_levels_dot(q1, pb + Q8_S_CHUNK, 2 * Q8_S_CHUNK),
+				d1 * pf_rd_f32(pb + Q8_S_CHUNK));
+		}
+	}
+	if (b < nb) {
+		struct levels q0 = nibbles(bw[b].qs);
+		float d0 = ld_f16(bw[b].d);
+		PF_UNROLL(4)
+		for (int t = 0; t < nx; t++) {
+			const uint8_t *pb = px + (size_t)t * x_stride + (size_t)b * 4 * Q8_S_CHUNK;
+			acc0[t] = scaled(acc0[t], q4_0_levels_dot(q0, pb, Q8_S_CHUNK), d0 * pf_rd_f32(pb));
+		}
+	}
+	PF_UNROLL(4)
+	for (int t = 0; t < nx; t++)
+		s[(size_t)t * s_stride] = vaddvq_f32(vaddq_f32(acc0[t], acc1[t]));
+}
+
+void pf_q4_0_dot_multi_neon(int n, float *s, size_t s_stride, const void *w, const void *x,
+			    size_t x_stride, int n_x)
+{
+	switch (n_x) {
+	case 4: q4_0_tokens(n, s, s_stride, w, x, x_stride, 4); break;
+	case 3: q4_0_tokens(n, s, s_stride, w, x, x_stride, 3); break;
+	case 2: q4_0_tokens(n, s, s_stride, w, x, x_stride, 2); break;
+	default: pf_q4_0_dot_neon(n, s, w, x); break;
+	}
+}
 
 /* ---- K formats: exact int32 sums per super-block, scaled once ---- */
 
@@ -315,6 +367,62 @@ void pf_q4_k_dot_neon(int n, float *s, const void *w, const void *x)
 			ld_f16(bw->dmin) * (float)k4_offsets(m, bx));
 	}
 	*s = sum;
+}
+
+/* Q4_K x Q8_K for nx tokens at once (nx a constant after inlining): each
+ * super-block's 256 levels are unpacked once into 16 registers and
+ * multiplied with every token's activations. Per token the sums and their
+ * order are pf_q4_k_dot_neon's, so the results match it bit for bit. */
+static inline __attribute__((always_inline)) void q4_k_tokens(int n, float *s, size_t s_stride,
+	const struct pf_block_q4_k *bw, const uint8_t *px, size_t x_stride, int nx)
+{
+	const uint8x16_t m4 = vdupq_n_u8(0x0f);
+	float sum[PF_DOT_MULTI_MAX];
+	PF_UNROLL(4)
+	for (int t = 0; t < nx; t++)
+		sum[t] = 0.0f;
+	for (int i = 0; i < n / QK_K; i++, bw++) {
+		uint8_t sc[8], m[8];
+		pf_k4_scales(bw->scales, sc, m);
+		int8x16_t lo[4][2], hi[4][2];
+		PF_UNROLL(4)
+		for (int c = 0; c < 4; c++) {
+			uint8x16_t v0 = vld1q_u8(bw->qs + 32 * c), v1 = vld1q_u8(bw->qs + 32 * c + 16);
+			lo[c][0] = vreinterpretq_s8_u8(vandq_u8(v0, m4));
+			lo[c][1] = vreinterpretq_s8_u8(vandq_u8(v1, m4));
+			hi[c][0] = vreinterpretq_s8_u8(vshrq_n_u8(v0, 4));
+			hi[c][1] = vreinterpretq_s8_u8(vshrq_n_u8(v1, 4));
+		}
+		float d = ld_f16(bw->d), dmin = ld_f16(bw->dmin);
+		PF_UNROLL(4)
+		for (int t = 0; t < nx; t++) {
+			const struct pf_block_q8_k *bx =
+				(const struct pf_block_q8_k *)(const void *)(px + (size_t)t * x_stride) + i;
+			int32x4_t acc0 = vdupq_n_s32(0), acc1 = acc0;
+			PF_UNROLL(4)
+			for (int c = 0; c < 4; c++) {
+				acc0 = vmlaq_n_s32(acc0, dot32(lo[c], bx->qs + 64 * c), sc[2 * c]);
+				acc1 = vmlaq_n_s32(acc1, dot32(hi[c], bx->qs + 64 * c + 32), sc[2 * c + 1]);
+			}
+			float dx = pf_rd_f32(bx->d);
+			sum[t] += dx * (d * (float)vaddvq_s32(vaddq_s32(acc0, acc1)) -
+				dmin * (float)k4_offsets(m, bx));
+		}
+	}
+	PF_UNROLL(4)
+	for (int t = 0; t < nx; t++)
+		s[(size_t)t * s_stride] = sum[t];
+}
+
+void pf_q4_k_dot_multi_neon(int n, float *s, size_t s_stride, const void *w, const void *x,
+			    size_t x_stride, int n_x)
+{
+	switch (n_x) {
+	case 4: q4_k_tokens(n, s, s_stride, w, x, x_stride, 4); break;
+	case 3: q4_k_tokens(n, s, s_stride, w, x, x_stride, 3); break;
+	case 2: q4_k_tokens(n, s, s_stride, w, x, x_stride, 2); break;
+	default: pf_q4_k_dot_neon(n, s, w, x); break;
+	}
 }
 
 /* The fifth bits of chunk c's halves are bits 2c and 2c+1 of qh. */
@@ -388,6 +496,76 @@ void pf_q6_k_dot_neon(int n, float *s, const void *w, const void *x)
 		sum += ld_f16(bw->d) * pf_rd_f32(bx->d) * (float)vaddvq_s32(vaddq_s32(acc0, acc1));
 	}
 	*s = sum;
+}
+
+/* Q6_K x Q8_K for nx tokens at once (nx a constant after inlining): each
+ * super-block's 256 levels (minus 32) are unpacked once into 16 registers.
+ * Per token the float operations are pf_q6_k_dot_neon's, on the same exact
+ * integer sums, so the results match it bit for bit. */
+static inline __attribute__((always_inline)) void q6_k_tokens(int n, float *s, size_t s_stride,
+	const struct pf_block_q6_k *bw, const uint8_t *px, size_t x_stride, int nx)
+{
+	const uint8x16_t m4 = vdupq_n_u8(0x0f), m30 = vdupq_n_u8(0x30);
+	const int8x16_t off = vdupq_n_s8(32);
+	float sum[PF_DOT_MULTI_MAX];
+	PF_UNROLL(4)
+	for (int t = 0; t < nx; t++)
+		sum[t] = 0.0f;
+	for (int i = 0; i < n / QK_K; i++, bw++) {
+		int8x16_t q[2][8];
+		PF_UNROLL(2)
+		for (int h = 0; h < 2; h++) {
+			const uint8_t *ql = bw->ql + 64 * h, *qh = bw->qh + 32 * h;
+			uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16);
+			uint8x16_t l2 = vld1q_u8(ql + 32), l3 = vld1q_u8(ql + 48);
+			uint8x16_t h0 = vld1q_u8(qh), h1 = vld1q_u8(qh + 16);
+			uint8x16_t u[8] = {
+				vorrq_u8(vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(h0, 4), m30)),
+				vorrq_u8(vandq_u8(l1, m4), vandq_u8(vshlq_n_u8(h1, 4), m30)),
+				vorrq_u8(vandq_u8(l2, m4), vandq_u8(vshlq_n_u8(h0, 2), m30)),
+				vorrq_u8(vandq_u8(l3, m4), vandq_u8(vshlq_n_u8(h1, 2), m30)),
+				vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h0, m30)),
+				vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(h1, m30)),
+				vorrq_u8(vshrq_n_u8(l2, 4), vandq_u8(vshrq_n_u8(h0, 2), m30)),
+				vorrq_u8(vshrq_n_u8(l3, 4), vandq_u8(vshrq_n_u8(h1, 2), m30)),
+			};
+			PF_UNROLL(8)
+			for (int k = 0; k < 8; k++)
+				q[h][k] = vsubq_s8(vreinterpretq_s8_u8(u[k]), off);
+		}
+		float d = ld_f16(bw->d);
+		PF_UNROLL(4)
+		for (int t = 0; t < nx; t++) {
+			const struct pf_block_q8_k *bx =
+				(const struct pf_block_q8_k *)(const void *)(px + (size_t)t * x_stride) + i;
+			int32x4_t acc0 = vdupq_n_s32(0), acc1 = acc0;
+			PF_UNROLL(2)
+			for (int h = 0; h < 2; h++) {
+				const int8_t *xq = bx->qs + 128 * h, *sc = bw->scales + 8 * h;
+				PF_UNROLL(4)
+				for (int k = 0; k < 8; k += 2) {
+					acc0 = vmlaq_n_s32(acc0, dot16(vdupq_n_s32(0), q[h][k], ld_s8(xq + 16 * k)), sc[k]);
+					acc1 = vmlaq_n_s32(acc1, dot16(vdupq_n_s32(0), q[h][k + 1], ld_s8(xq + 16 * k + 16)),
+						sc[k + 1]);
+				}
+			}
+			sum[t] += d * pf_rd_f32(bx->d) * (float)vaddvq_s32(vaddq_s32(acc0, acc1));
+		}
+	}
+	PF_UNROLL(4)
+	for (int t = 0; t < nx; t++)
+		s[(size_t)t * s_stride] = sum[t];
+}
+
+void pf_q6_k_dot_multi_neon(int n, float *s, size_t s_stride, const void *w, const void *x,
+			    size_t x_stride, int n_x)
+{
+	switch (n_x) {
+	case 4: q6_k_tokens(n, s, s_stride, w, x, x_stride, 4); break;
+	case 3: q6_k_tokens(n, s, s_stride, w, x, x_stride, 3); break;
+	case 2: q6_k_tokens(n, s, s_stride, w, x, x_stride, 2); break;
+	default: pf_q6_k_dot_neon(n, s, w, x); break;
+	}
 }
 
 #else

@@ -363,6 +363,19 @@ void pf_q4_0_dot_ref(int n, float *s, const void *w, const void *x)
 	*s = sum;
 }
 
+/* The scalar multi-token kernels: the reference once per token. */
+#define DOT_MULTI_REF(name) \
+	void pf_##name##_dot_multi_ref(int n, float *s, size_t s_stride, const void *w, const void *x, \
+				       size_t x_stride, int n_x) \
+	{ \
+		for (int t = 0; t < n_x; t++) \
+			pf_##name##_dot_ref(n, s + (size_t)t * s_stride, w, \
+					    (const uint8_t *)x + (size_t)t * x_stride); \
+	}
+DOT_MULTI_REF(q4_0)
+DOT_MULTI_REF(q4_k)
+DOT_MULTI_REF(q6_k)
+
 void pf_q4_1_dot_ref(int n, float *s, const void *w, const void *x)
 {
 	const struct pf_block_q4_1 *bw = w;

@@ -256,6 +256,82 @@ TARGET void pf_q4_0_dot_avx2(int n, float *s, const void *w, const void *x)
 	*s = sum;
 }
 
+/* Q4_0 x Q8_S for nx tokens at once (nx a constant after inlining): each
+ * pair of blocks is unpacked once (nibbles, scales) and multiplied with
+ * every token's pair, into the token's own accumulators. Per token the
+ * operations and their order are pf_q4_0_dot_avx2's, so the sums match it
+ * bit for bit. */
+#define Q4_0_PAIR_TOKENS(bw, off, acc) \
+	do { \
+		__m256i v_ = _mm256_inserti128_si256(_mm256_castsi128_si256(load128((bw)[0].qs)), \
+			load128((bw)[1].qs), 1); \
+		__m256i lo_ = _mm256_and_si256(v_, m4), hi_ = _mm256_and_si256(_mm256_srli_epi16(v_, 4), m4); \
+		__m128i d_ = _mm_insert_epi16(_mm_cvtsi32_si128(pf_rd_u16((bw)[0].d)), pf_rd_u16((bw)[1].d), 1); \
+		__m256 dw_ = _mm256_cvtph_ps(_mm_shuffle_epi8(d_, spread)); \
+		PF_UNROLL(4) \
+		for (int t_ = 0; t_ < nx; t_++) { \
+			const uint8_t *p_ = px + (size_t)t_ * x_stride + (off); \
+			__m256i p16_ = _mm256_add_epi16(_mm256_maddubs_epi16(lo_, load256(p_ + 4 * Q8_S_CHUNK)), \
+				_mm256_maddubs_epi16(hi_, load256(p_ + 6 * Q8_S_CHUNK))); \
+			__m256i pi_ = _mm256_sub_epi32(_mm256_madd_epi16(p16_, ones), load256(p_ + 2 * Q8_S_CHUNK)); \
+			acc[t_] = _mm256_fmadd_ps(_mm256_mul_ps(dw_, _mm256_loadu_ps((const float *)(const void *)p_)), \
+				_mm256_cvtepi32_ps(pi_), acc[t_]); \
+		} \
+	} while (0)
+
+TARGET static inline __attribute__((always_inline)) void q4_0_tokens(int n, float *s, size_t s_stride,
+	const struct pf_block_q4_0 *bw, const uint8_t *px, size_t x_stride, int nx)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+	const __m128i spread = _mm_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3);
+	int nb = n / QK, b = 0;
+	__m256 acc0[PF_DOT_MULTI_MAX], acc1[PF_DOT_MULTI_MAX];
+	PF_UNROLL(4)
+	for (int t = 0; t < nx; t++)
+		acc0[t] = acc1[t] = _mm256_setzero_ps();
+	for (; b + 3 < nb; b += 4) {
+		prefetch_ahead(bw + b, 4 * (int)sizeof(*bw));
+		Q4_0_PAIR_TOKENS(bw + b, (size_t)b * 4 * Q8_S_CHUNK, acc0);
+		Q4_0_PAIR_TOKENS(bw + b + 2, (size_t)(b + 2) * 4 * Q8_S_CHUNK, acc1);
+	}
+	if (b + 1 < nb) {
+		Q4_0_PAIR_TOKENS(bw + b, (size_t)b * 4 * Q8_S_CHUNK, acc0);
+		b += 2;
+	}
+	float sum[PF_DOT_MULTI_MAX];
+	PF_UNROLL(4)
+	for (int t = 0; t < nx; t++)
+		sum[t] = hsum(_mm256_add_ps(acc0[t], acc1[t]));
+	if (b < nb) {
+		const __m128i m4x = _mm_set1_epi8(0x0f);
+		__m128i v = load128(bw[b].qs);
+		__m128i lo = _mm_and_si128(v, m4x), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4x);
+		PF_UNROLL(4)
+		for (int t = 0; t < nx; t++) {
+			const uint8_t *pb = px + (size_t)t * x_stride + (size_t)b * 4 * Q8_S_CHUNK;
+			__m128i p16 = _mm_add_epi16(_mm_maddubs_epi16(lo, load128(pb + 2 * Q8_S_CHUNK)),
+				_mm_maddubs_epi16(hi, load128(pb + 3 * Q8_S_CHUNK)));
+			__m128i p = _mm_sub_epi32(_mm_madd_epi16(p16, _mm_set1_epi16(1)), load128(pb + Q8_S_CHUNK));
+			sum[t] += ld_f16(bw[b].d) * pf_rd_f32(pb) * hsum128(_mm_cvtepi32_ps(p));
+		}
+	}
+	PF_UNROLL(4)
+	for (int t = 0; t < nx; t++)
+		s[(size_t)t * s_stride] = sum[t];
+}
+#undef Q4_0_PAIR_TOKENS
+
+TARGET void pf_q4_0_dot_multi_avx2(int n, float *s, size_t s_stride, const void *w, const void *x,
+				   size_t x_stride, int n_x)
+{
+	switch (n_x) {
+	case 4: q4_0_tokens(n, s, s_stride, w, x, x_stride, 4); break;
+	case 3: q4_0_tokens(n, s, s_stride, w, x, x_stride, 3); break;
+	case 2: q4_0_tokens(n, s, s_stride, w, x, x_stride, 2); break;
+	default: pf_q4_0_dot_avx2(n, s, w, x); break;
+	}
+}
+
 /* The offset term m * sum(x) comes from the activations' precomputed s. */
 TARGET void pf_q4_1_dot_avx2(int n, float *s, const void *w, const void *x)
 {
@@ -412,6 +488,72 @@ TARGET void pf_q4_k_dot_avx2(int n, float *s, const void *w, const void *x)
 	*s = hsum(acc) - hsum128(acc_off);
 }
 
+/* Q4_K x Q8_K for nx tokens at once (nx a constant after inlining): each
+ * super-block's levels and broadcast sub-block scales are unpacked once
+ * into locals (the compiler keeps what fits in registers, the rest in L1)
+ * and every token's activations are multiplied with them. Per token the
+ * sums and their order are pf_q4_k_dot_avx2's, so the results match it bit
+ * for bit. */
+TARGET static inline __attribute__((always_inline)) void q4_k_tokens(int n, float *s, size_t s_stride,
+	const struct pf_block_q4_k *bw, const uint8_t *px, size_t x_stride, int nx)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0f);
+	__m256 acc[PF_DOT_MULTI_MAX];
+	__m128 acc_off[PF_DOT_MULTI_MAX];
+	PF_UNROLL(4)
+	for (int t = 0; t < nx; t++) {
+		acc[t] = _mm256_setzero_ps();
+		acc_off[t] = _mm_setzero_ps();
+	}
+	for (int i = 0; i < n / QK_K; i++, bw++) {
+		prefetch_ahead(bw, (int)sizeof(*bw));
+		uint8_t sc[8], m[8];
+		pf_k4_scales(bw->scales, sc, m);
+		__m256i scales = k4_scale_lanes(sc);
+		__m256i lv[8], sl[8];
+		PF_UNROLL(4)
+		for (int c = 0; c < 4; c++) {
+			__m256i q = load256(bw->qs + 32 * c);
+			lv[2 * c] = _mm256_and_si256(q, m4);
+			lv[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+			sl[2 * c] = bcast16(scales, 2 * c);
+			sl[2 * c + 1] = bcast16(scales, 2 * c + 1);
+		}
+		float d = ld_f16(bw->d), dmin = ld_f16(bw->dmin);
+		PF_UNROLL(4)
+		for (int t = 0; t < nx; t++) {
+			const struct pf_block_q8_k *bx =
+				(const struct pf_block_q8_k *)(const void *)(px + (size_t)t * x_stride) + i;
+			float dx = pf_rd_f32(bx->d);
+			acc_off[t] = _mm_fmadd_ps(_mm_set1_ps(dmin * dx), k4_offsets(m, bx), acc_off[t]);
+			__m256i sum0 = _mm256_setzero_si256(), sum1 = sum0;
+			PF_UNROLL(4)
+			for (int c = 0; c < 4; c++) {
+				__m256i plo = _mm256_maddubs_epi16(lv[2 * c], load256(bx->qs + 64 * c));
+				__m256i phi = _mm256_maddubs_epi16(lv[2 * c + 1], load256(bx->qs + 64 * c + 32));
+				sum0 = _mm256_add_epi32(sum0, _mm256_madd_epi16(plo, sl[2 * c]));
+				sum1 = _mm256_add_epi32(sum1, _mm256_madd_epi16(phi, sl[2 * c + 1]));
+			}
+			acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * dx),
+				_mm256_cvtepi32_ps(_mm256_add_epi32(sum0, sum1)), acc[t]);
+		}
+	}
+	PF_UNROLL(4)
+	for (int t = 0; t < nx; t++)
+		s[(size_t)t * s_stride] = hsum(acc[t]) - hsum128(acc_off[t]);
+}
+
+TARGET void pf_q4_k_dot_multi_avx2(int n, float *s, size_t s_stride, const void *w, const void *x,
+				   size_t x_stride, int n_x)
+{
+	switch (n_x) {
+	case 4: q4_k_tokens(n, s, s_stride, w, x, x_stride, 4); break;
+	case 3: q4_k_tokens(n, s, s_stride, w, x, x_stride, 3); break;
+	case 2: q4_k_tokens(n, s, s_stride, w, x, x_stride, 2); break;
+	default: pf_q4_k_dot_avx2(n, s, w, x); break;
+	}
+}
+
 /* The fifth bits of chunk c's two halves are bits 2c and 2c+1 of qh: shift
  * qh right one bit per half and take bit 0 of each byte (the 16-bit shift
  * only ever pollutes bit 7). */
@@ -494,6 +636,75 @@ TARGET void pf_q6_k_dot_avx2(int n, float *s, const void *w, const void *x)
 			_mm256_cvtepi32_ps(sumi), acc);
 	}
 	*s = hsum(acc);
+}
+
+/* Q6_K x Q8_K for nx tokens at once (nx a constant after inlining): each
+ * super-block's levels and broadcast scales are unpacked once, as in
+ * q4_k_tokens. Per token the float operations are pf_q6_k_dot_avx2's, on
+ * the same exact integer sums, so the results match it bit for bit. */
+TARGET static inline __attribute__((always_inline)) void q6_k_tokens(int n, float *s, size_t s_stride,
+	const struct pf_block_q6_k *bw, const uint8_t *px, size_t x_stride, int nx)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+	__m256 acc[PF_DOT_MULTI_MAX];
+	PF_UNROLL(4)
+	for (int t = 0; t < nx; t++)
+		acc[t] = _mm256_setzero_ps();
+	for (int i = 0; i < n / QK_K; i++, bw++) {
+		prefetch_ahead(bw, (int)sizeof(*bw));
+		__m256i lv[8], sl[8];
+		PF_UNROLL(2)
+		for (int h = 0; h < 2; h++) {
+			const uint8_t *ql = bw->ql + 64 * h;
+			__m256i l0 = load256(ql), l1 = load256(ql + 32), hh = load256(bw->qh + 32 * h);
+			lv[4 * h] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hh, 4), m30));
+			lv[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hh, 2), m30));
+			lv[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hh, m30));
+			lv[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+				_mm256_and_si256(_mm256_srli_epi16(hh, 2), m30));
+			__m256i scales = _mm256_broadcastsi128_si256(
+				_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(bw->scales + 8 * h))));
+			PF_UNROLL(4)
+			for (int g = 0; g < 4; g++)
+				sl[4 * h + g] = _mm256_shuffle_epi8(scales, _mm256_set_m128i(
+					_mm_set1_epi16((short)((4 * g + 3) << 8 | (4 * g + 2))),
+					_mm_set1_epi16((short)((4 * g + 1) << 8 | 4 * g))));
+		}
+		__m256i all_scales = _mm256_cvtepi8_epi16(load128(bw->scales));
+		float d = ld_f16(bw->d);
+		PF_UNROLL(4)
+		for (int t = 0; t < nx; t++) {
+			const struct pf_block_q8_k *bx =
+				(const struct pf_block_q8_k *)(const void *)(px + (size_t)t * x_stride) + i;
+			__m256i sum0 = _mm256_setzero_si256(), sum1 = sum0;
+			PF_UNROLL(8)
+			for (int k = 0; k < 8; k++) {
+				__m256i p = _mm256_maddubs_epi16(lv[k], load256(bx->qs + 32 * k));
+				__m256i u = _mm256_madd_epi16(p, sl[k]);
+				if (k & 1)
+					sum1 = _mm256_add_epi32(sum1, u);
+				else
+					sum0 = _mm256_add_epi32(sum0, u);
+			}
+			__m256i offset = _mm256_madd_epi16(load256(bx->bsums), all_scales);
+			__m256i sumi = _mm256_sub_epi32(_mm256_add_epi32(sum0, sum1), _mm256_slli_epi32(offset, 5));
+			acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * pf_rd_f32(bx->d)), _mm256_cvtepi32_ps(sumi), acc[t]);
+		}
+	}
+	PF_UNROLL(4)
+	for (int t = 0; t < nx; t++)
+		s[(size_t)t * s_stride] = hsum(acc[t]);
+}
+
+TARGET void pf_q6_k_dot_multi_avx2(int n, float *s, size_t s_stride, const void *w, const void *x,
+				   size_t x_stride, int n_x)
+{
+	switch (n_x) {
+	case 4: q6_k_tokens(n, s, s_stride, w, x, x_stride, 4); break;
+	case 3: q6_k_tokens(n, s, s_stride, w, x, x_stride, 3); break;
+	case 2: q6_k_tokens(n, s, s_stride, w, x, x_stride, 2); break;
+	default: pf_q6_k_dot_avx2(n, s, w, x); break;
+	}
 }
 
 #else

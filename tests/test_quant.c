@@ -340,6 +340,68 @@ static int same_float(float a, float b, int nan_ok)
 	return ua == ub || (nan_ok && isnan(a) && isnan(b));
 }
 
+/* vec_dot_multi must give what n_x separate vec_dot calls give, bit for
+ * bit: block counts of every residue mod 4 (the kernels' pair loops and odd
+ * tails), every group width, a weight row at an odd address, activation
+ * rows at an odd stride (so all but one are misaligned) and results at a
+ * stride, with the floats between them left alone. Q4_0, Q4_K and Q6_K
+ * have multi kernels on every ISA; any other type that gains one is checked
+ * too. */
+static void test_dot_multi(void **state)
+{
+	(void)state;
+	uint64_t rng = 0x2468;
+	assert_non_null(ops_of(PF_Q4_0)->vec_dot_multi);
+	assert_non_null(ops_of(PF_Q4_K)->vec_dot_multi);
+	assert_non_null(ops_of(PF_Q6_K)->vec_dot_multi);
+	for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
+		const struct type_case *c = &cases[ci];
+		const struct pf_quant_ops *ops = ops_of(c->type), *xops = ops_of(c->vec_dot_type);
+		if (!ops->vec_dot_multi)
+			continue;
+		int block = (int)pf_dtype_info(c->type)->block;
+		int nbs[] = { 1, 2, 3, 4, 5, 6, 7, 9, 4096 / block + 1 };
+		for (size_t ni = 0; ni < sizeof(nbs) / sizeof(nbs[0]); ni++) {
+			int n = nbs[ni] * block;
+			size_t wb = row_bytes(c->type, n), xb = row_bytes(c->vec_dot_type, n);
+			size_t xs = xb + 13, ss = 3;
+			/* fill_row writes its first 256 elements whatever n is. */
+			float *f = malloc((size_t)(n > 256 ? n : 256) * sizeof(float));
+			uint8_t *wq = malloc(wb + 1), *xq = malloc(xs * PF_DOT_MULTI_MAX + 1);
+			float *out = malloc(ss * PF_DOT_MULTI_MAX * sizeof(float));
+			assert_true(f && wq && xq && out);
+			for (int i = 0; i < n; i++)
+				f[i] = gauss(&rng);
+			ops->from_float(f, wq + 1, n);
+			memset(xq, 0x5a, xs * PF_DOT_MULTI_MAX + 1);
+			for (int t = 0; t < PF_DOT_MULTI_MAX; t++) {
+				fill_row(f, n, (t + (int)ni) % ROW_KINDS, &rng);
+				xops->from_float(f, xq + 1 + (size_t)t * xs, n);
+			}
+			for (int nx = 1; nx <= PF_DOT_MULTI_MAX; nx++) {
+				for (size_t i = 0; i < ss * PF_DOT_MULTI_MAX; i++)
+					out[i] = -1234.5f;
+				ops->vec_dot_multi(n, out, ss, wq + 1, xq + 1, xs, nx);
+				for (int t = 0; t < PF_DOT_MULTI_MAX; t++) {
+					float want = -1234.5f;
+					if (t < nx)
+						ops->vec_dot(n, &want, wq + 1, xq + 1 + (size_t)t * xs);
+					if (!same_float(out[(size_t)t * ss], want, 0))
+						fail_msg("%s n=%d n_x=%d token %d: multi %a, vec_dot %a",
+							pf_dtype_info(c->type)->name, n, nx, t, out[(size_t)t * ss], want);
+					for (size_t k = 1; k < ss; k++)
+						assert_true(out[(size_t)t * ss + k] == -1234.5f);
+				}
+			}
+			free(f);
+			free(wq);
+			free(xq);
+			free(out);
+		}
+		print_message("%-5s multi-token dot: equal to vec_dot\n", pf_dtype_info(c->type)->name);
+	}
+}
+
 /* Runs both dequantizers on q, the fast one from an odd source address into
  * a destination one float past malloc's alignment. Buffers are exactly
  * sized, so ASan catches a kernel reading or writing past the row. */
@@ -562,6 +624,7 @@ int main(void)
 		cmocka_unit_test(test_q8_s_layout),
 		cmocka_unit_test(test_dots),
 		cmocka_unit_test(test_short_rows),
+		cmocka_unit_test(test_dot_multi),
 		cmocka_unit_test(test_to_float_fast),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
