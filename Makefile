@@ -132,11 +132,11 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TESTUTIL_OBJ) $(LIBDAEMON) $(LI
 check: all
 	@BUILD=$(BUILD) SHARED=$(SHARED) scripts/run-tests.sh $(TESTS_BIN) $(TESTS_SH)
 
-demo: $(PINFER_MODEL)
+demo: $(PROGRAMS)
 	@BUILD=$(BUILD) SHARED=$(SHARED) scripts/demo.sh
 
-bench: $(PINFER_MODEL)
-	@BUILD=$(BUILD) scripts/bench.sh
+bench: $(PROGRAMS)
+	@BUILD=$(BUILD) SHARED=$(SHARED) scripts/bench.sh
 
 install: $(PINFER_MODEL)
 	install -D -m 0755 $(PINFER_MODEL) $(DESTDIR)$(PREFIX)/bin/pinfer-model

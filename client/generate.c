@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "args.h"
 #include "json.h"
@@ -167,6 +168,13 @@ static int finish(const Pinfer__Done *d, bool interrupted, struct gen_stats *st)
 	}
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 int gen_stream(struct conn *c, Pinfer__Generate *g, gen_token_fn on_token, void *ctx,
 	       struct gen_stats *st)
 {
@@ -176,6 +184,7 @@ int gen_stream(struct conn *c, Pinfer__Generate *g, gen_token_fn on_token, void 
 	Pinfer__ClientMessage m = PINFER__CLIENT_MESSAGE__INIT;
 	m.msg_case = PINFER__CLIENT_MESSAGE__MSG_GENERATE;
 	m.generate = g;
+	uint64_t t_sent = now_ns(), t_first = 0;
 	int r = conn_send(c, &m);
 	if (r)
 		return r;
@@ -213,6 +222,11 @@ int gen_stream(struct conn *c, Pinfer__Generate *g, gen_token_fn on_token, void 
 		case PINFER__SERVER_MESSAGE__MSG_TOKEN:
 			if (msg->token->request_id != id)
 				continue;
+			if (!t_first) {
+				t_first = now_ns();
+				st->first_token_ns = t_first - t_sent;
+			}
+			st->token_frames++;
 			r = on_token(ctx, msg->token);
 			if (r)
 				return r;
@@ -220,6 +234,8 @@ int gen_stream(struct conn *c, Pinfer__Generate *g, gen_token_fn on_token, void 
 		case PINFER__SERVER_MESSAGE__MSG_DONE:
 			if (msg->done->request_id != id)
 				continue;
+			if (t_first)
+				st->stream_ns = now_ns() - t_first;
 			return finish(msg->done, interrupted, st);
 		case PINFER__SERVER_MESSAGE__MSG_ERROR:
 			if (msg->error->request_id != id && msg->error->request_id != 0)
@@ -263,6 +279,10 @@ void gen_stats_print(const struct gen_stats *st)
 		per_second(evaluated, st->prompt_ns));
 	fprintf(stderr, "generated: %u tokens in %.2f ms, %.1f tok/s\n", st->generated_tokens,
 		st->decode_ns / 1e6, per_second(st->generated_tokens, st->decode_ns));
+	if (st->first_token_ns)
+		fprintf(stderr, "client:    first token %.2f ms after sending, then %.1f tok/s as received\n",
+			st->first_token_ns / 1e6,
+			per_second(st->generated_tokens > 1 ? st->generated_tokens - 1 : 0, st->stream_ns));
 	fprintf(stderr, "ended:     %s", gen_reason_name(st->reason, reason, sizeof(reason)));
 	if (st->stop) {
 		fputs(" at ", stderr);
@@ -282,8 +302,9 @@ void gen_stats_json(FILE *f, const struct gen_stats *st)
 	fprintf(f,
 		",\"prompt_tokens\":%u,\"cached_prompt_tokens\":%u,\"generated_tokens\":%u"
 		",\"load_ms\":%.3f,\"prompt_ms\":%.3f,\"decode_ms\":%.3f"
-		",\"prompt_tok_s\":%.1f,\"decode_tok_s\":%.1f",
+		",\"prompt_tok_s\":%.1f,\"decode_tok_s\":%.1f,\"first_token_ms\":%.3f",
 		st->prompt_tokens, st->cached_prompt_tokens, st->generated_tokens,
 		st->load_ns / 1e6, st->prompt_ns / 1e6, st->decode_ns / 1e6,
-		per_second(evaluated, st->prompt_ns), per_second(st->generated_tokens, st->decode_ns));
+		per_second(evaluated, st->prompt_ns), per_second(st->generated_tokens, st->decode_ns),
+		st->first_token_ns / 1e6);
 }

@@ -90,6 +90,10 @@ struct gen_stats {
 	uint32_t prompt_tokens, cached_prompt_tokens, generated_tokens;
 	uint64_t load_ns, prompt_ns, decode_ns;
 	char *stop;                 /* the stop string matched, or NULL */
+	/* Seen from the client: from sending Generate to the first Token
+	 * frame, and from there to the Done (0 when there was none). */
+	uint64_t first_token_ns, stream_ns;
+	uint32_t token_frames;
 };
 
 /* Called with each Token frame of the request; returns an exit code (a

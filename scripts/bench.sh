@@ -21,3 +21,29 @@ if [ ! -f "$model" ]; then
 fi
 echo "== pinfer-model bench -m $model -t $threads -n 16 -p 128"
 "$tool" bench -m "$model" -t "$threads" -n 16 -p 128
+
+# The same model through pinferd: decode rate and time to first token as the
+# client sees them, against the engine in-process, greedy, same prompt.
+tmp=$(mktemp -d)
+pid=
+cleanup() {
+	[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+mkdir "$tmp/models"
+ln -s "$PWD/$model" "$tmp/models/bench.gguf"
+"$BUILD/pinferd" --socket "$tmp/sock" --models "$tmp/models" --slots 1 --threads "$threads" \
+	--ctx-size 512 --log-level warn &
+pid=$!
+for _ in $(seq 200); do [ -S "$tmp/sock" ] && break; sleep 0.05; done
+prompt="Once upon a time there was a"
+"$BUILD/pinfer" --socket "$tmp/sock" load bench --keep-alive -1 >/dev/null
+"$BUILD/pinfer" --socket "$tmp/sock" run bench "$prompt" -n 4 --temp 0 >/dev/null  # warm
+for run in 1 2; do
+	echo "== in-process: pinfer-model run -n 32 --temp 0 -t $threads -c 512 (run $run)"
+	"$BUILD/pinfer-model" run -m "$model" -p "$prompt" -n 32 --temp 0 -t "$threads" -c 512 2>&1 >/dev/null
+	echo "== through pinferd: pinfer run -n 32 --temp 0 -v (run $run)"
+	"$BUILD/pinfer" --socket "$tmp/sock" run bench "$prompt" -n 32 --temp 0 --raw -v 2>&1 >/dev/null |
+		grep -E "generated|client"
+done
