@@ -200,6 +200,8 @@ static bool decode_step(struct slot *s)
 		return finish(s, DONE_ERROR, "stop-string matching failed");
 	if (request_emit(r, safe, (size_t)k, id))
 		return finish(s, DONE_ERROR, "out of memory for the output");
+	if (k > 0 || r->params.return_ids)
+		s->notify(s->notify_data, r);
 	if (hit) {
 		r->stop_index = g->stop.matched;
 		return finish(s, DONE_STOP, NULL);

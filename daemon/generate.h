@@ -16,6 +16,10 @@
  * prompt sharing a prefix with the previous one skips that prefix. */
 struct slot {
 	struct pinfer_ctx *ctx;
+	/* Told about new output at once, so a token reaches the client before
+	 * the step that evaluates it (a whole decode step sooner). */
+	void (*notify)(void *data, struct request *r);
+	void *notify_data;
 	int32_t *cached;   /* tokens in the KV cache, in order */
 	int n_cached;
 	struct generation *gen;  /* NULL when idle */

@@ -170,6 +170,8 @@ int sched_new(struct sched **out, const struct pinfer_model *m, const struct sch
 	cp.threads = s->threads;
 	for (int i = 0; i < c->n_slots; i++) {
 		struct slot *slot = &s->slots[i];
+		slot->notify = notify;
+		slot->notify_data = data;
 		if ((r = pinfer_ctx_new(&slot->ctx, m, &cp, err)))
 			goto fail;
 		slot->cached = malloc((size_t)pinfer_ctx_size(slot->ctx) * sizeof(int32_t));

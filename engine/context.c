@@ -1,6 +1,5 @@
 #include "context.h"
 
-#include <cblas.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,9 +68,6 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 		}
 		c->owns_pool = true;
 	}
-	/* The prefill sgemm calls run inside our own pool, one per thread;
-	 * OpenBLAS threads of its own would compete with them for the cores. */
-	openblas_set_num_threads(1);
 	c->k_cache = alloc_floats(c, kv, false);
 	c->v_cache = alloc_floats(c, kv, false);
 	c->x = alloc_floats(c, B * hp->n_embd, true);

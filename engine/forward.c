@@ -1,10 +1,10 @@
 /* The transformer forward pass over a batch of T tokens, read top to bottom:
  * embedding, then per layer attention and feed-forward sublayers on the
  * residual stream, then the output head. Decode is the T = 1 case. */
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
+#include "blas.h"
 #include "context.h"
 #include "ops.h"
 
@@ -37,17 +37,15 @@ static void attend(void *arg, int64_t begin, int64_t end, int thread)
 			int nq = j->T - t0 < PF_ATTN_QUERY_BLOCK ? j->T - t0 : PF_ATTN_QUERY_BLOCK;
 			int n_keys = c->pos + t0 + nq;  /* the last query's prefix */
 			const float *q = c->q + (size_t)t0 * q_dim + (size_t)h * hd;
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n_keys, hd, scale, q,
-				    q_dim, k, kv_dim, 0.0f, scores, n_keys);
+			pf_sgemm(true, nq, n_keys, hd, scale, q, q_dim, k, kv_dim, 0.0f, scores, n_keys);
 			for (int i = 0; i < nq; i++) {
 				float *row = scores + (size_t)i * n_keys;
 				int visible = c->pos + t0 + i + 1;
 				pf_softmax(row, visible);
 				memset(row + visible, 0, (size_t)(n_keys - visible) * sizeof(float));
 			}
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, n_keys, 1.0f,
-				    scores, n_keys, v, kv_dim, 0.0f, c->att + (size_t)t0 * q_dim + (size_t)h * hd,
-				    q_dim);
+			pf_sgemm(false, nq, hd, n_keys, 1.0f, scores, n_keys, v, kv_dim, 0.0f,
+				 c->att + (size_t)t0 * q_dim + (size_t)h * hd, q_dim);
 		}
 	}
 }

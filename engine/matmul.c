@@ -1,8 +1,9 @@
 #include "matmul.h"
 
-#include <cblas.h>
 #include <errno.h>
 #include <stdlib.h>
+
+#include "blas.h"
 
 /* Weight rows processed together in prefill: their bytes stay in L1/L2 while
  * every token of the batch is multiplied with them (PF_DOT_MULTI_MAX tokens
@@ -35,6 +36,7 @@ static size_t act_row_bytes(enum pf_dtype t, int64_t cols)
 int pf_matmul_scratch_init(struct pf_matmul_scratch *s, int64_t max_cols, int max_tokens,
 			   int n_threads)
 {
+	pf_blas_single_threaded();
 	size_t widest = 0;
 	for (int t = 0; t < PF_DTYPE_COUNT; t++) {
 		const struct pf_quant_ops *ops = pf_quant_ops((enum pf_dtype)t);
@@ -122,9 +124,8 @@ static void prepare_inputs(struct pf_pool *pool, struct pf_matmul_scratch *s, st
 static void sgemm(const struct job *j, int o, const float *wf, int64_t r0, int64_t r1)
 {
 	const struct pf_weight *w = j->outs[o].w;
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->T, (int)(r1 - r0),
-		    (int)w->cols, 1.0f, j->x, (int)w->cols, wf, (int)w->cols, 0.0f,
-		    j->outs[o].y + r0, (int)w->rows);
+	pf_sgemm(true, (int)j->T, (int)(r1 - r0), (int)w->cols, 1.0f, j->x, (int)w->cols, wf,
+		 (int)w->cols, 0.0f, j->outs[o].y + r0, (int)w->rows);
 }
 
 /* F32 weights go to sgemm as they are; other formats are dequantized a tile
@@ -147,21 +148,23 @@ static void sgemm_rows(const struct job *j, int o, int64_t r0, int64_t r1, int t
 	}
 }
 
-/* Batch size from which dequantize+sgemm beats the integer dot kernels,
- * per weight format, measured with `bench --kernels` on 4096x4096 with 2
- * threads (Zen 2); formats not listed were not measured and take 64. The
- * formats with a multi-token kernel (Q4_0, Q4_K, Q6_K) hold their T=4 speed
- * at any batch (Q4_0 170 GFLOP/s, Q4_K and Q6_K 145), so sgemm, which
- * gains with T (140-145 at T=128, 150-160 at 256, 160-170 at 512), only
- * catches up at 256-512 tokens. */
+/* Batch size from which dequantize+sgemm beats the dot kernels, per weight
+ * format, measured with `pinfer-model bench --kernels` on 4096x4096 with 2
+ * threads (Zen 2; docs/benchmarks.md). sgemm calls are serialized (blas.h),
+ * so that path runs at one core's sgemm speed, 20 GFLOP/s at 4 tokens to
+ * 72-84 at 128, while the dot kernels use both cores: about 50 for F32, 74
+ * for F16, 82 for Q8_0, and 145-170 for the formats with a multi-token
+ * kernel, which sgemm never catches. Formats not listed have no multi-token
+ * kernel and behave like Q8_0. */
+#define SGEMM_NEVER INT16_MAX
 static const int16_t sgemm_min_tokens[PF_DTYPE_COUNT] = {
-	[PF_F32] = 16, [PF_F16] = 32, [PF_BF16] = 32, [PF_Q4_0] = 512,
-	[PF_Q8_0] = 64, [PF_Q4_K] = 256, [PF_Q6_K] = 256,
+	[PF_F32] = 32, [PF_F16] = 128, [PF_BF16] = 128, [PF_Q8_0] = 256,
+	[PF_Q4_0] = SGEMM_NEVER, [PF_Q4_K] = SGEMM_NEVER, [PF_Q6_K] = SGEMM_NEVER,
 };
 
 static bool prefill_uses_sgemm(enum pf_dtype t, int64_t T)
 {
-	int min = sgemm_min_tokens[t] ? sgemm_min_tokens[t] : 64;
+	int min = sgemm_min_tokens[t] ? sgemm_min_tokens[t] : 256;
 	return T >= min;
 }
 

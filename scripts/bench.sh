@@ -23,7 +23,9 @@ echo "== pinfer-model bench -m $model -t $threads -n 16 -p 128"
 "$tool" bench -m "$model" -t "$threads" -n 16 -p 128
 
 # The same model through pinferd: decode rate and time to first token as the
-# client sees them, against the engine in-process, greedy, same prompt.
+# client sees them, to set against the in-process figures above. The prompt
+# is empty (BOS alone), as in the in-process first-token figure, so both
+# evaluate exactly one token whatever the daemon's prompt cache holds.
 tmp=$(mktemp -d)
 pid=
 cleanup() {
@@ -37,13 +39,11 @@ ln -s "$PWD/$model" "$tmp/models/bench.gguf"
 	--ctx-size 512 --log-level warn &
 pid=$!
 for _ in $(seq 200); do [ -S "$tmp/sock" ] && break; sleep 0.05; done
-prompt="Once upon a time there was a"
+prompt=""
 "$BUILD/pinfer" --socket "$tmp/sock" load bench --keep-alive -1 >/dev/null
 "$BUILD/pinfer" --socket "$tmp/sock" run bench "$prompt" -n 4 --temp 0 >/dev/null  # warm
 for run in 1 2; do
-	echo "== in-process: pinfer-model run -n 32 --temp 0 -t $threads -c 512 (run $run)"
-	"$BUILD/pinfer-model" run -m "$model" -p "$prompt" -n 32 --temp 0 -t "$threads" -c 512 2>&1 >/dev/null
-	echo "== through pinferd: pinfer run -n 32 --temp 0 -v (run $run)"
+	echo "== through pinferd: pinfer run \"\" -n 32 --temp 0 -v (run $run)"
 	"$BUILD/pinfer" --socket "$tmp/sock" run bench "$prompt" -n 32 --temp 0 --raw -v 2>&1 >/dev/null |
 		grep -E "generated|client"
 done

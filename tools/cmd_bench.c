@@ -63,7 +63,7 @@ static double read_bandwidth(int n_threads)
 
 static double sgemm_gflops(int n_threads)
 {
-	const int n = 1024;
+	const int n = 2048;
 	float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n),
 	      *c = malloc(sizeof(float) * n * n);
 	double best = 0.0;
@@ -156,6 +156,21 @@ int cmd_bench(int argc, char **argv)
 	}
 	double decode_tps = n_decode / (now_seconds() - t0);
 
+	/* time to first token of a warm model: BOS alone, then one sample,
+	 * the same work a daemon does for an empty prompt */
+	double ttft = 1e30;
+	for (int rep = 0; rep < 3; rep++) {
+		int32_t bos = pinfer_token_bos(m) >= 0 ? pinfer_token_bos(m) : 0;
+		pinfer_ctx_truncate(c, 0);
+		t0 = now_seconds();
+		if (pinfer_eval(c, &bos, 1, &err))
+			goto fail;
+		argmax(pinfer_logits(c, -1), info->n_vocab);
+		double dt = now_seconds() - t0;
+		if (dt < ttft)
+			ttft = dt;
+	}
+
 	/* prefill: one batch of n_prompt tokens in a fresh sequence */
 	uint64_t seed = 1;
 	for (long i = 0; i < n_prompt; i++) {
@@ -186,6 +201,7 @@ int cmd_bench(int argc, char **argv)
 	printf("memory read bandwidth: %.2f GB/s (1 GiB buffer, %d threads)\n", bw, mo.n_threads);
 	printf("decode: %.2f tok/s (roofline %.2f tok/s, %.1f%% of roofline)\n", decode_tps,
 	       roofline_tps, 100.0 * decode_tps / roofline_tps);
+	printf("first token: %.2f ms (warm model, BOS-only prompt, best of 3)\n", ttft * 1e3);
 	printf("prefill: %.2f tok/s (%ld-token prompt, %.2fx decode per token)\n", prefill_tps,
 	       n_prompt, prefill_tps / decode_tps);
 	printf("prefill compute: %.1f GFLOP/s (sgemm peak on this machine %.1f GFLOP/s, %.1f%%)\n",

@@ -131,13 +131,15 @@ int cmd_run(int argc, char **argv)
 	pinfer_detok_init(&detok, m, plen > 0);
 	char piece[512];
 	int n_gen = 0;
+	double t_first = 0.0;
 	t0 = now_seconds();
 	while (n_gen < n_predict) {
 		int32_t id = pinfer_sampler_sample(s, pinfer_logits(c, -1));
 		if (pinfer_token_is_eog(m, id))
 			break;
 		pinfer_sampler_accept(s, id);
-		n_gen++;
+		if (n_gen++ == 0)
+			t_first = t_prompt + now_seconds() - t0;
 		if (print_ids) {
 			printf("%s%d", n_gen > 1 ? " " : "", id);
 		} else {
@@ -161,8 +163,8 @@ int cmd_run(int argc, char **argv)
 	printf("\n");
 	fflush(stdout);
 	double t_gen = now_seconds() - t0;
-	fprintf(stderr, "load: %.3f s  prompt: %d tokens, %.1f tok/s  decode: %d tokens, %.1f tok/s\n",
-		t_load, n_prompt, n_prompt / (t_prompt > 0 ? t_prompt : 1e-9), n_gen,
+	fprintf(stderr, "load: %.3f s  prompt: %d tokens, %.1f tok/s  first token: %.2f ms  decode: %d tokens, %.1f tok/s\n",
+		t_load, n_prompt, n_prompt / (t_prompt > 0 ? t_prompt : 1e-9), t_first * 1e3, n_gen,
 		n_gen / (t_gen > 0 ? t_gen : 1e-9));
 	rc = 0;
 out:
