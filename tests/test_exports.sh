@@ -46,7 +46,12 @@ int main(int argc, char **argv)
 	return 0;
 }
 C
-cc -std=c11 -Wall -Werror -Iengine "$tmp/user.c" -o "$tmp/user" -L"$BUILD" -lpinfer -Wl,-rpath,"$PWD/$BUILD"
+# A sanitized library needs a sanitized program to load it.
+case "$BUILD" in
+*san*) san="-fsanitize=address,undefined" ;;
+*) san= ;;
+esac
+cc -std=c11 -Wall -Werror $san -Iengine "$tmp/user.c" -o "$tmp/user" -L"$BUILD" -lpinfer -Wl,-rpath,"$PWD/$BUILD"
 first=$("$tmp/user" "$SHARED/models/stories260K/stories260K.gguf")
 [ "$first" = 403 ] || { echo "FAIL: first greedy token $first, expected 403" >&2; exit 1; }
 echo "ok: a program linked to libpinfer.so alone generates the reference first token"
