@@ -18,7 +18,9 @@
 #define ARENA_FACTOR 4
 
 static void arm_timer(struct conn *c);
+static bool flush(struct conn *c);
 
+/* The error goes out first; the connection closes once it is written. */
 static void on_timeout(struct loop *l, void *data)
 {
 	(void)l;
@@ -26,9 +28,12 @@ static void on_timeout(struct loop *l, void *data)
 	c->timer = 0;
 	if (c->n_requests > 0)
 		return;
+	log_info("connection %llu: %s", (unsigned long long)c->id,
+		 c->hello_done ? "idle timeout" : "handshake timeout");
 	conn_send_error(c, 0, PINFER__ERROR_CODE__ERR_TIMEOUT,
 			c->hello_done ? "idle for too long" : "no Hello within the handshake timeout");
-	conn_close(c, c->hello_done ? "idle timeout" : "handshake timeout");
+	c->closing = true;
+	flush(c);
 }
 
 /* Before Hello the handshake timeout runs; after it, the idle timeout runs

@@ -33,23 +33,27 @@ static int try_connect(const char *path)
 	return fd;
 }
 
-/* The daemon of the running test, killed by daemon_cleanup() when the test
- * fails before it could stop it. */
-static struct daemon *running;
+/* A copy of the running test's daemon, killed by daemon_cleanup() when the
+ * test fails before it could stop it (the test's own struct is gone with
+ * its stack frame by then). */
+static struct daemon running;
+static bool is_running;
 
 int daemon_cleanup(void **state)
 {
 	(void)state;
-	if (!running)
+	if (!is_running)
 		return 0;
+	is_running = false;
 	char cmd[256];
-	snprintf(cmd, sizeof(cmd), "echo '--- pinferd log:' >&2; tail -n 30 '%s' >&2", running->log);
+	snprintf(cmd, sizeof(cmd), "echo '--- pinferd log:' >&2; tail -n 30 '%s' >&2", running.log);
 	if (system(cmd) != 0)
 		fprintf(stderr, "(no daemon log)\n");
-	kill(running->pid, SIGKILL);
-	waitpid(running->pid, NULL, 0);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", running->dir);
-	running = NULL;
+	if (running.pid > 0) {
+		kill(running.pid, SIGKILL);
+		waitpid(running.pid, NULL, 0);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", running.dir);
 	return system(cmd) == 0 ? 0 : -1;
 }
 
@@ -90,7 +94,8 @@ void daemon_start(struct daemon *d, const char *const *flags)
 		execv(exe, (char *const *)argv);
 		_exit(127);
 	}
-	running = d;
+	running = *d;
+	is_running = true;
 	for (int i = 0; i < 500; i++) {
 		int fd = try_connect(d->socket);
 		if (fd >= 0) {
@@ -105,13 +110,25 @@ void daemon_start(struct daemon *d, const char *const *flags)
 	fail_msg("pinferd did not start listening on %s", d->socket);
 }
 
+void daemon_add_model(const struct daemon *d, const char *name)
+{
+	char from[256], to[256];
+	snprintf(from, sizeof(from), "%s/models/stories260K.gguf", d->dir);
+	snprintf(to, sizeof(to), "%s/models/%s.gguf", d->dir, name);
+	char target[4096];
+	ssize_t n = readlink(from, target, sizeof(target) - 1);
+	assert_true(n > 0);
+	target[n] = 0;
+	assert_int_equal(symlink(target, to), 0);
+}
+
 void daemon_stop(struct daemon *d)
 {
 	int status = 0;
 	kill(d->pid, SIGTERM);
 	for (int i = 0; i < 1000 && waitpid(d->pid, &status, WNOHANG) == 0; i++)
 		sleep_ms(10);
-	running = NULL;
+	is_running = false;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		char cmd[256];
 		snprintf(cmd, sizeof(cmd), "tail -n 40 %s >&2", d->log);
@@ -201,7 +218,7 @@ void client_generate(struct client *c, uint64_t id, const struct gen_opts *o)
 	}
 	Pinfer__Generate g = PINFER__GENERATE__INIT;
 	g.request_id = id;
-	g.model = "stories260K";
+	g.model = (char *)(o->model ? o->model : "stories260K");
 	g.input_case = PINFER__GENERATE__INPUT_PROMPT;
 	g.prompt = (char *)(o->prompt ? o->prompt : "");
 	g.sampling = &s;

@@ -20,6 +20,8 @@ struct daemon {
 /* Starts pinferd with extra flags (NULL-terminated list) and waits until it
  * accepts connections. */
 void daemon_start(struct daemon *d, const char *const *flags);
+/* Adds another name for stories260K to the models directory. */
+void daemon_add_model(const struct daemon *d, const char *name);
 /* SIGTERM, then asserts a clean exit (status 0: under ASan, no leaks). */
 void daemon_stop(struct daemon *d);
 /* A cmocka teardown: kills a daemon the test left behind when it failed. */
@@ -42,6 +44,7 @@ void client_send_bytes(struct client *c, const void *buf, size_t n);
 Pinfer__ServerMessage *client_recv(struct client *c);
 
 struct gen_opts {
+	const char *model;        /* NULL: stories260K */
 	const char *prompt;
 	bool has_temp;
 	float temp;

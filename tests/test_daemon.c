@@ -419,6 +419,71 @@ static void test_stop_strings_and_prompt_cache(void **state)
 	daemon_stop(&d);
 }
 
+/* A connection that never says Hello is dropped after the handshake
+ * timeout, with ERR_TIMEOUT. */
+static void test_handshake_timeout(void **state)
+{
+	(void)state;
+	const char *flags[] = { "--handshake-timeout", "200ms", NULL };
+	struct daemon d;
+	daemon_start(&d, flags);
+	struct client c;
+	client_connect_raw(&c, &d);
+	Pinfer__ServerMessage *m = client_recv(&c);
+	assert_non_null(m);
+	assert_int_equal(m->msg_case, PINFER__SERVER_MESSAGE__MSG_ERROR);
+	assert_int_equal(m->error->code, PINFER__ERROR_CODE__ERR_TIMEOUT);
+	assert_null(client_recv(&c));
+	client_close(&c);
+	daemon_stop(&d);
+}
+
+/* The memory budget: a model that cannot fit is refused before its caches
+ * are allocated, with the figures; one that fits evicts the idle one that
+ * was used least recently. */
+static void test_memory_budget(void **state)
+{
+	(void)state;
+	/* stories260K needs about 12 MiB with 4 slots of 2048 positions */
+	const char *tight[] = { "--memory-budget", "2M", NULL };
+	struct daemon d;
+	daemon_start(&d, tight);
+	struct client c;
+	client_connect(&c, &d);
+	struct gen_opts o = { .has_temp = true, .temp = 0.0f, .n_predict = 4 };
+	struct gen_result r;
+	client_generate(&c, 1, &o);
+	client_collect(&c, 1, &r);
+	assert_int_equal(r.error, PINFER__ERROR_CODE__ERR_OUT_OF_MEMORY);
+	client_close(&c);
+	daemon_stop(&d);
+
+	const char *one_fits[] = { "--memory-budget", "20M", NULL };
+	daemon_start(&d, one_fits);
+	daemon_add_model(&d, "second");
+	client_connect(&c, &d);
+	client_generate(&c, 1, &o);
+	client_collect(&c, 1, &r);
+	assert_int_equal(r.reason, PINFER__DONE_REASON__DONE_LENGTH);
+	o.model = "second";
+	client_generate(&c, 2, &o);
+	client_collect(&c, 2, &r);
+	assert_int_equal(r.reason, PINFER__DONE_REASON__DONE_LENGTH);
+	Pinfer__ListModels lm = PINFER__LIST_MODELS__INIT;
+	lm.request_id = 3;
+	lm.loaded_only = true;
+	Pinfer__ClientMessage m = PINFER__CLIENT_MESSAGE__INIT;
+	m.msg_case = PINFER__CLIENT_MESSAGE__MSG_LIST_MODELS;
+	m.list_models = &lm;
+	client_send(&c, &m);
+	Pinfer__ServerMessage *reply = client_recv(&c);
+	assert_non_null(reply);
+	assert_int_equal(reply->list_models_reply->n_models, 1);
+	assert_string_equal(reply->list_models_reply->models[0]->name, "second");
+	client_close(&c);
+	daemon_stop(&d);
+}
+
 int main(void)
 {
 	load_refs();
@@ -429,6 +494,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_malformed_frames, daemon_cleanup),
 		cmocka_unit_test_teardown(test_keep_alive, daemon_cleanup),
 		cmocka_unit_test_teardown(test_stop_strings_and_prompt_cache, daemon_cleanup),
+		cmocka_unit_test_teardown(test_handshake_timeout, daemon_cleanup),
+		cmocka_unit_test_teardown(test_memory_budget, daemon_cleanup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
