@@ -132,7 +132,7 @@ int cmd_bench(int argc, char **argv)
 	if (kernels)
 		return bench_kernels(mo.n_threads);
 	if (!mo.n_ctx)
-		mo.n_ctx = (int)(n_prompt > n_decode + 1 ? n_prompt : n_decode + 1);
+		mo.n_ctx = (int)(n_prompt > 3 * n_decode + 1 ? n_prompt : 3 * n_decode + 1);
 	struct pinfer_model *m = model_opts_open(&mo, "bench");
 	if (!m)
 		return 1;
@@ -148,13 +148,20 @@ int cmd_bench(int argc, char **argv)
 	int32_t tok = pinfer_token_bos(m) >= 0 ? pinfer_token_bos(m) : 0;
 	if (pinfer_eval(c, &tok, 1, &err))
 		goto fail;
-	double t0 = now_seconds();
-	for (long i = 0; i < n_decode; i++) {
-		tok = argmax(pinfer_logits(c, -1), info->n_vocab);
-		if (pinfer_eval(c, &tok, 1, &err))
-			goto fail;
+	/* Best of three rounds, like the bandwidth it is compared with: both
+	 * are what the machine does when nothing else gets in the way. */
+	double decode_tps = 0.0, t0;
+	for (int round = 0; round < 3; round++) {
+		t0 = now_seconds();
+		for (long i = 0; i < n_decode; i++) {
+			tok = argmax(pinfer_logits(c, -1), info->n_vocab);
+			if (pinfer_eval(c, &tok, 1, &err))
+				goto fail;
+		}
+		double tps = n_decode / (now_seconds() - t0);
+		if (tps > decode_tps)
+			decode_tps = tps;
 	}
-	double decode_tps = n_decode / (now_seconds() - t0);
 
 	/* time to first token of a warm model: BOS alone, then one sample,
 	 * the same work a daemon does for an empty prompt */
@@ -199,7 +206,8 @@ int cmd_bench(int argc, char **argv)
 	printf("model: %s, %.2f M params, %.1f MiB read per decoded token, %d threads\n",
 	       mo.model, info->n_params / 1e6, info->decode_bytes / 1048576.0, mo.n_threads);
 	printf("memory read bandwidth: %.2f GB/s (1 GiB buffer, %d threads)\n", bw, mo.n_threads);
-	printf("decode: %.2f tok/s (roofline %.2f tok/s, %.1f%% of roofline)\n", decode_tps,
+	printf("decode: %.2f tok/s, best of 3 x %ld tokens (roofline %.2f tok/s, %.1f%% of roofline)\n",
+	       decode_tps, n_decode,
 	       roofline_tps, 100.0 * decode_tps / roofline_tps);
 	printf("first token: %.2f ms (warm model, BOS-only prompt, best of 3)\n", ttft * 1e3);
 	printf("prefill: %.2f tok/s (%ld-token prompt, %.2fx decode per token)\n", prefill_tps,
