@@ -220,9 +220,3 @@ bool gen_step(struct slot *s)
 		return finish(s, DONE_CANCELLED, NULL);
 	return g->phase == GEN_PROMPT ? prompt_step(s) : decode_step(s);
 }
-
-void gen_abort(struct slot *s)
-{
-	if (s->gen)
-		finish(s, DONE_CANCELLED, NULL);
-}

@@ -58,9 +58,6 @@ int gen_start(struct slot *s, const struct pinfer_model *m, struct request *r, i
  * then marked done and the slot idle again). */
 bool gen_step(struct slot *s);
 
-/* Ends the slot's generation early (shutdown), as cancelled. */
-void gen_abort(struct slot *s);
-
 uint64_t gen_now_ns(void);
 
 #endif

@@ -20,8 +20,9 @@
 
 struct model_entry;
 
-#define REQUEST_MAX_STOPS 16
-#define REQUEST_MAX_STOP_LEN 256
+#include "stop.h"
+
+#define REQUEST_MAX_STOPS STOP_MAX_STRINGS
 
 enum done_reason {
 	DONE_NONE = 0,

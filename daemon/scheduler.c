@@ -278,8 +278,4 @@ void sched_stats(struct sched *s, struct sched_stats *out)
 	out->busy = s->busy;
 	out->queued = s->queued;
 	pthread_mutex_unlock(&s->lock);
-	for (int i = 0; i < s->cfg.n_slots; i++) {
-		out->kv_bytes += pinfer_ctx_kv_bytes(s->slots[i].ctx);
-		out->ctx_bytes += pinfer_ctx_bytes(s->slots[i].ctx);
-	}
 }

@@ -40,8 +40,6 @@ void sched_cancel(struct sched *s, struct request *r);
 struct sched_stats {
 	int slots, busy, queued;
 	int n_ctx;          /* per slot */
-	uint64_t kv_bytes;  /* all slots' KV caches */
-	uint64_t ctx_bytes; /* all slots' allocations, KV included */
 };
 void sched_stats(struct sched *s, struct sched_stats *out);
 

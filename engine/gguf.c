@@ -1,15 +1,12 @@
 #include "gguf.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "dtype.h"
+#include "mapfile.h"
 
 /* Nested arrays are legal GGUF but nothing uses more than one level; the
  * limit only stops a hostile file from recursing the parser's stack away. */
@@ -445,31 +442,19 @@ int gguf_open_buffer(struct gguf_file **out, const void *buf, size_t size, const
 int gguf_open(struct gguf_file **out, const char *path, struct pf_err *err)
 {
 	*out = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return pf_errf(err, -errno, "%s: %s", path, strerror(errno));
-	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		int e = errno;
-		close(fd);
-		return pf_errf(err, -e, "%s: %s", path, strerror(e));
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size == 0) {
-		close(fd);
-		return pf_errf(err, -EINVAL, "%s: not a regular non-empty file", path);
-	}
-	void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-	int e = errno;
-	close(fd);
-	if (map == MAP_FAILED)
-		return pf_errf(err, -e, "%s: mmap: %s", path, strerror(e));
+	struct pf_mapped map;
+	int r = pf_map_file(&map, path, err);
+	if (r)
+		return r;
+	if (map.size == 0)
+		return pf_errf(err, -EINVAL, "%s: empty file", path);
 	struct gguf_file *f = calloc(1, sizeof(*f));
 	if (!f) {
-		munmap(map, (size_t)st.st_size);
+		pf_unmap_file(&map);
 		return pf_errf(err, -ENOMEM, "%s: out of memory", path);
 	}
-	f->base = map;
-	f->size = (size_t)st.st_size;
+	f->base = map.data;
+	f->size = map.size;
 	f->owns_map = true;
 	snprintf(f->path, sizeof(f->path), "%s", path);
 	return open_common(out, f, err);
@@ -489,8 +474,10 @@ void gguf_close(struct gguf_file *f)
 		free(f->kv[f->n_kv].v.arr.strs);
 	free(f->kv);
 	free(f->tensors);
-	if (f->owns_map)
-		munmap((void *)f->base, f->size);
+	if (f->owns_map) {
+		struct pf_mapped map = { f->path, f->base, f->size };
+		pf_unmap_file(&map);
+	}
 	free(f);
 }
 

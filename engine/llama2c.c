@@ -2,16 +2,13 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "gguf_writer.h"
+#include "mapfile.h"
 #include "quant.h"
 
 /* llama2.c's export.py --version 1/2 files start with this magic; only the
@@ -21,12 +18,6 @@
 
 /* llama.cpp's tokenizer types. */
 enum { TOK_NORMAL = 1, TOK_UNKNOWN = 2, TOK_CONTROL = 3, TOK_BYTE = 6 };
-
-struct mapped {
-	const char *path;
-	const uint8_t *p;
-	size_t size;
-};
 
 /* Weight groups in checkpoint order. */
 enum seg { EMB, RMS_ATT, WQ, WK, WV, WO, RMS_FFN, W1, W2, W3, RMS_FINAL, FREQ, WCLS, N_SEG };
@@ -53,42 +44,6 @@ struct item {
 	enum pf_dtype type;
 };
 
-static int map_file(struct mapped *m, const char *path, struct pf_err *err)
-{
-	m->path = path;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return pf_errf(err, -errno, "%s: %s", path, strerror(errno));
-	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		int e = errno;
-		close(fd);
-		return pf_errf(err, -e, "%s: %s", path, strerror(e));
-	}
-	if (!S_ISREG(st.st_mode)) {
-		close(fd);
-		return pf_errf(err, -EINVAL, "%s: not a regular file", path);
-	}
-	m->size = (size_t)st.st_size;
-	if (m->size) {
-		void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (p == MAP_FAILED) {
-			int e = errno;
-			close(fd);
-			return pf_errf(err, -e, "%s: mmap: %s", path, strerror(e));
-		}
-		m->p = p;
-	}
-	close(fd);
-	return 0;
-}
-
-static void unmap_file(struct mapped *m)
-{
-	if (m->p)
-		munmap((void *)m->p, m->size);
-}
-
 static int32_t load_i32(const uint8_t *p)
 {
 	uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -105,22 +60,22 @@ static bool mul_ok(uint64_t a, uint64_t b, uint64_t *out)
 	return true;
 }
 
-static int parse_checkpoint(struct checkpoint *c, const struct mapped *m, struct pf_err *err)
+static int parse_checkpoint(struct checkpoint *c, const struct pf_mapped *m, struct pf_err *err)
 {
 	if (m->size < HEADER_BYTES)
 		return pf_errf(err, -EINVAL, "%s: truncated at offset %zu reading the header: need %d bytes",
 			       m->path, m->size, HEADER_BYTES);
-	if (memcmp(m->p, GGUF_MAGIC, 4) == 0)
+	if (memcmp(m->data, GGUF_MAGIC, 4) == 0)
 		return pf_errf(err, -EINVAL, "%s: already a GGUF file, not a llama2.c checkpoint", m->path);
-	if ((uint32_t)load_i32(m->p) == LLAMA2C_MAGIC)
+	if ((uint32_t)load_i32(m->data) == LLAMA2C_MAGIC)
 		return pf_errf(err, -ENOTSUP, "%s: llama2.c export version %d is not supported: export with --version 0",
-			       m->path, load_i32(m->p + 4));
+			       m->path, load_i32(m->data + 4));
 	int32_t *fields[] = { &c->dim, &c->hidden_dim, &c->n_layers, &c->n_heads, &c->n_kv_heads,
 			      &c->vocab_size, &c->seq_len };
 	static const char *const names[] = { "dim", "hidden_dim", "n_layers", "n_heads",
 					      "n_kv_heads", "vocab_size", "seq_len" };
 	for (int i = 0; i < 7; i++) {
-		*fields[i] = load_i32(m->p + 4 * i);
+		*fields[i] = load_i32(m->data + 4 * i);
 		/* A negative vocab_size only flags an unshared classifier. */
 		bool ok = i == 5 ? *fields[i] != 0 && *fields[i] != INT32_MIN : *fields[i] > 0;
 		if (!ok)
@@ -178,7 +133,7 @@ static int parse_checkpoint(struct checkpoint *c, const struct mapped *m, struct
 			       "%s: %llu unexpected bytes after offset %llu, where the weights the header describes end",
 			       m->path, (unsigned long long)(m->size - expect), (unsigned long long)expect);
 	/* The header is 7 ints, so the floats after it are 4-byte aligned. */
-	c->w = (const float *)(const void *)(m->p + HEADER_BYTES);
+	c->w = (const float *)(const void *)(m->data + HEADER_BYTES);
 	return 0;
 }
 
@@ -207,7 +162,7 @@ static bool is_byte_token(const uint8_t *s, int32_t len)
 /* Reads n tokens the way llama.cpp's converter does: the first three get
  * their canonical names, spaces become U+2581 as SentencePiece writes them,
  * and each token is typed from its text. */
-static int parse_tokenizer(struct vocab *v, const struct mapped *m, uint32_t n, struct pf_err *err)
+static int parse_tokenizer(struct vocab *v, const struct pf_mapped *m, uint32_t n, struct pf_err *err)
 {
 	if (m->size < 4)
 		return pf_errf(err, -EINVAL, "%s: truncated at offset 0 reading max_token_length",
@@ -227,10 +182,10 @@ static int parse_tokenizer(struct vocab *v, const struct mapped *m, uint32_t n, 
 			return pf_errf(err, -EINVAL,
 				       "%s: truncated at offset %zu reading token %u of %u (the checkpoint's vocab_size)",
 				       m->path, pos, i, n);
-		uint32_t bits = (uint32_t)load_i32(m->p + pos);
+		uint32_t bits = (uint32_t)load_i32(m->data + pos);
 		memcpy(&v->score[i], &bits, 4);
-		int32_t len = load_i32(m->p + pos + 4);
-		const uint8_t *s = m->p + pos + 8;
+		int32_t len = load_i32(m->data + pos + 4);
+		const uint8_t *s = m->data + pos + 8;
 		if (len < 0 || (size_t)len > m->size - pos - 8)
 			return pf_errf(err, -EINVAL,
 				       "%s: token %u at offset %zu has length %d but %zu bytes remain",
@@ -344,14 +299,14 @@ int pf_llama2c_convert(const char *checkpoint, const char *tokenizer, const char
 {
 	if (opts->type != PF_F32 && opts->type != PF_F16)
 		return pf_errf(err, -EINVAL, "%s: output type must be f32 or f16", out);
-	struct mapped ck = { 0 }, tk = { 0 };
+	struct pf_mapped ck = { 0 }, tk = { 0 };
 	struct checkpoint c = { 0 };
 	struct vocab v = { 0 };
 	struct item *items = NULL;
 	struct gguf_writer *w = NULL;
 	int r;
-	if ((r = map_file(&ck, checkpoint, err)) || (r = parse_checkpoint(&c, &ck, err)) ||
-	    (r = map_file(&tk, tokenizer, err)) ||
+	if ((r = pf_map_file(&ck, checkpoint, err)) || (r = parse_checkpoint(&c, &ck, err)) ||
+	    (r = pf_map_file(&tk, tokenizer, err)) ||
 	    (r = parse_tokenizer(&v, &tk, (uint32_t)c.vocab_size, err)))
 		goto out;
 	/* The checkpoint was sized from n_layers, so this count is bounded. */
@@ -376,7 +331,7 @@ out:
 	gguf_writer_free(w);
 	free(items);
 	vocab_free(&v);
-	unmap_file(&tk);
-	unmap_file(&ck);
+	pf_unmap_file(&tk);
+	pf_unmap_file(&ck);
 	return r;
 }
