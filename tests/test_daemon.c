@@ -419,22 +419,45 @@ static void test_stop_strings_and_prompt_cache(void **state)
 	daemon_stop(&d);
 }
 
+static void expect_timeout(struct client *c)
+{
+	Pinfer__ServerMessage *m = client_recv(c);
+	assert_non_null(m);
+	assert_int_equal(m->msg_case, PINFER__SERVER_MESSAGE__MSG_ERROR);
+	assert_int_equal(m->error->code, PINFER__ERROR_CODE__ERR_TIMEOUT);
+	assert_null(client_recv(c));
+	client_close(c);
+}
+
 /* A connection that never says Hello is dropped after the handshake
- * timeout, with ERR_TIMEOUT. */
-static void test_handshake_timeout(void **state)
+ * timeout, and one that stays idle after the idle timeout, each with
+ * ERR_TIMEOUT; one with a request running is not. */
+static void test_timeouts(void **state)
 {
 	(void)state;
-	const char *flags[] = { "--handshake-timeout", "200ms", NULL };
+	const char *flags[] = { "--handshake-timeout", "200ms", "--idle-timeout", "100ms", "--batch", "1",
+				NULL };
 	struct daemon d;
 	daemon_start(&d, flags);
 	struct client c;
 	client_connect_raw(&c, &d);
-	Pinfer__ServerMessage *m = client_recv(&c);
-	assert_non_null(m);
-	assert_int_equal(m->msg_case, PINFER__SERVER_MESSAGE__MSG_ERROR);
-	assert_int_equal(m->error->code, PINFER__ERROR_CODE__ERR_TIMEOUT);
-	assert_null(client_recv(&c));
-	client_close(&c);
+	expect_timeout(&c);
+	client_connect(&c, &d);
+	expect_timeout(&c);
+
+	/* busy for longer than the idle timeout: a 1000-token prompt taken one
+	 * token per step */
+	client_connect(&c, &d);
+	static char prompt[4000];
+	prompt[0] = 0;
+	while (strlen(prompt) < sizeof(prompt) - 64)
+		strcat(prompt, "Lily and Tom went to the park to play. ");
+	struct gen_opts o = { .prompt = prompt, .n_predict = 8 };
+	struct gen_result r;
+	client_generate(&c, 1, &o);
+	client_collect(&c, 1, &r);
+	assert_int_equal(r.error, 0);
+	expect_timeout(&c);
 	daemon_stop(&d);
 }
 
@@ -494,7 +517,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_malformed_frames, daemon_cleanup),
 		cmocka_unit_test_teardown(test_keep_alive, daemon_cleanup),
 		cmocka_unit_test_teardown(test_stop_strings_and_prompt_cache, daemon_cleanup),
-		cmocka_unit_test_teardown(test_handshake_timeout, daemon_cleanup),
+		cmocka_unit_test_teardown(test_timeouts, daemon_cleanup),
 		cmocka_unit_test_teardown(test_memory_budget, daemon_cleanup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
