@@ -176,11 +176,6 @@ static void fill_model_info(struct server *s, struct model_entry *e, Pinfer__Mod
 
 /* ---- requests that need a loaded model ---- */
 
-static void send_reply(struct conn *c, Pinfer__ServerMessage *m)
-{
-	conn_send(c, m);
-}
-
 static void run_tokenize(struct server *s, struct request *r)
 {
 	struct conn *c = r->conn;
@@ -219,7 +214,7 @@ static void run_tokenize(struct server *s, struct request *r)
 	Pinfer__ServerMessage m = PINFER__SERVER_MESSAGE__INIT;
 	m.msg_case = PINFER__SERVER_MESSAGE__MSG_TOKENIZE_REPLY;
 	m.tokenize_reply = &tr;
-	send_reply(c, &m);
+	conn_send(c, &m);
 out:
 	free(pieces);
 	free(piece_bytes);
@@ -245,7 +240,7 @@ static void run_detokenize(struct server *s, struct request *r)
 		Pinfer__ServerMessage m = PINFER__SERVER_MESSAGE__INIT;
 		m.msg_case = PINFER__SERVER_MESSAGE__MSG_DETOKENIZE_REPLY;
 		m.detokenize_reply = &dr;
-		send_reply(c, &m);
+		conn_send(c, &m);
 	}
 	free(text);
 	retire(s, r);
@@ -268,7 +263,7 @@ static void run_load_reply(struct server *s, struct request *r)
 	Pinfer__ServerMessage m = PINFER__SERVER_MESSAGE__INIT;
 	m.msg_case = PINFER__SERVER_MESSAGE__MSG_LOAD_MODEL_REPLY;
 	m.load_model_reply = &lr;
-	send_reply(c, &m);
+	conn_send(c, &m);
 }
 
 static bool prepare_prompt(struct conn *c, struct request *r, const Pinfer__Generate *g,
@@ -672,7 +667,7 @@ static void handle_list(struct conn *c, const Pinfer__ListModels *m)
 		Pinfer__ServerMessage out = PINFER__SERVER_MESSAGE__INIT;
 		out.msg_case = PINFER__SERVER_MESSAGE__MSG_LIST_MODELS_REPLY;
 		out.list_models_reply = &lr;
-		send_reply(c, &out);
+		conn_send(c, &out);
 	}
 	free(infos);
 	free(ptrs);
@@ -701,7 +696,7 @@ static void handle_status(struct conn *c, const Pinfer__Status *m)
 	Pinfer__ServerMessage out = PINFER__SERVER_MESSAGE__INIT;
 	out.msg_case = PINFER__SERVER_MESSAGE__MSG_STATUS_REPLY;
 	out.status_reply = &sr;
-	send_reply(c, &out);
+	conn_send(c, &out);
 }
 
 static void handle_ping(struct conn *c, const Pinfer__Ping *m)
@@ -711,7 +706,7 @@ static void handle_ping(struct conn *c, const Pinfer__Ping *m)
 	Pinfer__ServerMessage out = PINFER__SERVER_MESSAGE__INIT;
 	out.msg_case = PINFER__SERVER_MESSAGE__MSG_PONG;
 	out.pong = &p;
-	send_reply(c, &out);
+	conn_send(c, &out);
 }
 
 static bool may_control(struct conn *c, uint64_t id)
@@ -761,7 +756,7 @@ static void handle_unload(struct conn *c, const Pinfer__UnloadModel *m)
 	Pinfer__ServerMessage out = PINFER__SERVER_MESSAGE__INIT;
 	out.msg_case = PINFER__SERVER_MESSAGE__MSG_UNLOAD_MODEL_REPLY;
 	out.unload_model_reply = &ur;
-	send_reply(c, &out);
+	conn_send(c, &out);
 }
 
 void handle_message(struct conn *c, const Pinfer__ClientMessage *m)
