@@ -17,8 +17,28 @@
  * repeated fields unpacks to a few times its size. */
 #define ARENA_FACTOR 4
 
+/* How long a closing connection may take to accept its last frames. */
+#define CLOSE_DEADLINE_MS 5000
+
 static void arm_timer(struct conn *c);
 static bool flush(struct conn *c);
+
+static void on_close_deadline(struct loop *l, void *data)
+{
+	(void)l;
+	struct conn *c = data;
+	c->timer = 0;
+	conn_close(c, "it did not read its last replies");
+}
+
+void conn_begin_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	loop_timer_cancel(c->srv->loop, c->timer);
+	c->timer = loop_timer_add(c->srv->loop, CLOSE_DEADLINE_MS, on_close_deadline, c);
+}
 
 /* The error goes out first; the connection closes once it is written. */
 static void on_timeout(struct loop *l, void *data)
@@ -32,7 +52,7 @@ static void on_timeout(struct loop *l, void *data)
 		 c->hello_done ? "idle timeout" : "handshake timeout");
 	conn_send_error(c, 0, PINFER__ERROR_CODE__ERR_TIMEOUT,
 			c->hello_done ? "idle for too long" : "no Hello within the handshake timeout");
-	c->closing = true;
+	conn_begin_close(c);
 	flush(c);
 }
 
@@ -157,9 +177,18 @@ void conn_send(struct conn *c, const Pinfer__ServerMessage *m)
 	struct pf_err err;
 	if (c->closing)
 		return;
-	if (frame_out_push(&c->out, &m->base, &err)) {
+	int r = frame_out_push(&c->out, &m->base, &err);
+	if (r == -EMSGSIZE) {
+		/* One reply too big for a frame fails that reply, not the
+		 * connection. */
 		log_warn("connection %llu: %s", (unsigned long long)c->id, err.msg);
-		c->closing = true;
+		conn_send_error(c, 0, PINFER__ERROR_CODE__ERR_LIMIT_EXCEEDED,
+				"a reply was larger than the %u-byte frame limit", c->srv->cfg->max_frame);
+		return;
+	}
+	if (r) {
+		log_warn("connection %llu: %s", (unsigned long long)c->id, err.msg);
+		conn_begin_close(c);
 		return;
 	}
 	/* A client that stops reading must not make the daemon buffer its
@@ -167,9 +196,9 @@ void conn_send(struct conn *c, const Pinfer__ServerMessage *m)
 	if (frame_out_pending(&c->out) > c->srv->cfg->max_queued_output) {
 		log_warn("connection %llu: %zu bytes of output unread; cancelling its requests",
 			 (unsigned long long)c->id, frame_out_pending(&c->out));
-		for (struct request *r = c->requests; r; r = r->conn_next)
-			atomic_store(&r->cancel, true);
-		c->closing = true;
+		for (struct request *q = c->requests; q; q = q->conn_next)
+			atomic_store(&q->cancel, true);
+		conn_begin_close(c);
 	}
 }
 
@@ -199,7 +228,7 @@ bool conn_may_control_models(const struct conn *c)
 static void fatal(struct conn *c, Pinfer__ErrorCode code, const char *msg)
 {
 	conn_send_error(c, 0, code, "%s", msg);
-	c->closing = true;
+	conn_begin_close(c);
 }
 
 static void handshake(struct conn *c, const Pinfer__ClientMessage *m)

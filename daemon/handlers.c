@@ -13,6 +13,16 @@
 #include "stop.h"
 
 #define MAX_CHAT_BYTES (1u << 24)
+/* Penalties look back at most this far: beyond any context pinfer runs. */
+#define MAX_REPEAT_LAST_N (1 << 20)
+/* Keep-alive beyond a year is forever: it also keeps unix-time arithmetic
+ * far from overflow. */
+#define MAX_KEEP_ALIVE_MS (366LL * 24 * 3600 * 1000)
+
+static int64_t clamp_keep_alive(int64_t ms)
+{
+	return ms < 0 || ms > MAX_KEEP_ALIVE_MS ? -1 : ms;
+}
 
 /* ---- worker output ---- */
 
@@ -53,6 +63,7 @@ static void retire(struct server *s, struct request *r)
 		models_release(s->models, r->model);
 	r->model = NULL;
 	request_unref(r);
+	server_check_stopped(s);
 }
 
 void server_deliver(struct server *s, struct request *r)
@@ -78,8 +89,16 @@ void server_deliver(struct server *s, struct request *r)
 		 * where a stop string would begin. */
 		char empty = 0;
 		if (text_len) {
-			text = realloc(text, text_len + 1);
-			text[text_len] = 0;
+			char *terminated = realloc(text, text_len + 1);
+			if (!terminated) {
+				/* The generation goes on; this piece of text is lost. */
+				log_error("request %llu: out of memory for its output",
+					  (unsigned long long)r->id);
+				text_len = 0;
+			} else {
+				text = terminated;
+				text[text_len] = 0;
+			}
 		}
 		t.text = text_len ? text : &empty;
 		t.n_ids = n_ids;
@@ -184,8 +203,13 @@ static void run_tokenize(struct server *s, struct request *r)
 	int32_t *ids = malloc(cap * sizeof(*ids));
 	int n = ids ? pinfer_tokenize(e->model, r->params.prompt, r->params.prompt_len, r->params.add_bos,
 				      r->params.parse_special, ids, cap) : -ENOMEM;
-	if (n < 0 || (size_t)n > cap) {
-		conn_send_error(c, r->id, PINFER__ERROR_CODE__ERR_INTERNAL, "cannot tokenize the text");
+	if (n < 0 || (size_t)n > cap || n > s->cfg->max_prompt_tokens) {
+		if (n > s->cfg->max_prompt_tokens && (size_t)n <= cap)
+			conn_send_error(c, r->id, PINFER__ERROR_CODE__ERR_LIMIT_EXCEEDED,
+					"the text has %d tokens, more than the limit of %d", n,
+					s->cfg->max_prompt_tokens);
+		else
+			conn_send_error(c, r->id, PINFER__ERROR_CODE__ERR_INTERNAL, "cannot tokenize the text");
 		free(ids);
 		retire(s, r);
 		return;
@@ -430,7 +454,9 @@ static void apply_sampling(struct pinfer_sampler_params *p, const Pinfer__Sampli
 	if (in->opt_repeat_penalty_case)
 		p->repeat_penalty = in->repeat_penalty;
 	if (in->opt_repeat_last_n_case)
-		p->repeat_last_n = in->repeat_last_n < 0 ? 0 : in->repeat_last_n;
+		p->repeat_last_n = in->repeat_last_n < 0 ? 0
+				   : in->repeat_last_n > MAX_REPEAT_LAST_N ? MAX_REPEAT_LAST_N
+				   : in->repeat_last_n;
 	if (in->opt_presence_penalty_case)
 		p->presence_penalty = in->presence_penalty;
 	if (in->opt_frequency_penalty_case)
@@ -467,12 +493,17 @@ static char *build_prompt(struct conn *c, const Pinfer__Generate *g, struct mode
 					e->name);
 			return NULL;
 		}
-		return copy_str(prompt, len);
+		char *text = copy_str(prompt, len);
+		if (!text)
+			conn_send_error(c, g->request_id, PINFER__ERROR_CODE__ERR_INTERNAL, "out of memory");
+		return text;
 	}
 	size_t n = is_chat ? g->chat->n_messages : 1;
 	struct pinfer_chat_msg *msgs = calloc(n ? n : 1, sizeof(*msgs));
-	if (!msgs)
+	if (!msgs) {
+		conn_send_error(c, g->request_id, PINFER__ERROR_CODE__ERR_INTERNAL, "out of memory");
 		return NULL;
+	}
 	for (size_t i = 0; i < n; i++) {
 		msgs[i].role = is_chat ? g->chat->messages[i]->role : "user";
 		msgs[i].content = is_chat ? g->chat->messages[i]->content : prompt;
@@ -570,7 +601,7 @@ static void handle_generate(struct conn *c, const Pinfer__Generate *g)
 		request_unref(r);
 		return;
 	}
-	admit(c, r, e, g->opt_keep_alive_ms_case, g->keep_alive_ms);
+	admit(c, r, e, g->opt_keep_alive_ms_case, clamp_keep_alive(g->keep_alive_ms));
 }
 
 /* ---- the other requests ---- */
@@ -731,7 +762,7 @@ static void handle_load(struct conn *c, const Pinfer__LoadModel *m)
 		return;
 	}
 	r->kind = REQ_LOAD;
-	admit(c, r, e, m->opt_keep_alive_ms_case, m->keep_alive_ms);
+	admit(c, r, e, m->opt_keep_alive_ms_case, clamp_keep_alive(m->keep_alive_ms));
 }
 
 static void handle_unload(struct conn *c, const Pinfer__UnloadModel *m)
@@ -779,7 +810,7 @@ void handle_message(struct conn *c, const Pinfer__ClientMessage *m)
 		 * (the minor version in Hello tells a client which exist): the
 		 * peer and the daemon disagree about the protocol. */
 		conn_send_error(c, 0, PINFER__ERROR_CODE__ERR_BAD_REQUEST, "unknown or empty message");
-		c->closing = true;
+		conn_begin_close(c);
 		break;
 	}
 }

@@ -269,6 +269,7 @@ void models_release(struct models *m, struct model_entry *e)
 		e->expires_at_unix_ms = -1;
 		return;
 	}
+	loop_timer_cancel(m->loop, e->expiry_timer);
 	e->expiry_timer = loop_timer_add(m->loop, (uint64_t)e->keep_alive_ms, on_expiry, e);
 	e->expires_at_unix_ms = unix_ms() + e->keep_alive_ms;
 }

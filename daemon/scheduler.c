@@ -43,9 +43,12 @@ static int pick_slot(struct sched *s, const int32_t *tokens, int n)
 	return best;
 }
 
-/* Under the lock: moves queued requests into idle slots. Tokenizing happens
- * here, on the worker, so a long prompt never stalls the event loop.
- * Requests that fail to start are collected for notification. */
+/* Moves queued requests into idle slots; called and returns with the
+ * lock held. Tokenizing happens here, on the worker, and without the lock,
+ * so a long prompt never stalls the event loop (which takes the lock to
+ * submit, cancel and report). Only the worker changes slots, so an idle
+ * slot picked stays idle. Requests that fail to start are collected for
+ * notification. */
 static void fill_slots(struct sched *s, struct request **failed)
 {
 	while (s->queue_head && s->busy < s->cfg.n_slots) {
@@ -55,14 +58,23 @@ static void fill_slots(struct sched *s, struct request **failed)
 			s->queue_tail = NULL;
 		s->queued--;
 		r->queue_next = NULL;
+		s->busy++;  /* reserved, so submissions still see the slot taken */
+		pthread_mutex_unlock(&s->lock);
 		int32_t *tokens;
 		int n = gen_tokenize(s->model, r, &tokens);
-		int slot = n > 0 ? pick_slot(s, tokens, n) : -1;
-		if (n > 0 && gen_start(&s->slots[slot], s->model, r, tokens, n) == 0) {
-			s->busy++;
+		bool started = false;
+		if (n > 0) {
+			pthread_mutex_lock(&s->lock);
+			int slot = pick_slot(s, tokens, n);
+			pthread_mutex_unlock(&s->lock);
+			started = gen_start(&s->slots[slot], s->model, r, tokens, n) == 0;
+		}
+		pthread_mutex_lock(&s->lock);
+		if (started) {
 			request_unref(r);  /* the generation holds its own reference */
 			continue;
 		}
+		s->busy--;
 		r->queue_next = *failed;
 		*failed = r;
 	}
@@ -202,9 +214,8 @@ void sched_free(struct sched *s)
 		struct request *queued = s->queue_head;
 		s->queue_head = s->queue_tail = NULL;
 		s->queued = 0;
-		for (int i = 0; i < s->cfg.n_slots; i++)
-			if (s->slots[i].gen)
-				atomic_store(&s->slots[i].gen->req->cancel, true);
+		/* Running generations are not touched here: the worker owns
+		 * them and cancels each at its next step once it sees stopping. */
 		pthread_cond_signal(&s->work);
 		pthread_mutex_unlock(&s->lock);
 		for (struct request *r = queued; r; r = r->queue_next)

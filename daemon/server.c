@@ -12,20 +12,22 @@ static void on_ready(struct loop *l, void *data)
 {
 	(void)l;
 	struct server *s = data;
-	pthread_mutex_lock(&s->ready_lock);
-	struct request *list = s->ready;
-	s->ready = NULL;
-	for (struct request *r = list; r; r = r->ready_next)
-		r->on_ready = false;
-	pthread_mutex_unlock(&s->ready_lock);
-	while (list) {
-		struct request *next = list->ready_next;
-		server_deliver(s, list);
-		request_unref(list);
-		list = next;
+	/* One at a time under the lock: a worker may put a request back on
+	 * the list as soon as its on_ready flag clears. */
+	for (;;) {
+		pthread_mutex_lock(&s->ready_lock);
+		struct request *r = s->ready;
+		if (r) {
+			s->ready = r->ready_next;
+			r->ready_next = NULL;
+			r->on_ready = false;
+		}
+		pthread_mutex_unlock(&s->ready_lock);
+		if (!r)
+			break;
+		server_deliver(s, r);
+		request_unref(r);
 	}
-	if (s->stopping)
-		server_shutdown(s);
 }
 
 static void before_sleep(struct loop *l, void *data)
@@ -75,6 +77,9 @@ int server_init(struct server *s, const struct config *cfg, struct loop *l, stru
 void server_destroy(struct server *s)
 {
 	listen_close(s);
+	/* The last Done frames were queued in the iteration that stopped the
+	 * loop; hand them to the sockets before closing them. */
+	conn_flush_all(s);
 	while (s->conns)
 		conn_close(s->conns, "the daemon is stopping");
 	/* Cancels whatever still runs; the final notifications land on the
@@ -103,35 +108,46 @@ static int active_requests(struct server *s)
 	return n;
 }
 
-static void on_grace_over(struct loop *l, void *data)
+static void cancel_all(struct server *s)
 {
-	(void)l;
-	struct server *s = data;
-	s->grace_timer = 0;
-	log_info("shutdown grace period over: cancelling %d requests", active_requests(s));
+	log_info("cancelling %d requests", active_requests(s));
 	for (struct conn *c = s->conns; c; c = c->next)
 		for (struct request *r = c->requests; r; r = r->conn_next) {
 			atomic_store(&r->cancel, true);
 			if (r->kind == REQ_GENERATE && !r->waiting && r->model && r->model->sched)
 				sched_cancel(r->model->sched, r);
 		}
-	server_shutdown(s);
+}
+
+static void on_grace_over(struct loop *l, void *data)
+{
+	(void)l;
+	struct server *s = data;
+	s->grace_timer = 0;
+	cancel_all(s);
+	server_check_stopped(s);
 }
 
 void server_shutdown(struct server *s)
 {
-	if (!s->stopping) {
-		s->stopping = true;
-		log_info("shutting down: no new connections; %d requests may finish", active_requests(s));
-		listen_close(s);
-		if (s->cfg->shutdown_grace_ms)
-			s->grace_timer = loop_timer_add(s->loop, s->cfg->shutdown_grace_ms, on_grace_over, s);
+	if (s->stopping)
+		return;
+	s->stopping = true;
+	log_info("shutting down: no new connections; %d requests may finish", active_requests(s));
+	listen_close(s);
+	if (s->cfg->shutdown_grace_ms) {
+		s->grace_timer = loop_timer_add(s->loop, s->cfg->shutdown_grace_ms, on_grace_over, s);
+	} else {
+		cancel_all(s);
 	}
-	if (active_requests(s) == 0) {
-		loop_timer_cancel(s->loop, s->grace_timer);
-		s->grace_timer = 0;
-		loop_stop(s->loop);
-	} else if (!s->grace_timer && !s->cfg->shutdown_grace_ms) {
-		on_grace_over(s->loop, s);
-	}
+	server_check_stopped(s);
+}
+
+void server_check_stopped(struct server *s)
+{
+	if (!s->stopping || active_requests(s) > 0)
+		return;
+	loop_timer_cancel(s->loop, s->grace_timer);
+	s->grace_timer = 0;
+	loop_stop(s->loop);
 }

@@ -49,7 +49,6 @@ struct server {
 	uint64_t started_ms;
 	bool stopping;
 	uint64_t grace_timer;
-	int exit_status;
 
 	pthread_mutex_t ready_lock;  /* guards ready */
 	struct request *ready;       /* requests with news from a worker */
@@ -61,6 +60,8 @@ void server_destroy(struct server *s);
 /* SIGTERM/SIGINT: stop accepting; requests get the grace period to finish,
  * then are cancelled; the loop stops once none is left. */
 void server_shutdown(struct server *s);
+/* Stops the loop once shutting down and no request is left. */
+void server_check_stopped(struct server *s);
 
 /* listen.c: binds the socket (or takes it from systemd), mode 0660. */
 int listen_open(struct server *s, struct pf_err *err);
@@ -71,6 +72,9 @@ void conn_accept(struct server *s);
 void conn_send(struct conn *c, const Pinfer__ServerMessage *m);
 void conn_send_error(struct conn *c, uint64_t request_id, Pinfer__ErrorCode code, const char *fmt,
 		     ...) __attribute__((format(printf, 4, 5)));
+/* Stops reading from the connection and closes it once what is queued has
+ * been written (or after a deadline, for a peer that does not read). */
+void conn_begin_close(struct conn *c);
 /* Cancels the connection's requests and closes it. */
 void conn_close(struct conn *c, const char *why);
 void conn_flush_all(struct server *s);

@@ -507,6 +507,37 @@ static void test_memory_budget(void **state)
 	daemon_stop(&d);
 }
 
+/* SIGTERM with generations running: they get the grace period, are then
+ * cancelled (their clients see Done{cancelled}), and the daemon exits 0;
+ * also with no grace period at all. */
+static void test_shutdown_with_requests(void **state)
+{
+	(void)state;
+	static char prompt[4000];
+	prompt[0] = 0;
+	while (strlen(prompt) < sizeof(prompt) - 64)
+		strcat(prompt, "Lily and Tom went to the park to play. ");
+	const char *graces[] = { "200ms", "0" };
+	for (int i = 0; i < 2; i++) {
+		const char *flags[] = { "--shutdown-grace", graces[i], "--batch", "1", NULL };
+		struct daemon d;
+		daemon_start(&d, flags);
+		struct client c;
+		client_connect(&c, &d);
+		struct gen_opts o = { .prompt = prompt, .n_predict = 500 };
+		client_generate(&c, 1, &o);
+		struct gen_result r;
+		memset(&r, 0, sizeof(r));
+		sleep_ms(50);
+		kill(d.pid, SIGTERM);
+		while (!client_step(&c, 1, &r))
+			;
+		assert_int_equal(r.reason, PINFER__DONE_REASON__DONE_CANCELLED);
+		client_close(&c);
+		daemon_stop(&d);
+	}
+}
+
 int main(void)
 {
 	load_refs();
@@ -519,6 +550,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_stop_strings_and_prompt_cache, daemon_cleanup),
 		cmocka_unit_test_teardown(test_timeouts, daemon_cleanup),
 		cmocka_unit_test_teardown(test_memory_budget, daemon_cleanup),
+		cmocka_unit_test_teardown(test_shutdown_with_requests, daemon_cleanup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
