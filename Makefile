@@ -138,8 +138,10 @@ demo: $(PROGRAMS)
 bench: $(PROGRAMS)
 	@BUILD=$(BUILD) SHARED=$(SHARED) scripts/bench.sh
 
-install: $(PINFER_MODEL)
+install: $(PROGRAMS)
 	install -D -m 0755 $(PINFER_MODEL) $(DESTDIR)$(PREFIX)/bin/pinfer-model
+	install -D -m 0755 $(PINFER_CLIENT) $(DESTDIR)$(PREFIX)/bin/pinfer
+	install -D -m 0755 $(PINFERD) $(DESTDIR)$(PREFIX)/sbin/pinferd
 
 clean:
 	rm -rf build
