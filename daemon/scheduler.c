@@ -137,17 +137,24 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+static void ctx_params(const struct sched_config *c, struct pinfer_threads *threads,
+		       struct pinfer_ctx_params *cp)
+{
+	pinfer_ctx_params_default(cp);
+	cp->n_ctx = c->n_ctx;
+	cp->n_batch = c->n_batch;
+	cp->n_threads = c->n_threads;
+	cp->threads = threads;
+}
+
 uint64_t sched_estimate_bytes(const struct pinfer_model *m, const struct sched_config *c)
 {
-	const struct pinfer_model_info *i = pinfer_model_info(m);
-	uint64_t n_ctx = c->n_ctx ? (uint64_t)c->n_ctx : (uint64_t)(i->n_ctx_train < 4096 ? i->n_ctx_train : 4096);
-	uint64_t n_batch = c->n_batch ? (uint64_t)c->n_batch : 128;
-	uint64_t kv = 2ull * i->n_layer * n_ctx * i->n_head_kv * i->head_dim * sizeof(float);
-	/* activations of one batch (residual, norms, q, attention, two FFN
-	 * halves), the logits, and the cached token list */
-	uint64_t act = n_batch * (4ull * i->n_embd + 2ull * i->n_ff) * sizeof(float) +
-		       (uint64_t)i->n_vocab * sizeof(float) + n_ctx * sizeof(int32_t);
-	return (uint64_t)c->n_slots * (kv + act);
+	struct pinfer_ctx_params cp;
+	ctx_params(c, NULL, &cp);
+	/* a slot also keeps the list of the tokens its cache holds: at most
+	 * the training context */
+	uint64_t n_ctx = (uint64_t)pinfer_model_info(m)->n_ctx_train;
+	return (uint64_t)c->n_slots * (pinfer_ctx_estimate_bytes(m, &cp) + n_ctx * sizeof(int32_t));
 }
 
 int sched_new(struct sched **out, const struct pinfer_model *m, const struct sched_config *c,
@@ -176,10 +183,7 @@ int sched_new(struct sched **out, const struct pinfer_model *m, const struct sch
 		goto fail;
 	}
 	struct pinfer_ctx_params cp;
-	pinfer_ctx_params_default(&cp);
-	cp.n_ctx = c->n_ctx;
-	cp.n_batch = c->n_batch;
-	cp.threads = s->threads;
+	ctx_params(c, s->threads, &cp);
 	for (int i = 0; i < c->n_slots; i++) {
 		struct slot *slot = &s->slots[i];
 		slot->notify = notify;

@@ -24,6 +24,58 @@ static float *alloc_floats(struct pinfer_ctx *c, uint64_t n, bool clear)
 	return p;
 }
 
+/* Fills in the defaults; false for negative sizes. */
+static bool resolve(const struct pinfer_model *m, struct pinfer_ctx_params *p)
+{
+	const struct pinfer_model_info *hp = &m->info;
+	if (p->n_ctx < 0 || p->n_batch < 0 || p->n_threads < 0)
+		return false;
+	if (p->n_ctx == 0)
+		p->n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+	if (p->n_batch == 0)
+		p->n_batch = 128;
+	if (p->n_batch > p->n_ctx)
+		p->n_batch = p->n_ctx;
+	if (p->threads)
+		p->n_threads = pf_pool_threads((struct pf_pool *)p->threads);
+	else if (p->n_threads == 0)
+		p->n_threads = pf_cpu_count();
+	return true;
+}
+
+static int64_t widest_row(const struct pinfer_model_info *hp)
+{
+	int64_t q_dim = (int64_t)hp->n_head * hp->head_dim;
+	int64_t w = hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff;
+	return q_dim > w ? q_dim : w;
+}
+
+/* Everything pinfer_ctx_new allocates, buffer by buffer in the same order
+ * (tests/test_memory.c holds the two together). */
+uint64_t pinfer_ctx_estimate_bytes(const struct pinfer_model *m, const struct pinfer_ctx_params *params)
+{
+	struct pinfer_ctx_params p;
+	if (params)
+		p = *params;
+	else
+		pinfer_ctx_params_default(&p);
+	if (!resolve(m, &p))
+		return 0;
+	const struct pinfer_model_info *hp = &m->info;
+	uint64_t B = (uint64_t)p.n_batch;
+	uint64_t q_dim = (uint64_t)hp->n_head * hp->head_dim;
+	uint64_t kv = (uint64_t)hp->n_layer * (uint64_t)p.n_ctx * hp->n_head_kv * hp->head_dim;
+	const uint64_t floats[] = {
+		kv, kv, B * hp->n_embd, B * hp->n_embd, B * q_dim, B * q_dim, B * hp->n_ff, B * hp->n_ff,
+		B * hp->rope_dim, (uint64_t)p.n_threads * PF_ATTN_QUERY_BLOCK * p.n_ctx,
+		(p.all_logits ? B : 1) * hp->n_vocab,
+	};
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < sizeof(floats) / sizeof(floats[0]); i++)
+		bytes += (floats[i] * sizeof(float) + 63) / 64 * 64;
+	return bytes + pf_matmul_scratch_bytes(widest_row(hp), p.n_batch, p.n_threads);
+}
+
 int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 		   const struct pinfer_ctx_params *params, struct pf_err *err)
 {
@@ -34,16 +86,8 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 		pinfer_ctx_params_default(&p);
 	const struct pinfer_model_info *hp = &m->info;
 	*out = NULL;
-	if (p.n_ctx < 0 || p.n_batch < 0 || p.n_threads < 0)
+	if (!resolve(m, &p))
 		return pf_errf(err, -EINVAL, "context sizes must not be negative");
-	if (p.n_ctx == 0)
-		p.n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
-	if (p.n_batch == 0)
-		p.n_batch = 128;
-	if (p.n_batch > p.n_ctx)
-		p.n_batch = p.n_ctx;
-	if (p.n_threads == 0)
-		p.n_threads = pf_cpu_count();
 
 	struct pinfer_ctx *c = calloc(1, sizeof(*c));
 	if (!c)
@@ -59,7 +103,6 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 	int r = 0;
 	if (p.threads) {
 		c->pool = (struct pf_pool *)p.threads;
-		p.n_threads = pf_pool_threads(c->pool);
 	} else {
 		r = pf_pool_new(&c->pool, p.n_threads);
 		if (r) {
@@ -79,10 +122,7 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 	c->rope_cs = alloc_floats(c, B * hp->rope_dim, true);
 	c->scores = alloc_floats(c, (uint64_t)p.n_threads * PF_ATTN_QUERY_BLOCK * p.n_ctx, true);
 	c->logits = alloc_floats(c, (p.all_logits ? B : 1) * hp->n_vocab, true);
-	int64_t max_cols = hp->n_embd > hp->n_ff ? hp->n_embd : hp->n_ff;
-	if ((int64_t)q_dim > max_cols)
-		max_cols = (int64_t)q_dim;
-	r = pf_matmul_scratch_init(&c->scratch, max_cols, p.n_batch, p.n_threads);
+	r = pf_matmul_scratch_init(&c->scratch, widest_row(hp), p.n_batch, p.n_threads);
 	if (r || !c->k_cache || !c->v_cache || !c->x || !c->xb || !c->q || !c->att || !c->hb ||
 	    !c->hb2 || !c->rope_cs || !c->scores || !c->logits) {
 		uint64_t want = c->bytes;

@@ -33,10 +33,10 @@ static size_t act_row_bytes(enum pf_dtype t, int64_t cols)
 	return (size_t)b;
 }
 
-int pf_matmul_scratch_init(struct pf_matmul_scratch *s, int64_t max_cols, int max_tokens,
-			   int n_threads)
+/* Bytes of one converted-activation buffer, and floats of one thread's
+ * sgemm tile (0 when batches of one token never need it). */
+static void scratch_plan(int64_t max_cols, int max_tokens, size_t *buf_size, size_t *tile_floats)
 {
-	pf_blas_single_threaded();
 	size_t widest = 0;
 	for (int t = 0; t < PF_DTYPE_COUNT; t++) {
 		const struct pf_quant_ops *ops = pf_quant_ops((enum pf_dtype)t);
@@ -49,22 +49,38 @@ int pf_matmul_scratch_init(struct pf_matmul_scratch *s, int64_t max_cols, int ma
 		if (b > widest)
 			widest = b;
 	}
-	s->size = widest * (size_t)max_tokens;
+	*buf_size = (widest * (size_t)max_tokens + 63) / 64 * 64;
+	*tile_floats = max_tokens < 2 ? 0 : SGEMM_TILE_FLOATS > max_cols ? SGEMM_TILE_FLOATS : (size_t)max_cols;
+}
+
+uint64_t pf_matmul_scratch_bytes(int64_t max_cols, int max_tokens, int n_threads)
+{
+	size_t buf_size, tile_floats;
+	scratch_plan(max_cols, max_tokens, &buf_size, &tile_floats);
+	return (uint64_t)buf_size * PF_MATMUL_MAX_OUTS + (uint64_t)tile_floats * sizeof(float) * n_threads;
+}
+
+int pf_matmul_scratch_init(struct pf_matmul_scratch *s, int64_t max_cols, int max_tokens,
+			   int n_threads)
+{
+	/* The sgemm calls run inside our own pool, one per thread; OpenBLAS
+	 * threads of its own would compete with them for the cores. */
+	pf_blas_single_threaded();
+	scratch_plan(max_cols, max_tokens, &s->size, &s->tile_floats);
 	for (int i = 0; i < PF_MATMUL_MAX_OUTS; i++) {
-		s->buf[i] = aligned_alloc(64, (s->size + 63) / 64 * 64);
+		s->buf[i] = aligned_alloc(64, s->size);
 		if (!s->buf[i]) {
 			pf_matmul_scratch_free(s);
 			return -ENOMEM;
 		}
 	}
-	s->tile_floats = SGEMM_TILE_FLOATS > max_cols ? SGEMM_TILE_FLOATS : (size_t)max_cols;
-	s->tiles = max_tokens > 1 ? aligned_alloc(64, s->tile_floats * sizeof(float) * (size_t)n_threads)
+	s->tiles = s->tile_floats ? aligned_alloc(64, s->tile_floats * sizeof(float) * (size_t)n_threads)
 				  : NULL;
-	if (max_tokens > 1 && !s->tiles) {
+	if (s->tile_floats && !s->tiles) {
 		pf_matmul_scratch_free(s);
 		return -ENOMEM;
 	}
-	s->bytes = s->size * PF_MATMUL_MAX_OUTS + (s->tiles ? s->tile_floats * sizeof(float) * (size_t)n_threads : 0);
+	s->bytes = pf_matmul_scratch_bytes(max_cols, max_tokens, n_threads);
 	return 0;
 }
 

@@ -32,6 +32,8 @@ struct pf_matmul_scratch {
 	size_t bytes;        /* all of the above */
 };
 
+/* What pf_matmul_scratch_init allocates for these limits. */
+uint64_t pf_matmul_scratch_bytes(int64_t max_cols, int max_tokens, int n_threads);
 /* max_cols: the longest weight row any call will use. */
 int pf_matmul_scratch_init(struct pf_matmul_scratch *s, int64_t max_cols, int max_tokens,
 			   int n_threads);

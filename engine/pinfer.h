@@ -121,6 +121,10 @@ PINFER_API void pinfer_ctx_params_default(struct pinfer_ctx_params *p);
 PINFER_API int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 		   const struct pinfer_ctx_params *p, struct pf_err *err);
 PINFER_API void pinfer_ctx_free(struct pinfer_ctx *c);
+/* Bytes pinfer_ctx_new would allocate with these parameters, to check a
+ * memory budget before allocating. */
+PINFER_API uint64_t pinfer_ctx_estimate_bytes(const struct pinfer_model *m,
+					      const struct pinfer_ctx_params *p);
 /* Bytes the context allocated (KV cache and scratch). */
 PINFER_API uint64_t pinfer_ctx_bytes(const struct pinfer_ctx *c);
 PINFER_API uint64_t pinfer_ctx_kv_bytes(const struct pinfer_ctx *c);

@@ -467,7 +467,7 @@ static void test_timeouts(void **state)
 static void test_memory_budget(void **state)
 {
 	(void)state;
-	/* stories260K needs about 12 MiB with 4 slots of 2048 positions */
+	/* stories260K needs about 46 MiB with 4 slots of 2048 positions */
 	const char *tight[] = { "--memory-budget", "2M", NULL };
 	struct daemon d;
 	daemon_start(&d, tight);
@@ -481,7 +481,7 @@ static void test_memory_budget(void **state)
 	client_close(&c);
 	daemon_stop(&d);
 
-	const char *one_fits[] = { "--memory-budget", "20M", NULL };
+	const char *one_fits[] = { "--memory-budget", "60M", NULL };
 	daemon_start(&d, one_fits);
 	daemon_add_model(&d, "second");
 	client_connect(&c, &d);

@@ -64,6 +64,31 @@ static void test_rss_full_vocab(void **state)
 	check_model("models/llama-2-tiny-random/llama-2-tiny-random.gguf", 2048);
 }
 
+/* The estimate a daemon checks its budget with is what a context takes. */
+static void test_estimate_matches(void **state)
+{
+	(void)state;
+	struct pinfer_model *m;
+	assert_int_equal(pinfer_model_open(&m, shared_path("models/stories260K/stories260K.gguf"), NULL,
+					   NULL), 0);
+	const struct { int n_ctx, n_batch, n_threads; bool all_logits; } cases[] = {
+		{ 0, 0, 0, false }, { 512, 1, 1, false }, { 256, 64, 2, true }, { 100, 7, 3, false },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct pinfer_ctx_params p;
+		pinfer_ctx_params_default(&p);
+		p.n_ctx = cases[i].n_ctx;
+		p.n_batch = cases[i].n_batch;
+		p.n_threads = cases[i].n_threads;
+		p.all_logits = cases[i].all_logits;
+		struct pinfer_ctx *c;
+		assert_int_equal(pinfer_ctx_new(&c, m, &p, NULL), 0);
+		assert_int_equal(pinfer_ctx_estimate_bytes(m, &p), pinfer_ctx_bytes(c));
+		pinfer_ctx_free(c);
+	}
+	pinfer_model_free(m);
+}
+
 static void test_mlock(void **state)
 {
 	(void)state;
@@ -95,6 +120,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rss_stories),
 		cmocka_unit_test(test_rss_full_vocab),
+		cmocka_unit_test(test_estimate_matches),
 		cmocka_unit_test(test_mlock),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
