@@ -1,11 +1,15 @@
 # pinfer build. `make` builds everything, `make check` runs every test,
 # `make demo` generates a story, `make bench` prints speed figures.
 # SANITIZE=1 builds and tests with ASan+UBSan in a separate tree.
+# WITH_SYSTEMD=0 builds pinferd without libsystemd (no sd_notify; socket
+# activation still works), in a separate tree too.
 
 CC      ?= cc
 SHARED  ?= $(abspath ../shared)
 SANITIZE ?= 0
+WITH_SYSTEMD ?= 1
 PREFIX  ?= /usr/local
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 
 ifeq ($(SANITIZE),1)
 BUILD   := build/san
@@ -13,6 +17,10 @@ OPT     := -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-
 else
 BUILD   := build/rel
 OPT     := -O2
+endif
+# Objects differ with the switch, and make does not track flags.
+ifneq ($(WITH_SYSTEMD),1)
+BUILD   := $(BUILD)-nosystemd
 endif
 
 # Quiet build lines; V=1 shows the full commands.
@@ -24,16 +32,18 @@ endif
 
 # Library flags are recursive variables on purpose: they are expanded when a
 # recipe runs, i.e. after $(DEPS_STAMP) has installed what was missing.
-PKGS        := openblas cmocka libprotobuf-c
+PKGS        := openblas cmocka libprotobuf-c $(if $(filter 1,$(WITH_SYSTEMD)),libsystemd)
 PKG_CFLAGS   = $(shell pkg-config --cflags $(PKGS))
 BLAS_LIBS    = $(shell pkg-config --libs openblas)
 CMOCKA_LIBS  = $(shell pkg-config --libs cmocka)
 PROTO_LIBS   = $(shell pkg-config --libs libprotobuf-c)
+SYSTEMD_LIBS = $(if $(filter 1,$(WITH_SYSTEMD)),$(shell pkg-config --libs libsystemd))
 PROTOC_C    ?= protoc-c
 
 # Error messages are bounded buffers that truncate by design, hence
 # -Wno-format-truncation.
 CFLAGS_ALL  = -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Werror -Wno-format-truncation -pthread \
+              -DWITH_SYSTEMD=$(if $(filter 1,$(WITH_SYSTEMD)),1,0) \
               -MMD -MP -Iengine -Itools -Iproto -I$(BUILD)/proto -Idaemon $(PKG_CFLAGS) $(CFLAGS)
 LDLIBS_ALL  = $(BLAS_LIBS) -lm -pthread $(LDFLAGS)
 
@@ -120,17 +130,17 @@ $(PINFER_MODEL): $(BUILD)/tools/pinfer-model.o $(LIBTOOLS) $(LIBPINFER)
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 $(PINFERD): $(BUILD)/daemon/main.o $(LIBDAEMON) $(LIBPROTO) $(LIBPINFER)
-	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(PROTO_LIBS) $(LDLIBS_ALL)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(PROTO_LIBS) $(SYSTEMD_LIBS) $(LDLIBS_ALL)
 
 # The client never links the engine.
 $(PINFER_CLIENT): $(CLIENT_OBJ) $(LIBPROTO)
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(PROTO_LIBS) -pthread $(LDFLAGS)
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TESTUTIL_OBJ) $(LIBDAEMON) $(LIBTOOLS) $(LIBPROTO) $(LIBPINFER)
-	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(CMOCKA_LIBS) $(PROTO_LIBS) $(LDLIBS_ALL)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(CMOCKA_LIBS) $(PROTO_LIBS) $(SYSTEMD_LIBS) $(LDLIBS_ALL)
 
 check: all
-	@BUILD=$(BUILD) SHARED=$(SHARED) scripts/run-tests.sh $(TESTS_BIN) $(TESTS_SH)
+	@BUILD=$(BUILD) SHARED=$(SHARED) WITH_SYSTEMD=$(WITH_SYSTEMD) scripts/run-tests.sh $(TESTS_BIN) $(TESTS_SH)
 
 demo: $(PROGRAMS)
 	@BUILD=$(BUILD) SHARED=$(SHARED) scripts/demo.sh
@@ -142,6 +152,10 @@ install: $(PROGRAMS)
 	install -D -m 0755 $(PINFER_MODEL) $(DESTDIR)$(PREFIX)/bin/pinfer-model
 	install -D -m 0755 $(PINFER_CLIENT) $(DESTDIR)$(PREFIX)/bin/pinfer
 	install -D -m 0755 $(PINFERD) $(DESTDIR)$(PREFIX)/sbin/pinferd
+	install -D -m 0644 systemd/pinferd.service $(DESTDIR)$(UNITDIR)/pinferd.service
+	install -D -m 0644 systemd/pinferd.socket $(DESTDIR)$(UNITDIR)/pinferd.socket
+	install -D -m 0644 systemd/pinferd.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/pinfer.conf
+	install -D -m 0644 systemd/pinferd.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/pinfer.conf
 
 clean:
 	rm -rf build

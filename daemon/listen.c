@@ -1,4 +1,5 @@
-/* The listening socket: handed over by systemd (LISTEN_FDS) or bound to the
+/* The listening socket: handed over by systemd (LISTEN_FDS, through
+ * sd_listen_fds() unless built with WITH_SYSTEMD=0) or bound to the
  * configured path with mode 0660. A leftover socket file from a daemon that
  * died is replaced; one that a running daemon still answers on is not, and
  * neither is anything that is not a socket. */
@@ -15,27 +16,51 @@
 #include "log.h"
 #include "server.h"
 
+#if WITH_SYSTEMD
+#include <systemd/sd-daemon.h>
+
+/* The socket systemd passed into *fd, or -1 when it passed none. The
+ * variables are unset so that children do not take the fd for theirs. */
+static int systemd_socket(int *fd, struct pf_err *err)
+{
+	*fd = -1;
+	int n = sd_listen_fds(1);
+	if (n < 0)
+		return pf_errf(err, n, "cannot take the sockets systemd passed: %s", strerror(-n));
+	if (n == 0)
+		return 0;
+	/* One socket unit, one ListenStream: anything else is a unit file
+	 * mistake that binding a path of our own would only hide. */
+	if (n > 1 || sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0) {
+		for (int i = 0; i < n; i++)
+			close(SD_LISTEN_FDS_START + i);
+		return pf_errf(err, -EINVAL, "systemd passed %d sockets; expected one listening Unix "
+			       "stream socket", n);
+	}
+	*fd = SD_LISTEN_FDS_START;
+	return 0;
+}
+#else
 #define SD_LISTEN_FDS_START 3
 
-/* The socket systemd passed, or -1. The variables are unset so that
- * children do not take the fd for theirs. */
-static int systemd_socket(void)
+/* The socket systemd passed into *fd, or -1 when it passed none. The
+ * variables are unset so that children do not take the fd for theirs. */
+static int systemd_socket(int *fd, struct pf_err *err)
 {
 	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
-	int fd = -1;
+	*fd = -1;
 	if (pid && fds && strtol(pid, NULL, 10) == (long)getpid() && strtol(fds, NULL, 10) >= 1)
-		fd = SD_LISTEN_FDS_START;
+		*fd = SD_LISTEN_FDS_START;
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_FDNAMES");
-	if (fd < 0)
-		return -1;
-	int flags = fcntl(fd, F_GETFL);
-	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
-	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
-		return -1;
-	return fd;
+	if (*fd >= 0 && fcntl(*fd, F_SETFD, FD_CLOEXEC) < 0) {
+		*fd = -1;
+		return pf_errf(err, -errno, "the socket systemd passed: %s", strerror(errno));
+	}
+	return 0;
 }
+#endif
 
 static int set_path(struct sockaddr_un *sa, const char *path, struct pf_err *err)
 {
@@ -75,15 +100,25 @@ static int clear_stale(const char *path, const struct sockaddr_un *sa, struct pf
 
 int listen_open(struct server *s, struct pf_err *err)
 {
-	int fd = systemd_socket();
+	int fd;
+	int r = systemd_socket(&fd, err);
+	if (r)
+		return r;
 	if (fd >= 0) {
+		/* The loop must never block in accept(). */
+		int flags = fcntl(fd, F_GETFL);
+		if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+			int e = errno;
+			close(fd);
+			return pf_errf(err, -e, "the socket systemd passed: %s", strerror(e));
+		}
 		s->listen_fd = fd;
 		log_info("listening on the socket passed by systemd");
 		return 0;
 	}
 	const char *path = s->cfg->socket_path;
 	struct sockaddr_un sa;
-	int r = set_path(&sa, path, err);
+	r = set_path(&sa, path, err);
 	if (r || (r = clear_stale(path, &sa, err)))
 		return r;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

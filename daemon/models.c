@@ -68,6 +68,14 @@ uint64_t models_used_bytes(struct models *m)
 	return used;
 }
 
+void models_set_default_keep_alive(struct models *m, int64_t keep_alive_ms)
+{
+	m->cfg.keep_alive_ms = keep_alive_ms;
+	for (struct model_entry *e = m->entries; e; e = e->next)
+		if (e->state == MODEL_UNLOADED)
+			e->keep_alive_ms = keep_alive_ms;
+}
+
 uint64_t models_budget_bytes(struct models *m)
 {
 	return m->cfg.budget_bytes;

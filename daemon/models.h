@@ -79,6 +79,11 @@ int models_load(struct models *m, struct model_entry *e);
 /* Unloads e now; -EBUSY while requests use it or it is loading. */
 int models_unload(struct models *m, struct model_entry *e);
 
+/* SIGHUP changed the default keep-alive: models found from now on and
+ * those not loaded or loading take it; one in memory keeps its own, which
+ * a running request may have chosen. */
+void models_set_default_keep_alive(struct models *m, int64_t keep_alive_ms);
+
 uint64_t models_used_bytes(struct models *m);
 uint64_t models_budget_bytes(struct models *m);
 int models_loaded_count(struct models *m);

@@ -1,11 +1,13 @@
 #include "server.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "notify.h"
 #include "scheduler.h"
 
 static void on_ready(struct loop *l, void *data)
@@ -30,10 +32,33 @@ static void on_ready(struct loop *l, void *data)
 	}
 }
 
+void server_status_text(struct server *s, char *buf, size_t size)
+{
+	int loading = 0, generating = 0;
+	for (struct model_entry *e = models_first(s->models); e; e = e->next)
+		loading += e->state == MODEL_LOADING;
+	for (struct conn *c = s->conns; c; c = c->next)
+		for (struct request *r = c->requests; r; r = r->conn_next)
+			generating += r->kind == REQ_GENERATE && !r->waiting;
+	int loaded = models_loaded_count(s->models);
+	int n = snprintf(buf, size, "%s%d model%s loaded, %d generation%s running",
+			 s->stopping ? "stopping: " : "", loaded, loaded == 1 ? "" : "s", generating,
+			 generating == 1 ? "" : "s");
+	if (loading && n >= 0 && (size_t)n < size)
+		snprintf(buf + n, size - (size_t)n, ", %d loading", loading);
+}
+
 static void before_sleep(struct loop *l, void *data)
 {
 	(void)l;
-	conn_flush_all(data);
+	struct server *s = data;
+	conn_flush_all(s);
+	/* Every change of what is loaded or running passes through a loop
+	 * iteration, so recomputing here keeps STATUS= current without hooks
+	 * in the models and the scheduler; notify_status() drops repeats. */
+	char status[128];
+	server_status_text(s, status, sizeof(status));
+	notify_status(status);
 }
 
 static void on_listen(struct loop *l, int fd, uint32_t events, void *data)

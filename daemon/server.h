@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -62,6 +63,9 @@ void server_destroy(struct server *s);
 void server_shutdown(struct server *s);
 /* Stops the loop once shutting down and no request is left. */
 void server_check_stopped(struct server *s);
+/* What the daemon is doing, for the service manager's STATUS=:
+ * "2 models loaded, 1 generation running", ", 1 loading" while loads run. */
+void server_status_text(struct server *s, char *buf, size_t size);
 
 /* listen.c: binds the socket (or takes it from systemd), mode 0660. */
 int listen_open(struct server *s, struct pf_err *err);

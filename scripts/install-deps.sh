@@ -3,7 +3,7 @@
 # when pkg-config cannot find a dependency; safe to run again.
 set -eu
 
-packages="build-essential pkg-config python3 libopenblas-dev libcmocka-dev libprotobuf-c-dev protobuf-c-compiler"
+packages="build-essential pkg-config python3 libopenblas-dev libcmocka-dev libprotobuf-c-dev protobuf-c-compiler libsystemd-dev"
 
 missing=""
 for p in $packages; do
