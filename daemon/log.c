@@ -18,6 +18,12 @@ static const char *const level_names[] = {
 	[LOG_LEVEL_DEBUG] = "debug",
 };
 
+const char *log_level_name(enum log_level level)
+{
+	return (unsigned)level < sizeof(level_names) / sizeof(level_names[0]) && level_names[level]
+		       ? level_names[level] : "?";
+}
+
 static atomic_int max_level = LOG_LEVEL_INFO;
 static atomic_bool to_journal;
 

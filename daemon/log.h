@@ -33,6 +33,8 @@ void log_init(void);
 void log_set_level(enum log_level max);
 /* "error", "warn", "info" or "debug"; -EINVAL for anything else. */
 int log_level_parse(const char *name, enum log_level *out);
+/* The inverse: "error" ... "debug". */
+const char *log_level_name(enum log_level level);
 
 /* Use the macros below; level must be one of enum log_level. */
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -28,17 +28,6 @@ static void on_stop_signal(struct loop *l, int signo, void *data)
 	server_shutdown(&d->srv);
 }
 
-static const char *level_name(enum log_level level)
-{
-	switch (level) {
-	case LOG_LEVEL_ERROR: return "error";
-	case LOG_LEVEL_WARN: return "warn";
-	case LOG_LEVEL_INFO: return "info";
-	case LOG_LEVEL_DEBUG: return "debug";
-	}
-	return "?";
-}
-
 /* Applies what can change without a restart: the log level and the default
  * keep-alive (docs/systemd.md). The file is reread under the same flags, so
  * a flag still wins over the file; a bad file keeps every setting as it
@@ -63,7 +52,7 @@ static void on_reload(struct loop *l, int signo, void *data)
 		log_set_level(fresh.log_level);
 		models_set_default_keep_alive(d->srv.models, fresh.keep_alive_ms);
 		log_info("reloaded %s: log level %s, default keep-alive %lld ms", d->cfg.config_file,
-			 level_name(fresh.log_level), (long long)fresh.keep_alive_ms);
+			 log_level_name(fresh.log_level), (long long)fresh.keep_alive_ms);
 	}
 	char status[128];
 	server_status_text(&d->srv, status, sizeof(status));
