@@ -16,13 +16,7 @@
 #include <arm_neon.h>
 
 #include "quant_internal.h"
-
-static inline float ld_f16(const uint8_t *p)
-{
-	__fp16 h;
-	memcpy(&h, p, sizeof(h));
-	return (float)h;
-}
+#include "quant_neon.h"
 
 struct f32x16 {
 	float32x4_t v[4];
@@ -109,20 +103,6 @@ void pf_q8_0_to_float_neon(const void *src, float *dst, int64_t n)
 		store_mul(dst, widen_s8(vld1q_s8(b->qs)), d);
 		store_mul(dst + 16, widen_s8(vld1q_s8(b->qs + 16)), d);
 	}
-}
-
-/* Masks with byte j set to 0xff when bit j of the 32-bit qh is set, for
- * elements 0-15 and 16-31: each byte picks the qh byte holding its bit and
- * tests its own bit. */
-static inline void expand_bits(const uint8_t *qh, uint8x16_t *lo, uint8x16_t *hi)
-{
-	static const uint8_t spread_lo[16] = { 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1 };
-	static const uint8_t spread_hi[16] = { 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3 };
-	static const uint8_t bits[16] = { 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128 };
-	uint8x16_t v = vreinterpretq_u8_u32(vdupq_n_u32(pf_rd_u32(qh)));
-	uint8x16_t b = vld1q_u8(bits);
-	*lo = vtstq_u8(vqtbl1q_u8(v, vld1q_u8(spread_lo)), b);
-	*hi = vtstq_u8(vqtbl1q_u8(v, vld1q_u8(spread_hi)), b);
 }
 
 void pf_q4_0_to_float_neon(const void *src, float *dst, int64_t n)
@@ -244,25 +224,12 @@ void pf_q5_k_to_float_neon(const void *src, float *dst, int64_t n)
 void pf_q6_k_to_float_neon(const void *src, float *dst, int64_t n)
 {
 	const struct pf_block_q6_k *b = src;
-	const uint8x16_t m4 = vdupq_n_u8(0x0f), m30 = vdupq_n_u8(0x30);
 	const int8x16_t off = vdupq_n_s8(32);
 	for (int64_t i = 0; i < n / QK_K; i++, b++, dst += QK_K) {
 		float d = ld_f16(b->d);
 		for (int h = 0; h < 2; h++) {
-			const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
-			uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16);
-			uint8x16_t l2 = vld1q_u8(ql + 32), l3 = vld1q_u8(ql + 48);
-			uint8x16_t h0 = vld1q_u8(qh), h1 = vld1q_u8(qh + 16);
-			uint8x16_t q[8] = {
-				vorrq_u8(vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(h0, 4), m30)),
-				vorrq_u8(vandq_u8(l1, m4), vandq_u8(vshlq_n_u8(h1, 4), m30)),
-				vorrq_u8(vandq_u8(l2, m4), vandq_u8(vshlq_n_u8(h0, 2), m30)),
-				vorrq_u8(vandq_u8(l3, m4), vandq_u8(vshlq_n_u8(h1, 2), m30)),
-				vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h0, m30)),
-				vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(h1, m30)),
-				vorrq_u8(vshrq_n_u8(l2, 4), vandq_u8(vshrq_n_u8(h0, 2), m30)),
-				vorrq_u8(vshrq_n_u8(l3, 4), vandq_u8(vshrq_n_u8(h1, 2), m30)),
-			};
+			uint8x16_t q[8];
+			q6_k_levels(b, h, q);
 			PF_UNROLL(8)
 			for (int k = 0; k < 8; k++)
 				store_mul(dst + 128 * h + 16 * k, widen_s8(vsubq_s8(vreinterpretq_s8_u8(q[k]), off)),

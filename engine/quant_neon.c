@@ -7,13 +7,7 @@
 #include <arm_neon.h>
 
 #include "quant_internal.h"
-
-static inline float ld_f16(const uint8_t *p)
-{
-	__fp16 h;
-	memcpy(&h, p, sizeof(h));
-	return (float)h;
-}
+#include "quant_neon.h"
 
 /* acc += 4-lane partial sums of a[i] * b[i]. Products of int8 fit int16
  * (|-128 * -128| = 16384), so the widening path cannot overflow either. */
@@ -117,20 +111,6 @@ static inline struct levels nibbles(const uint8_t *qs)
 	uint8x16_t v = vld1q_u8(qs);
 	return (struct levels){ vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0f))),
 		vreinterpretq_s8_u8(vshrq_n_u8(v, 4)) };
-}
-
-/* Masks with byte j set to 0xff when bit j of the 32-bit qh is set, for
- * elements 0-15 and 16-31: each byte picks the qh byte holding its bit and
- * tests its own bit. */
-static inline void expand_bits(const uint8_t *qh, uint8x16_t *lo, uint8x16_t *hi)
-{
-	static const uint8_t spread_lo[16] = { 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1 };
-	static const uint8_t spread_hi[16] = { 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3 };
-	static const uint8_t bits[16] = { 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128 };
-	uint8x16_t v = vreinterpretq_u8_u32(vdupq_n_u32(pf_rd_u32(qh)));
-	uint8x16_t b = vld1q_u8(bits);
-	*lo = vtstq_u8(vqtbl1q_u8(v, vld1q_u8(spread_lo)), b);
-	*hi = vtstq_u8(vqtbl1q_u8(v, vld1q_u8(spread_hi)), b);
 }
 
 static inline int32x4_t dot_block(struct levels q, const int8_t *x)
@@ -464,28 +444,14 @@ void pf_q6_k_dot_neon(int n, float *s, const void *w, const void *x)
 {
 	const struct pf_block_q6_k *bw = w;
 	const struct pf_block_q8_k *bx = x;
-	const uint8x16_t m4 = vdupq_n_u8(0x0f), m30 = vdupq_n_u8(0x30);
 	const int8x16_t off = vdupq_n_s8(32);
 	float sum = 0.0f;
 	for (int i = 0; i < n / QK_K; i++, bw++, bx++) {
 		int32x4_t acc0 = vdupq_n_s32(0), acc1 = acc0;
 		for (int h = 0; h < 2; h++) {
-			const uint8_t *ql = bw->ql + 64 * h, *qh = bw->qh + 32 * h;
 			const int8_t *xq = bx->qs + 128 * h, *sc = bw->scales + 8 * h;
-			uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16);
-			uint8x16_t l2 = vld1q_u8(ql + 32), l3 = vld1q_u8(ql + 48);
-			uint8x16_t h0 = vld1q_u8(qh), h1 = vld1q_u8(qh + 16);
-			/* Sub-blocks in element order: 16 levels each. */
-			uint8x16_t q[8] = {
-				vorrq_u8(vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(h0, 4), m30)),
-				vorrq_u8(vandq_u8(l1, m4), vandq_u8(vshlq_n_u8(h1, 4), m30)),
-				vorrq_u8(vandq_u8(l2, m4), vandq_u8(vshlq_n_u8(h0, 2), m30)),
-				vorrq_u8(vandq_u8(l3, m4), vandq_u8(vshlq_n_u8(h1, 2), m30)),
-				vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h0, m30)),
-				vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(h1, m30)),
-				vorrq_u8(vshrq_n_u8(l2, 4), vandq_u8(vshrq_n_u8(h0, 2), m30)),
-				vorrq_u8(vshrq_n_u8(l3, 4), vandq_u8(vshrq_n_u8(h1, 2), m30)),
-			};
+			uint8x16_t q[8];
+			q6_k_levels(bw, h, q);
 			for (int k = 0; k < 8; k += 2) {
 				int8x16_t q0 = vsubq_s8(vreinterpretq_s8_u8(q[k]), off);
 				int8x16_t q1 = vsubq_s8(vreinterpretq_s8_u8(q[k + 1]), off);
@@ -505,7 +471,6 @@ void pf_q6_k_dot_neon(int n, float *s, const void *w, const void *x)
 static inline __attribute__((always_inline)) void q6_k_tokens(int n, float *s, size_t s_stride,
 	const struct pf_block_q6_k *bw, const uint8_t *px, size_t x_stride, int nx)
 {
-	const uint8x16_t m4 = vdupq_n_u8(0x0f), m30 = vdupq_n_u8(0x30);
 	const int8x16_t off = vdupq_n_s8(32);
 	float sum[PF_DOT_MULTI_MAX];
 	PF_UNROLL(4)
@@ -515,20 +480,8 @@ static inline __attribute__((always_inline)) void q6_k_tokens(int n, float *s, s
 		int8x16_t q[2][8];
 		PF_UNROLL(2)
 		for (int h = 0; h < 2; h++) {
-			const uint8_t *ql = bw->ql + 64 * h, *qh = bw->qh + 32 * h;
-			uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16);
-			uint8x16_t l2 = vld1q_u8(ql + 32), l3 = vld1q_u8(ql + 48);
-			uint8x16_t h0 = vld1q_u8(qh), h1 = vld1q_u8(qh + 16);
-			uint8x16_t u[8] = {
-				vorrq_u8(vandq_u8(l0, m4), vandq_u8(vshlq_n_u8(h0, 4), m30)),
-				vorrq_u8(vandq_u8(l1, m4), vandq_u8(vshlq_n_u8(h1, 4), m30)),
-				vorrq_u8(vandq_u8(l2, m4), vandq_u8(vshlq_n_u8(h0, 2), m30)),
-				vorrq_u8(vandq_u8(l3, m4), vandq_u8(vshlq_n_u8(h1, 2), m30)),
-				vorrq_u8(vshrq_n_u8(l0, 4), vandq_u8(h0, m30)),
-				vorrq_u8(vshrq_n_u8(l1, 4), vandq_u8(h1, m30)),
-				vorrq_u8(vshrq_n_u8(l2, 4), vandq_u8(vshrq_n_u8(h0, 2), m30)),
-				vorrq_u8(vshrq_n_u8(l3, 4), vandq_u8(vshrq_n_u8(h1, 2), m30)),
-			};
+			uint8x16_t u[8];
+			q6_k_levels(bw, h, u);
 			PF_UNROLL(8)
 			for (int k = 0; k < 8; k++)
 				q[h][k] = vsubq_s8(vreinterpretq_s8_u8(u[k]), off);
