@@ -53,8 +53,7 @@ int daemon_cleanup(void **state)
 		kill(running.pid, SIGKILL);
 		waitpid(running.pid, NULL, 0);
 	}
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", running.dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return test_rmtree(running.dir);
 }
 
 void daemon_start(struct daemon *d, const char *const *flags)
@@ -138,9 +137,7 @@ void daemon_stop(struct daemon *d)
 		waitpid(d->pid, NULL, 0);
 		fail_msg("pinferd did not exit cleanly (status 0x%x)", status);
 	}
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d->dir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(test_rmtree(d->dir), 0);
 }
 
 void client_connect_raw(struct client *c, const struct daemon *d)

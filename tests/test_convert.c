@@ -4,7 +4,6 @@
  * damaged input must fail with a message naming the file. */
 #include "testutil.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -59,16 +58,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	DIR *d = opendir(tmpdir);
-	if (!d)
-		return -1;
-	struct dirent *e;
-	path_buf p;
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			unlink(tmp_path(p, e->d_name));
-	closedir(d);
-	return rmdir(tmpdir);
+	return test_rmtree(tmpdir);
 }
 
 static const char *ckpt_path(void)

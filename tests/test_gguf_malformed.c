@@ -6,7 +6,6 @@
  * be refused with a message; randomly damaged ones must never crash. */
 #include "testutil.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -230,16 +229,7 @@ static int teardown(void **state)
 {
 	(void)state;
 	free(valid);
-	DIR *d = opendir(tmpdir);
-	if (!d)
-		return -1;
-	struct dirent *e;
-	path_buf p;
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			unlink(tmp_path(p, e->d_name));
-	closedir(d);
-	return rmdir(tmpdir);
+	return test_rmtree(tmpdir);
 }
 
 /* ---- opening damaged buffers ---- */

@@ -89,9 +89,7 @@ static int teardown(void **state)
 {
 	(void)state;
 	gguf_close(src);
-	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd);
+	return test_rmtree(dir);
 }
 
 static void test_unknown_architecture(void **state)

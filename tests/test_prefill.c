@@ -25,9 +25,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd);
+	return test_rmtree(dir);
 }
 
 static struct pinfer_ctx *ctx(struct pinfer_model *m, int n_batch, bool all_logits)

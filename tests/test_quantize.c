@@ -5,7 +5,6 @@
  * for. Models are synthesized with the real 32000-token Llama 2 vocabulary. */
 #include "testutil.h"
 
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,17 +69,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	DIR *d = opendir(tmpdir);
-	if (d) {
-		struct dirent *e;
-		path_buf p;
-		while ((e = readdir(d)))
-			if (e->d_name[0] != '.')
-				unlink(tmp_path(p, e->d_name));
-		closedir(d);
-	}
-	rmdir(tmpdir);
-	return 0;
+	return test_rmtree(tmpdir);
 }
 
 static struct pinfer_model *open_model(const char *path)

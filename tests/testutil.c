@@ -1,5 +1,6 @@
 #include "testutil.h"
 
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -42,4 +43,19 @@ uint64_t test_rand(uint64_t *state)
 float test_randf(uint64_t *state)
 {
 	return (float)(test_rand(state) >> 40) / (float)(1 << 23) - 1.0f;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	return remove(path);
+}
+
+int test_rmtree(const char *dir)
+{
+	/* Depth first and without following links: a symlink to a shared
+	 * model is removed, never what it points to. */
+	return nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : -1;
 }

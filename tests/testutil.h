@@ -16,6 +16,10 @@ const char *shared_path(const char *rel);
  * when it cannot. */
 char *read_file(const char *path, size_t *len);
 
+/* Removes dir and everything below it (the temporary directories tests
+ * make with mkdtemp). 0, or -1 when something could not be removed. */
+int test_rmtree(const char *dir);
+
 /* Deterministic pseudo-random numbers for tests (xorshift64*). */
 uint64_t test_rand(uint64_t *state);
 float test_randf(uint64_t *state);  /* uniform in [-1, 1) */
