@@ -10,6 +10,12 @@ SANITIZE ?= 0
 WITH_SYSTEMD ?= 1
 PREFIX  ?= /usr/local
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+# dbus-daemon reads policies and activation files under /usr/share only.
+DBUSDIR ?= /usr/share/dbus-1
+MANDIR  ?= $(PREFIX)/share/man
+# pinferd reads /etc/pinfer/pinferd.conf whatever PREFIX is; OpenRC reads
+# /etc/init.d and /etc/conf.d.
+SYSCONFDIR ?= /etc
 
 ifeq ($(SANITIZE),1)
 BUILD   := build/san
@@ -32,11 +38,12 @@ endif
 
 # Library flags are recursive variables on purpose: they are expanded when a
 # recipe runs, i.e. after $(DEPS_STAMP) has installed what was missing.
-PKGS        := openblas cmocka libprotobuf-c $(if $(filter 1,$(WITH_SYSTEMD)),libsystemd)
+PKGS        := openblas cmocka libprotobuf-c dbus-1 $(if $(filter 1,$(WITH_SYSTEMD)),libsystemd)
 PKG_CFLAGS   = $(shell pkg-config --cflags $(PKGS))
 BLAS_LIBS    = $(shell pkg-config --libs openblas)
 CMOCKA_LIBS  = $(shell pkg-config --libs cmocka)
 PROTO_LIBS   = $(shell pkg-config --libs libprotobuf-c)
+DBUS_LIBS    = $(shell pkg-config --libs dbus-1)
 SYSTEMD_LIBS = $(if $(filter 1,$(WITH_SYSTEMD)),$(shell pkg-config --libs libsystemd))
 PROTOC_C    ?= protoc-c
 
@@ -44,7 +51,7 @@ PROTOC_C    ?= protoc-c
 # -Wno-format-truncation.
 CFLAGS_ALL  = -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Werror -Wno-format-truncation -pthread \
               -DWITH_SYSTEMD=$(if $(filter 1,$(WITH_SYSTEMD)),1,0) \
-              -MMD -MP -Iengine -Itools -Iproto -I$(BUILD)/proto -Idaemon $(PKG_CFLAGS) $(CFLAGS)
+              -MMD -MP -Iengine -Itools -Iproto -I$(BUILD)/proto -Idaemon -I$(BUILD)/gen $(PKG_CFLAGS) $(CFLAGS)
 LDLIBS_ALL  = $(BLAS_LIBS) -lm -pthread $(LDFLAGS)
 
 ENGINE_SRC  := $(wildcard engine/*.c)
@@ -87,12 +94,22 @@ all: $(PROGRAMS) $(LIBPINFER_SO) $(TESTS_BIN)
 
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP): scripts/install-deps.sh
-	@(pkg-config --exists $(PKGS) && command -v $(PROTOC_C) >/dev/null) || scripts/install-deps.sh
+	@(pkg-config --exists $(PKGS) && command -v $(PROTOC_C) dbus-daemon dbus-send busctl gdbus setpriv >/dev/null) || \
+		scripts/install-deps.sh
 	@mkdir -p $(dir $@) && touch $@
 
 $(PROTO_GEN_C) $(PROTO_GEN_H) &: proto/pinfer.proto | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(Q)$(PROTOC_C) --proto_path=proto --c_out=$(BUILD)/proto proto/pinfer.proto
+
+# The daemon's introspection data is the shipped interface files
+# themselves (docs/dbus-api.md), as C strings.
+DBUS_XML    := systemd/org.pinfer.Pinfer1.Manager.xml systemd/org.pinfer.Pinfer1.Model.xml
+BUS_XML_H   := $(BUILD)/gen/bus_xml.h
+$(BUS_XML_H): scripts/embed-xml.sh $(DBUS_XML)
+	@mkdir -p $(dir $@)
+	$(Q)scripts/embed-xml.sh $(DBUS_XML) >$@.tmp && mv $@.tmp $@
+$(BUILD)/daemon/bus.o: | $(BUS_XML_H)
 
 # Everything that may include the generated header waits for it.
 $(DAEMON_OBJ) $(CLIENT_OBJ) $(PROTO_OBJ) $(TESTS_C:%.c=$(BUILD)/%.o): | $(PROTO_GEN_H)
@@ -130,14 +147,14 @@ $(PINFER_MODEL): $(BUILD)/tools/pinfer-model.o $(LIBTOOLS) $(LIBPINFER)
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 $(PINFERD): $(BUILD)/daemon/main.o $(LIBDAEMON) $(LIBPROTO) $(LIBPINFER)
-	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(PROTO_LIBS) $(SYSTEMD_LIBS) $(LDLIBS_ALL)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(PROTO_LIBS) $(DBUS_LIBS) $(SYSTEMD_LIBS) $(LDLIBS_ALL)
 
 # The client never links the engine.
 $(PINFER_CLIENT): $(CLIENT_OBJ) $(LIBPROTO)
-	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(PROTO_LIBS) -pthread $(LDFLAGS)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(PROTO_LIBS) $(DBUS_LIBS) -pthread $(LDFLAGS)
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TESTUTIL_OBJ) $(LIBDAEMON) $(LIBTOOLS) $(LIBPROTO) $(LIBPINFER)
-	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(CMOCKA_LIBS) $(PROTO_LIBS) $(SYSTEMD_LIBS) $(LDLIBS_ALL)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(CMOCKA_LIBS) $(PROTO_LIBS) $(DBUS_LIBS) $(SYSTEMD_LIBS) $(LDLIBS_ALL)
 
 check: all
 	@BUILD=$(BUILD) SHARED=$(SHARED) WITH_SYSTEMD=$(WITH_SYSTEMD) scripts/run-tests.sh $(TESTS_BIN) $(TESTS_SH)
@@ -148,14 +165,35 @@ demo: $(PROGRAMS)
 bench: $(PROGRAMS)
 	@BUILD=$(BUILD) SHARED=$(SHARED) scripts/bench.sh
 
+# Files that name the daemon's binary (units, D-Bus activation, OpenRC
+# script) are installed with /usr/sbin/pinferd rewritten to where it goes,
+# so that they always start the binary installed with them.
+# $(call install-sbin-path,MODE,SOURCE,TARGET)
+install-sbin-path = install -d $(dir $(3)) && \
+	sed 's|/usr/sbin/pinferd|$(PREFIX)/sbin/pinferd|g' $(2) >$(3) && chmod $(1) $(3)
+
+# docs/install.md lists every file this installs; tests/test_install.sh
+# checks the two against each other.
 install: $(PROGRAMS)
 	install -D -m 0755 $(PINFER_MODEL) $(DESTDIR)$(PREFIX)/bin/pinfer-model
 	install -D -m 0755 $(PINFER_CLIENT) $(DESTDIR)$(PREFIX)/bin/pinfer
 	install -D -m 0755 $(PINFERD) $(DESTDIR)$(PREFIX)/sbin/pinferd
-	install -D -m 0644 systemd/pinferd.service $(DESTDIR)$(UNITDIR)/pinferd.service
-	install -D -m 0644 systemd/pinferd.socket $(DESTDIR)$(UNITDIR)/pinferd.socket
+	$(call install-sbin-path,0644,systemd/pinferd.service,$(DESTDIR)$(UNITDIR)/pinferd.service)
+	$(call install-sbin-path,0644,systemd/pinferd.socket,$(DESTDIR)$(UNITDIR)/pinferd.socket)
 	install -D -m 0644 systemd/pinferd.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/pinfer.conf
 	install -D -m 0644 systemd/pinferd.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/pinfer.conf
+	install -D -m 0644 systemd/org.pinfer.Pinfer1.conf $(DESTDIR)$(DBUSDIR)/system.d/org.pinfer.Pinfer1.conf
+	$(call install-sbin-path,0644,systemd/org.pinfer.Pinfer1.service,$(DESTDIR)$(DBUSDIR)/system-services/org.pinfer.Pinfer1.service)
+	install -D -m 0644 systemd/org.pinfer.Pinfer1.Manager.xml \
+		$(DESTDIR)$(DBUSDIR)/interfaces/org.pinfer.Pinfer1.Manager.xml
+	install -D -m 0644 systemd/org.pinfer.Pinfer1.Model.xml \
+		$(DESTDIR)$(DBUSDIR)/interfaces/org.pinfer.Pinfer1.Model.xml
+	install -D -m 0644 docs/man/pinferd.8 $(DESTDIR)$(MANDIR)/man8/pinferd.8
+	install -D -m 0644 docs/man/pinfer.1 $(DESTDIR)$(MANDIR)/man1/pinfer.1
+	install -D -m 0644 docs/man/pinfer-model.1 $(DESTDIR)$(MANDIR)/man1/pinfer-model.1
+	install -D -m 0644 docs/pinferd.conf.example $(DESTDIR)$(SYSCONFDIR)/pinfer/pinferd.conf.example
+	$(call install-sbin-path,0755,openrc/pinferd.initd,$(DESTDIR)$(SYSCONFDIR)/init.d/pinferd)
+	install -D -m 0644 openrc/pinferd.confd $(DESTDIR)$(SYSCONFDIR)/conf.d/pinferd
 
 clean:
 	rm -rf build

@@ -8,7 +8,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-enum kind { K_PATH, K_INT, K_DURATION, K_SIZE, K_LOGLEVEL };
+enum kind { K_PATH, K_INT, K_DURATION, K_SIZE, K_LOGLEVEL, K_BUS };
 
 struct option_spec {
 	const char *name;
@@ -46,6 +46,7 @@ static const struct option_spec specs[] = {
 	{ "shutdown-grace", K_DURATION, FIELD(shutdown_grace_ms), 0, 0,
 	  "time running generations get to finish on SIGTERM (default 5s)" },
 	{ "log-level", K_LOGLEVEL, FIELD(log_level), 0, 0, "error, warn, info or debug" },
+	{ "bus", K_BUS, FIELD(bus), 0, 0, "D-Bus control interface on the system bus (default), session bus, or none" },
 };
 
 #define N_SPECS (sizeof(specs) / sizeof(specs[0]))
@@ -147,8 +148,21 @@ static int apply(struct config *c, const struct option_spec *o, const char *valu
 		return 0;
 	case K_LOGLEVEL:
 		return log_level_parse(value, field);
+	case K_BUS:
+		for (int b = 0; b < 3; b++)
+			if (!strcmp(value, config_bus_name((enum config_bus)b))) {
+				*(enum config_bus *)field = (enum config_bus)b;
+				return 0;
+			}
+		return -EINVAL;
 	}
 	return -EINVAL;
+}
+
+const char *config_bus_name(enum config_bus b)
+{
+	static const char *const names[] = { "system", "session", "none" };
+	return b >= 0 && b < 3 ? names[b] : "?";
 }
 
 static const struct option_spec *find_spec(const char *name)
@@ -244,20 +258,22 @@ static void usage(void)
 	       CONFIG_DEFAULT_FILE);
 	for (size_t i = 0; i < N_SPECS; i++)
 		printf("  --%-20s %s\n", specs[i].name, specs[i].help);
-	printf("  --%-20s %s\n  --%-20s %s\n  --%-20s %s\n", "config FILE", "read settings from FILE",
-	       "help", "print this and exit", "version", "print the version and exit");
+	printf("  --%-20s %s\n  --%-20s %s\n  --%-20s %s\n  --%-20s %s\n", "session-bus",
+	       "the same as --bus session", "config FILE", "read settings from FILE", "help",
+	       "print this and exit", "version", "print the version and exit");
 }
 
 int config_load(struct config *c, int argc, char **argv, struct pf_err *err)
 {
 	defaults(c);
-	struct option longopts[N_SPECS + 4];
+	struct option longopts[N_SPECS + 5];
 	for (size_t i = 0; i < N_SPECS; i++)
 		longopts[i] = (struct option){ specs[i].name, required_argument, NULL, (int)(1000 + i) };
 	longopts[N_SPECS] = (struct option){ "config", required_argument, NULL, 'c' };
 	longopts[N_SPECS + 1] = (struct option){ "help", no_argument, NULL, 'h' };
 	longopts[N_SPECS + 2] = (struct option){ "version", no_argument, NULL, 'V' };
-	longopts[N_SPECS + 3] = (struct option){ 0 };
+	longopts[N_SPECS + 3] = (struct option){ "session-bus", no_argument, NULL, 's' };
+	longopts[N_SPECS + 4] = (struct option){ 0 };
 
 	/* First pass: only --config, --help and --version, so the file can be
 	 * read before the flags that override it. */
@@ -287,6 +303,8 @@ int config_load(struct config *c, int argc, char **argv, struct pf_err *err)
 		return r;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		if (opt == 's')
+			c->bus = CONFIG_BUS_SESSION;
 		if (opt < 1000)
 			continue;
 		const struct option_spec *o = &specs[opt - 1000];

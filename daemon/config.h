@@ -16,6 +16,9 @@
 #define PINFERD_VERSION "0.1.0"
 #define CONFIG_DEFAULT_FILE "/etc/pinfer/pinferd.conf"
 
+/* Where the D-Bus control interface lives (docs/dbus-api.md). */
+enum config_bus { CONFIG_BUS_SYSTEM, CONFIG_BUS_SESSION, CONFIG_BUS_NONE };
+
 struct config {
 	char socket_path[PATH_MAX];
 	char models_dir[PATH_MAX];
@@ -38,12 +41,15 @@ struct config {
 	size_t max_queued_output;     /* per connection, bytes */
 	uint64_t shutdown_grace_ms;
 	enum log_level log_level;
+	enum config_bus bus;
 };
 
 /* Fills defaults, reads the config file and applies the flags. Returns 0,
  * 1 when --help or --version printed what was asked (exit 0), or a
  * negative errno with err describing the bad flag, value or file line. */
 int config_load(struct config *c, int argc, char **argv, struct pf_err *err);
+
+const char *config_bus_name(enum config_bus b);
 
 /* "250ms", "30s", "5m", "2h", a bare number of seconds, or a negative
  * number (forever) into milliseconds. */

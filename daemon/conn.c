@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "log.h"
 #include "scheduler.h"
 #include "server.h"
@@ -222,7 +223,7 @@ void conn_send_error(struct conn *c, uint64_t request_id, Pinfer__ErrorCode code
 
 bool conn_may_control_models(const struct conn *c)
 {
-	return c->uid == 0 || c->uid == getuid() || c->gid == getgid();
+	return access_may_control_models(c->uid, c->gid);
 }
 
 static void fatal(struct conn *c, Pinfer__ErrorCode code, const char *msg)

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "generate.h"
+#include "bus.h"
 #include "log.h"
 #include "server.h"
 #include "stop.h"
@@ -57,6 +58,7 @@ static Pinfer__DoneReason proto_reason(enum done_reason r)
 static void retire(struct server *s, struct request *r)
 {
 	r->finished_seen = true;
+	s->requests_in_flight--;
 	if (r->conn)
 		conn_request_remove(r->conn, r);
 	if (r->model)
@@ -112,6 +114,10 @@ void server_deliver(struct server *s, struct request *r)
 	free(ids);
 	if (!done)
 		return;
+	if (r->model) {
+		r->model->tokens_generated += (uint64_t)r->stats.generated_tokens;
+		r->model->decode_ns += r->stats.decode_ns;
+	}
 	if (c) {
 		Pinfer__Done d = PINFER__DONE__INIT;
 		Pinfer__Error e = PINFER__ERROR__INIT;
@@ -361,6 +367,8 @@ void server_load_done(void *data, struct model_entry *e, int status, const char 
 			start(s, r);
 		}
 	}
+	bus_load_done(s->bus, e, status, error);
+	server_check_stopped(s);
 }
 
 /* Finds the model (rescanning the directory for new files), or replies
@@ -411,6 +419,7 @@ static void admit(struct conn *c, struct request *r, struct model_entry *e, bool
 	struct server *s = c->srv;
 	r->model = e;
 	conn_request_add(c, r);
+	s->requests_in_flight++;
 	models_use(s->models, e, has_keep_alive, keep_alive_ms);
 	if (e->state == MODEL_LOADED) {
 		start(s, r);

@@ -152,13 +152,14 @@ void loop_free(struct loop *l)
 static uint32_t to_epoll(uint32_t events)
 {
 	return (events & LOOP_READ ? EPOLLIN : 0) | (events & LOOP_WRITE ? EPOLLOUT : 0) |
-	       (events & LOOP_HUP ? EPOLLRDHUP : 0);
+	       (events & LOOP_HUP ? EPOLLRDHUP : 0) | (events & LOOP_PRI ? EPOLLPRI : 0);
 }
 
 static uint32_t from_epoll(uint32_t events)
 {
 	return (events & EPOLLIN ? LOOP_READ : 0) | (events & EPOLLOUT ? LOOP_WRITE : 0) |
-	       (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP) ? LOOP_HUP : 0);
+	       (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP) ? LOOP_HUP : 0) |
+	       (events & EPOLLPRI ? LOOP_PRI : 0);
 }
 
 static struct watch *find_watch(struct loop *l, int fd)

@@ -26,10 +26,15 @@ struct loop_wake;
 /* Readiness of a watched fd. LOOP_HUP (hang-up or error) is reported
  * whether or not it was asked for, because epoll reports it regardless: a
  * callback that gets it must unwatch the fd or the loop keeps reporting it.
- * Asking for LOOP_HUP also reports a stream peer's shutdown(SHUT_WR). */
+ * Asking for LOOP_HUP also reports a stream peer's shutdown(SHUT_WR).
+ * LOOP_PRI is EPOLLPRI: a PSI file (/proc/pressure/memory, a cgroup's
+ * memory.pressure) reports a trigger with it, a pty master in packet mode a
+ * status change. Like LOOP_READ and LOOP_WRITE, it is reported only when
+ * asked for. */
 #define LOOP_READ  (1u << 0)
 #define LOOP_WRITE (1u << 1)
 #define LOOP_HUP   (1u << 2)
+#define LOOP_PRI   (1u << 3)
 
 /* events: the LOOP_* bits that are ready, among those watched plus LOOP_HUP. */
 typedef void loop_fd_fn(struct loop *l, int fd, uint32_t events, void *data);

@@ -37,6 +37,7 @@ struct models {
 	pthread_cond_t idle;
 	struct load_job *finished;
 	int loading;
+	uint64_t loads;            /* loads ended well, for load_seq */
 };
 
 static int64_t unix_ms(void)
@@ -57,6 +58,7 @@ static void unload(struct models *m, struct model_entry *e)
 	e->state = MODEL_UNLOADED;
 	e->mem_bytes = 0;
 	e->expires_at_unix_ms = 0;
+	e->max_bytes = 0;
 	log_info("model %s unloaded", e->name);
 }
 
@@ -86,6 +88,14 @@ int models_loaded_count(struct models *m)
 	int n = 0;
 	for (struct model_entry *e = m->entries; e; e = e->next)
 		n += e->state == MODEL_LOADED;
+	return n;
+}
+
+int models_loading_count(struct models *m)
+{
+	int n = 0;
+	for (struct model_entry *e = m->entries; e; e = e->next)
+		n += e->state == MODEL_LOADING;
 	return n;
 }
 
@@ -140,6 +150,10 @@ static void finish_load(struct models *m, struct load_job *job)
 			 e->name, (unsigned long long)(job->estimate >> 20),
 			 (unsigned long long)(m->cfg.budget_bytes >> 20));
 		status = -ENOMEM;
+	} else if (!status && e->max_bytes && job->estimate > e->max_bytes) {
+		snprintf(why, sizeof(why), "model %s needs %llu bytes, more than the %llu asked for",
+			 e->name, (unsigned long long)job->estimate, (unsigned long long)e->max_bytes);
+		status = -ENOMEM;
 	} else if (!status && !make_room(m, e, job->estimate, why, sizeof(why))) {
 		status = -ENOMEM;
 	}
@@ -152,12 +166,17 @@ static void finish_load(struct models *m, struct load_job *job)
 	if (status) {
 		pinfer_model_free(job->model);
 		e->state = MODEL_UNLOADED;
+		e->max_bytes = 0;
 		log_error("cannot load %s: %s", e->name, why);
 	} else {
 		e->model = job->model;
 		e->mem_bytes = job->estimate;
 		e->state = MODEL_LOADED;
 		e->last_used_ms = loop_now_ms();
+		e->load_seq = ++m->loads;
+		e->loaded_at_unix_us = unix_ms() * 1000;
+		e->tokens_generated = 0;
+		e->decode_ns = 0;
 		log_info("model %s loaded (%llu MiB with %d slots)", e->name,
 			 (unsigned long long)(e->mem_bytes >> 20), m->cfg.sched.n_slots);
 	}
@@ -238,6 +257,17 @@ int models_unload(struct models *m, struct model_entry *e)
 	if (e->state == MODEL_LOADED)
 		unload(m, e);
 	return 0;
+}
+
+int models_evict_idle(struct models *m)
+{
+	int n = 0;
+	for (struct model_entry *e = m->entries; e; e = e->next)
+		if (e->state == MODEL_LOADED && e->active == 0) {
+			unload(m, e);
+			n++;
+		}
+	return n;
 }
 
 static void on_expiry(struct loop *l, void *data)

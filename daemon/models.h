@@ -36,6 +36,12 @@ struct model_entry {
 	uint64_t expiry_timer;
 	int64_t expires_at_unix_ms;  /* 0: not counting down; -1: never */
 	struct request *waiters;   /* requests waiting for the load (wait_next links) */
+	uint64_t max_bytes;        /* the next or current load fails above this; 0: no limit */
+	/* Of the current load: */
+	uint64_t load_seq;         /* numbers the daemon's loads from 1 */
+	int64_t loaded_at_unix_us;
+	uint64_t tokens_generated; /* by generations that ended */
+	uint64_t decode_ns;        /* their decode time */
 	struct models *owner;
 	struct model_entry *next;
 };
@@ -79,6 +85,9 @@ int models_load(struct models *m, struct model_entry *e);
 /* Unloads e now; -EBUSY while requests use it or it is loading. */
 int models_unload(struct models *m, struct model_entry *e);
 
+/* Unloads every loaded model that no request uses; returns how many. */
+int models_evict_idle(struct models *m);
+
 /* SIGHUP changed the default keep-alive: models found from now on and
  * those not loaded or loading take it; one in memory keeps its own, which
  * a running request may have chosen. */
@@ -87,5 +96,6 @@ void models_set_default_keep_alive(struct models *m, int64_t keep_alive_ms);
 uint64_t models_used_bytes(struct models *m);
 uint64_t models_budget_bytes(struct models *m);
 int models_loaded_count(struct models *m);
+int models_loading_count(struct models *m);
 
 #endif

@@ -16,12 +16,15 @@ static char last_status[256];
 
 /* Failures are logged, not returned: the daemon serves the same whether
  * or not the manager heard it, and a manager that lost a READY=1 times the
- * start out on its own. */
+ * start out on its own. Logged when they start, not for every status
+ * line while they last. */
 static void notify_send(const char *state)
 {
+	static int last_error;
 	int r = sd_notify(0, state);
-	if (r < 0)
+	if (r < 0 && r != last_error)
 		log_warn("cannot notify the service manager: %s", strerror(-r));
+	last_error = r < 0 ? r : 0;
 }
 
 void notify_status(const char *status)
@@ -71,6 +74,13 @@ uint64_t notify_watchdog_usec(void)
 void notify_watchdog(void)
 {
 	notify_send("WATCHDOG=1");
+}
+
+void notify_extend_timeout(uint64_t usec)
+{
+	char msg[64];
+	snprintf(msg, sizeof(msg), "EXTEND_TIMEOUT_USEC=%llu", (unsigned long long)usec);
+	notify_send(msg);
 }
 
 #endif

@@ -23,6 +23,9 @@ void notify_status(const char *status);
  * 0 when it asked for none (or for another process). */
 uint64_t notify_watchdog_usec(void);
 void notify_watchdog(void);
+/* Stopping takes longer than planned (a load that cannot be cut short):
+ * the manager waits usec more from now, whatever its stop timeout. */
+void notify_extend_timeout(uint64_t usec);
 
 #else
 
@@ -32,6 +35,7 @@ static inline void notify_stopping(void) {}
 static inline void notify_status(const char *status) { (void)status; }
 static inline uint64_t notify_watchdog_usec(void) { return 0; }
 static inline void notify_watchdog(void) {}
+static inline void notify_extend_timeout(uint64_t usec) { (void)usec; }
 
 #endif
 

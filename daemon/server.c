@@ -6,8 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bus.h"
 #include "log.h"
 #include "notify.h"
+#include "pressure.h"
 #include "scheduler.h"
 
 static void on_ready(struct loop *l, void *data)
@@ -52,6 +54,7 @@ static void before_sleep(struct loop *l, void *data)
 {
 	(void)l;
 	struct server *s = data;
+	bus_before_sleep(s->bus);
 	conn_flush_all(s);
 	/* Every change of what is loaded or running passes through a loop
 	 * iteration, so recomputing here keeps STATUS= current without hooks
@@ -59,6 +62,16 @@ static void before_sleep(struct loop *l, void *data)
 	char status[128];
 	server_status_text(s, status, sizeof(status));
 	notify_status(status);
+}
+
+/* The system runs short of memory: what no request uses goes, before the
+ * kernel picks a process to kill, likely this one, the largest. */
+static void on_pressure(void *data)
+{
+	struct server *s = data;
+	int n = models_evict_idle(s->models);
+	log_info("memory pressure (%s): %d idle model%s evicted", pressure_source(s->pressure), n,
+		 n == 1 ? "" : "s");
 }
 
 static void on_listen(struct loop *l, int fd, uint32_t events, void *data)
@@ -95,6 +108,14 @@ int server_init(struct server *s, const struct config *cfg, struct loop *l, stru
 		return r;
 	if ((r = loop_watch(l, s->listen_fd, LOOP_READ, on_listen, s)))
 		return pf_errf(err, r, "cannot watch the listening socket: %s", strerror(-r));
+	/* After the socket, before READY=1 (main.c): both ways in are up
+	 * when the manager hears the daemon is ready. */
+	bus_open(&s->bus, s, cfg->bus);
+	struct pf_err perr;
+	if (pressure_open(&s->pressure, l, on_pressure, s, &perr))
+		log_warn("not watching memory pressure: %s", perr.msg);
+	else if (s->pressure)
+		log_info("watching memory pressure: %s", pressure_source(s->pressure));
 	loop_set_before_sleep(l, before_sleep, s);
 	return 0;
 }
@@ -107,6 +128,10 @@ void server_destroy(struct server *s)
 	conn_flush_all(s);
 	while (s->conns)
 		conn_close(s->conns, "the daemon is stopping");
+	bus_close(s->bus);
+	s->bus = NULL;
+	pressure_close(s->pressure);
+	s->pressure = NULL;
 	/* Cancels whatever still runs; the final notifications land on the
 	 * ready list, which is drained below. */
 	models_free(s->models);
@@ -127,10 +152,7 @@ void server_destroy(struct server *s)
 
 static int active_requests(struct server *s)
 {
-	int n = 0;
-	for (struct conn *c = s->conns; c; c = c->next)
-		n += c->n_requests;
-	return n;
+	return s->requests_in_flight;
 }
 
 static void cancel_all(struct server *s)
@@ -153,6 +175,23 @@ static void on_grace_over(struct loop *l, void *data)
 	server_check_stopped(s);
 }
 
+/* How often the manager hears that stopping goes on, and how much more
+ * time each message asks for: a load cannot be cut short, and a phone's
+ * flash may take longer than TimeoutStopSec= to deliver a big model. */
+#define EXTEND_EVERY_MS 5000
+#define EXTEND_BY_USEC 15000000
+
+static void on_extend(struct loop *l, void *data)
+{
+	struct server *s = data;
+	s->extend_timer = 0;
+	int loading = models_loading_count(s->models);
+	log_info("still stopping: %d request%s, %d load%s to finish", active_requests(s),
+		 active_requests(s) == 1 ? "" : "s", loading, loading == 1 ? "" : "s");
+	notify_extend_timeout(EXTEND_BY_USEC);
+	s->extend_timer = loop_timer_add(l, EXTEND_EVERY_MS, on_extend, s);
+}
+
 void server_shutdown(struct server *s)
 {
 	if (s->stopping)
@@ -165,14 +204,18 @@ void server_shutdown(struct server *s)
 	} else {
 		cancel_all(s);
 	}
+	/* At once, then periodically, unless nothing is left to wait for. */
+	s->extend_timer = loop_timer_add(s->loop, 0, on_extend, s);
 	server_check_stopped(s);
 }
 
 void server_check_stopped(struct server *s)
 {
-	if (!s->stopping || active_requests(s) > 0)
+	if (!s->stopping || active_requests(s) > 0 || models_loading_count(s->models) > 0)
 		return;
 	loop_timer_cancel(s->loop, s->grace_timer);
 	s->grace_timer = 0;
+	loop_timer_cancel(s->loop, s->extend_timer);
+	s->extend_timer = 0;
 	loop_stop(s->loop);
 }

@@ -42,14 +42,20 @@ struct server {
 	const struct config *cfg;
 	struct loop *loop;
 	struct models *models;
+	struct bus *bus;           /* NULL: D-Bus off */
+	struct pressure *pressure; /* NULL: no memory-pressure source */
 	int listen_fd;
 	bool remove_socket;        /* we created the socket file */
 	struct conn *conns;
 	int n_conns;
+	/* Admitted and not yet retired, with or without a connection: a
+	 * request whose client hung up runs until its worker lets go. */
+	int requests_in_flight;
 	uint64_t next_conn_id;
 	uint64_t started_ms;
 	bool stopping;
 	uint64_t grace_timer;
+	uint64_t extend_timer;     /* EXTEND_TIMEOUT_USEC while stopping waits */
 
 	pthread_mutex_t ready_lock;  /* guards ready */
 	struct request *ready;       /* requests with news from a worker */
@@ -61,7 +67,7 @@ void server_destroy(struct server *s);
 /* SIGTERM/SIGINT: stop accepting; requests get the grace period to finish,
  * then are cancelled; the loop stops once none is left. */
 void server_shutdown(struct server *s);
-/* Stops the loop once shutting down and no request is left. */
+/* Stops the loop once shutting down and no request or load is left. */
 void server_check_stopped(struct server *s);
 /* What the daemon is doing, for the service manager's STATUS=:
  * "2 models loaded, 1 generation running", ", 1 loading" while loads run. */

@@ -536,6 +536,21 @@ static void test_shutdown_with_requests(void **state)
 		client_close(&c);
 		daemon_stop(&d);
 	}
+	/* A client that hangs up leaves its generation to be cancelled on
+	 * the worker; a SIGTERM right after must wait for it (under ASan, a
+	 * request dropped at exit is a leak and daemon_stop fails). */
+	const char *flags[] = { "--batch", "1", NULL };
+	struct daemon d;
+	daemon_start(&d, flags);
+	for (int i = 0; i < 3; i++) {
+		struct client c;
+		client_connect(&c, &d);
+		struct gen_opts o = { .prompt = prompt, .n_predict = 500 };
+		client_generate(&c, 1, &o);
+		sleep_ms(20);
+		client_close(&c);
+	}
+	daemon_stop(&d);
 }
 
 int main(void)

@@ -5,14 +5,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -129,6 +132,81 @@ static void test_fd_errors(void **state)
 	close(file);
 	close(p[0]);
 	close(p[1]);
+	loop_free(l);
+}
+
+struct pri_state {
+	int calls;
+	uint32_t events;
+};
+
+static void pri_cb(struct loop *l, int fd, uint32_t events, void *data)
+{
+	(void)l;
+	(void)fd;
+	struct pri_state *s = data;
+	s->calls++;
+	s->events = events;
+}
+
+/* LOOP_PRI, from a pty master in packet mode: a flush on the slave sets a
+ * status packet, which the master reports as EPOLLPRI and EPOLLIN until it
+ * is read. */
+static void test_fd_priority(void **state)
+{
+	(void)state;
+	int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (master < 0)
+		skip();  /* no ptys here */
+	char name[64];
+	assert_int_equal(grantpt(master), 0);
+	assert_int_equal(unlockpt(master), 0);
+	assert_int_equal(ptsname_r(master, name, sizeof(name)), 0);
+	int slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	assert_true(slave >= 0);
+	int one = 1;
+	assert_int_equal(ioctl(master, TIOCPKT, &one), 0);
+
+	struct loop *l = new_loop();
+	struct pri_state s = { 0 };
+	assert_int_equal(loop_watch(l, master, LOOP_PRI, pri_cb, &s), 0);
+	run_one_iteration(l);
+	assert_int_equal(s.calls, 0);
+
+	assert_int_equal(tcflush(slave, TCIFLUSH), 0);
+	run_one_iteration(l);
+	assert_int_equal(s.calls, 1);
+	assert_int_equal(s.events, LOOP_PRI);
+	/* Each bit only when asked for. */
+	assert_int_equal(loop_modify(l, master, LOOP_READ), 0);
+	run_one_iteration(l);
+	assert_int_equal(s.calls, 2);
+	assert_int_equal(s.events, LOOP_READ);
+	assert_int_equal(loop_modify(l, master, LOOP_READ | LOOP_PRI), 0);
+	run_one_iteration(l);
+	assert_int_equal(s.calls, 3);
+	assert_int_equal(s.events, LOOP_READ | LOOP_PRI);
+
+	/* Reading the packet clears it. */
+	unsigned char packet[8];
+	assert_int_equal(read(master, packet, sizeof(packet)), 1);
+	assert_int_equal(packet[0], TIOCPKT_FLUSHREAD);
+	run_one_iteration(l);
+	assert_int_equal(s.calls, 3);
+	/* Plain data is readable, not priority. It reaches the master
+	 * through a kernel worker: wait for it. */
+	assert_int_equal(write(slave, "x", 1), 1);
+	struct pollfd pfd = { .fd = master, .events = POLLIN };
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	run_one_iteration(l);
+	assert_int_equal(s.calls, 4);
+	assert_int_equal(s.events, LOOP_READ);
+	assert_int_equal(read(master, packet, sizeof(packet)), 2);
+	assert_int_equal(packet[0], TIOCPKT_DATA);
+
+	loop_unwatch(l, master);
+	close(slave);
+	close(master);
 	loop_free(l);
 }
 
@@ -577,6 +655,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fd_readiness),
 		cmocka_unit_test(test_fd_errors),
+		cmocka_unit_test(test_fd_priority),
 		cmocka_unit_test(test_unwatch_pending_event),
 		cmocka_unit_test(test_modify_pending_event),
 		cmocka_unit_test(test_fd_number_reuse),

@@ -1,0 +1,447 @@
+#!/bin/sh
+# pinferd's D-Bus interface (docs/dbus-api.md) against a private
+# dbus-daemon, driven by clients nobody here wrote: busctl (sd-bus),
+# gdbus (GLib) and dbus-send (libdbus). Covers the name and READY=1, the
+# introspection against the shipped interface files, LoadModel / EvictModel
+# / ListModels with their signals and errors, properties, a generation on
+# the socket showing up in them, the uid check, the shipped bus policy, a
+# loop that keeps answering while a load hangs and while a generation
+# runs, memory pressure, and a bus that is missing or goes away.
+set -u
+: "${SHARED:?SHARED must name the shared data directory}"
+: "${BUILD:?BUILD must name the build directory}"
+pinfer=$(cd "$BUILD" && pwd)/pinfer
+pinferd=$(cd "$BUILD" && pwd)/pinferd
+name=org.pinfer.Pinfer1
+mgr=/org/pinfer/Pinfer1
+iface=org.pinfer.Pinfer1.Manager
+
+fail() {
+	echo "test_dbus: FAIL: $*" >&2
+	[ -f "$tmp/pinferd.log" ] && { echo "--- pinferd.log" >&2; tail -n 30 "$tmp/pinferd.log" >&2; }
+	exit 1
+}
+
+for tool in dbus-daemon dbus-send dbus-monitor busctl gdbus setpriv python3; do
+	command -v "$tool" >/dev/null || { echo "test_dbus: FAIL: $tool is needed (scripts/install-deps.sh)" >&2; exit 1; }
+done
+tmp=$(mktemp -d /tmp/pinfer-dbus-XXXXXX) || { echo "test_dbus: FAIL: no temporary directory" >&2; exit 1; }
+# The uid check runs a client as nobody, who must reach the bus socket.
+chmod 755 "$tmp"
+daemon=
+bus=
+monitor=
+
+stop_daemon() {
+	[ -z "$daemon" ] || { kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; }
+	daemon=
+}
+# SIGTERM must end pinferd cleanly (with SANITIZE=1: without leaks).
+stop_daemon_checked() {
+	kill -TERM "$daemon"
+	wait "$daemon"
+	status=$?
+	daemon=
+	[ "$status" -eq 0 ] || fail "pinferd exited with status $status on SIGTERM"
+}
+
+cleanup() {
+	status=$?
+	# A load stuck on the FIFO must not keep pinferd from exiting.
+	[ -p "$tmp/models/slow.gguf" ] && { : <>"$tmp/models/slow.gguf"; } 2>/dev/null
+	[ -z "$monitor" ] || kill "$monitor" 2>/dev/null
+	stop_daemon
+	[ -z "$bus" ] || kill "$bus" 2>/dev/null
+	rm -rf "$tmp"
+	exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+mkdir "$tmp/models"
+ln -s "$SHARED/models/stories260K/stories260K.gguf" "$tmp/models/stories260K.gguf"
+head -c 4096 /dev/urandom >"$tmp/models/garbage.gguf"
+cp "$SHARED/models/stories260K/stories260K.gguf" "$tmp/models/slow.gguf"
+# stories260K generates its whole context in a blink; this one takes
+# seconds, long enough to be seen running.
+"$BUILD/pinfer-model" synth --dim 1024 --ff 2816 --layers 8 --heads 16 --type q4_0 --ctx 512 \
+	--vocab-from "$SHARED/models/llama-2-tiny-random/llama-2-tiny-random.gguf" \
+	-o "$tmp/models/mid.gguf" >"$tmp/synth.log" 2>&1 || { cat "$tmp/synth.log" >&2; exit 1; }
+: >"$tmp/pinferd.conf"
+# Memory pressure as systemd would report it, from a FIFO the test writes.
+mkfifo "$tmp/pressure"
+export MEMORY_PRESSURE_WATCH="$tmp/pressure"
+
+# A bus of our own: everyone may connect and own names, so what the daemon
+# refuses below is its own uid check, not the bus policy.
+start_bus() {  # config-file
+	dbus-daemon --config-file="$1" --nofork --nosyslog >"$tmp/bus.log" 2>&1 &
+	bus=$!
+	tries=0
+	while [ ! -S "$tmp/bus" ]; do
+		tries=$((tries + 1))
+		[ "$tries" -le 100 ] || fail "dbus-daemon did not start: $(cat "$tmp/bus.log")"
+		sleep 0.05
+	done
+}
+cat >"$tmp/open.conf" <<EOF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path=$tmp/bus</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+  </policy>
+</busconfig>
+EOF
+start_bus "$tmp/open.conf"
+addr=unix:path=$tmp/bus
+export DBUS_SESSION_BUS_ADDRESS="$addr"
+
+bctl() { busctl --address="$addr" "$@"; }
+# gdbus prints the error's D-Bus name, which busctl does not.
+gcall() {  # object-path method args...
+	path=$1 method=$2
+	shift 2
+	gdbus call --address "$addr" --dest "$name" --object-path "$path" --method "$method" "$@" 2>&1
+}
+expect_error() {  # error-name output what
+	case "$2" in
+	*"$1"*) ;;
+	*) fail "$3: expected $1, got: $2" ;;
+	esac
+}
+prop() {  # object-path interface property -> value without the type
+	bctl get-property "$name" "$1" "$2" "$3" | cut -d' ' -f2-
+}
+wait_for() {  # what command...: retries for 10 s
+	what=$1
+	shift
+	tries=0
+	until "$@" >/dev/null 2>&1; do
+		tries=$((tries + 1))
+		[ "$tries" -le 200 ] || fail "timed out waiting for $what"
+		sleep 0.05
+	done
+}
+
+# (1) READY=1 comes after the name is owned: the listener asks the bus the
+# moment READY=1 arrives.
+start_daemon() {
+	rm -f "$tmp/notify" "$tmp/listening"
+	python3 - "$tmp" <<'PY' &
+import os, socket, subprocess, sys
+tmp = sys.argv[1]
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+listener.bind(tmp + "/notify")
+listener.settimeout(10)
+open(tmp + "/listening", "w").close()
+while True:
+    try:
+        msg = listener.recv(4096).decode()
+    except socket.timeout:
+        sys.exit("test_dbus: FAIL: no READY=1 within 10 s")
+    if "READY=1" in msg.splitlines():
+        break
+owner = subprocess.run(["dbus-send", "--session", "--print-reply=literal",
+                        "--dest=org.freedesktop.DBus", "/org/freedesktop/DBus",
+                        "org.freedesktop.DBus.NameHasOwner", "string:org.pinfer.Pinfer1"],
+                       capture_output=True, text=True).stdout
+if "true" not in owner:
+    sys.exit("test_dbus: FAIL: READY=1 came before org.pinfer.Pinfer1 was owned: %r" % owner)
+PY
+	listener=$!
+	wait_for "the notify listener" test -e "$tmp/listening"
+	NOTIFY_SOCKET=$tmp/notify "$pinferd" --config "$tmp/pinferd.conf" --socket "$tmp/sock" \
+		--models "$tmp/models" --session-bus --threads 1 >>"$tmp/pinferd.log" 2>&1 &
+	daemon=$!
+	if [ "${WITH_SYSTEMD:-1}" = 1 ]; then
+		wait "$listener" || fail "READY=1 and the bus name (above)"
+	else
+		kill "$listener" 2>/dev/null
+		wait "$listener" 2>/dev/null
+	fi
+	wait_for "the name $name" bctl status "$name"
+	wait_for "the socket" test -S "$tmp/sock"
+}
+start_daemon
+
+# Signals from the daemon and its replies, in the order the bus routed them.
+dbus-monitor --address "$addr" "type='signal',sender='$name'" "type='method_return',sender='$name'" \
+	>"$tmp/monitor" 2>&1 &
+monitor=$!
+# dbus-monitor reports losing its own unique name once it is a monitor.
+wait_for "dbus-monitor" grep -q NameLost "$tmp/monitor"
+
+# (2) Introspection is the shipped interface files, member for member.
+check_introspection() {  # object-path interface-file
+	dbus-send --session --print-reply=literal --dest="$name" "$1" \
+		org.freedesktop.DBus.Introspectable.Introspect >"$tmp/introspect.xml" ||
+		fail "Introspect of $1 failed"
+	python3 - "$tmp/introspect.xml" "$2" <<'PY' || fail "introspection of $1 differs from $2 (above)"
+import sys, xml.etree.ElementTree as ET
+def members(el):
+    out = []
+    for m in el:
+        args = tuple((a.get("name"), a.get("type"), a.get("direction")) for a in m.findall("arg"))
+        notes = tuple((a.get("name"), a.get("value")) for a in m.findall("annotation"))
+        out.append((m.tag, m.get("name"), m.get("type"), m.get("access"), args, notes))
+    return sorted(out)
+live = ET.fromstring(open(sys.argv[1]).read())
+shipped = ET.parse(sys.argv[2]).getroot().find("interface")
+found = [i for i in live.findall("interface") if i.get("name") == shipped.get("name")]
+if len(found) != 1:
+    sys.exit("%s: interface %s is not there once" % (sys.argv[1], shipped.get("name")))
+if members(found[0]) != members(shipped):
+    print(members(found[0]), members(shipped), sep="\n")
+    sys.exit("members differ")
+std = {"org.freedesktop.DBus.Properties", "org.freedesktop.DBus.Introspectable", "org.freedesktop.DBus.Peer"}
+if not std <= {i.get("name") for i in live.findall("interface")}:
+    sys.exit("standard interfaces missing")
+PY
+	# Every property the file declares is there, and nothing else.
+	iface_name=$(python3 -c 'import sys,xml.etree.ElementTree as E; print(E.parse(sys.argv[1]).getroot().find("interface").get("name"))' "$2")
+	gdbus call --address "$addr" --dest "$name" --object-path "$1" \
+		--method org.freedesktop.DBus.Properties.GetAll "$iface_name" >"$tmp/getall" ||
+		fail "GetAll $iface_name on $1 failed"
+	python3 - "$tmp/getall" "$2" <<'PY' || fail "GetAll on $1 does not match $2 (above)"
+import re, sys, xml.etree.ElementTree as ET
+got = set(re.findall(r"'([A-Za-z]+)': ", open(sys.argv[1]).read()))
+want = {p.get("name") for p in ET.parse(sys.argv[2]).getroot().iter("property")}
+if got != want:
+    sys.exit("GetAll gave %s, the file declares %s" % (sorted(got), sorted(want)))
+PY
+}
+check_introspection "$mgr" systemd/org.pinfer.Pinfer1.Manager.xml
+bctl tree "$name" >"$tmp/tree" || fail "busctl tree failed"
+grep -q "$mgr" "$tmp/tree" || fail "busctl tree does not show $mgr: $(cat "$tmp/tree")"
+
+# (3) LoadModel through busctl replies with the new object, after the
+# InterfacesAdded signal; the object has the model's properties.
+[ "$(prop "$mgr" "$iface" LoadedModels)" = "0" ] || fail "LoadedModels not empty at start"
+out=$(bctl call "$name" "$mgr" "$iface" LoadModel 'sa{sv}' stories260K 1 keep-alive-ms x 600000) ||
+	fail "LoadModel failed: $out"
+[ "$out" = 'o "/org/pinfer/Pinfer1/Model/1"' ] || fail "LoadModel replied $out"
+model=/org/pinfer/Pinfer1/Model/1
+wait_for "the LoadModel reply in the monitor" grep -q 'object path "/org/pinfer/Pinfer1/Model/1"' "$tmp/monitor"
+python3 - "$tmp/monitor" <<'PY' || fail "signals of the load (above)"
+import sys
+text = open(sys.argv[1]).read()
+added = text.find("member=InterfacesAdded")
+reply = text.find('method return', added if added >= 0 else 0)
+if added < 0:
+    sys.exit("no InterfacesAdded")
+if '"/org/pinfer/Pinfer1/Model/1"' not in text[added:added + 400]:
+    sys.exit("InterfacesAdded is not for Model/1")
+before = text[:added]
+if 'object path "/org/pinfer/Pinfer1/Model/1"' in before:
+    sys.exit("LoadModel replied before InterfacesAdded")
+if "member=PropertiesChanged" not in text or '"LoadedModels"' not in text:
+    sys.exit("no PropertiesChanged for LoadedModels")
+PY
+check_introspection "$model" systemd/org.pinfer.Pinfer1.Model.xml
+[ "$(prop "$model" org.pinfer.Pinfer1.Model Name)" = '"stories260K"' ] || fail "Name"
+[ "$(prop "$model" org.pinfer.Pinfer1.Model Architecture)" = '"llama"' ] || fail "Architecture"
+[ "$(prop "$model" org.pinfer.Pinfer1.Model Quantization)" = '"f32"' ] || fail "Quantization"
+[ "$(prop "$model" org.pinfer.Pinfer1.Model KeepAlive)" = 600000 ] || fail "KeepAlive is not the option's"
+[ "$(prop "$model" org.pinfer.Pinfer1.Model Parameters)" -gt 0 ] || fail "Parameters"
+mem=$(prop "$mgr" "$iface" MemoryUsed)
+[ "$mem" -gt 0 ] && [ "$mem" = "$(prop "$model" org.pinfer.Pinfer1.Model MemoryBytes)" ] ||
+	fail "MemoryUsed $mem is not the model's MemoryBytes"
+[ "$(prop "$mgr" "$iface" LoadedModels)" = "1 \"$model\"" ] || fail "LoadedModels: $(prop "$mgr" "$iface" LoadedModels)"
+# LoadModel of a loaded model answers at once with the same object.
+out=$(gcall "$mgr" "$iface.LoadModel" stories260K '{}') || fail "second LoadModel: $out"
+[ "$out" = "(objectpath '$model',)" ] || fail "second LoadModel replied $out"
+gcall "$mgr" org.freedesktop.DBus.ObjectManager.GetManagedObjects | grep -q "'$model': {'org.pinfer.Pinfer1.Model'" ||
+	fail "GetManagedObjects does not list $model"
+
+# (4) A generation on the socket shows in the model's counters.
+"$pinfer" --socket "$tmp/sock" run stories260K "" -n 20 --temp 0 >/dev/null || fail "generation failed"
+[ "$(prop "$model" org.pinfer.Pinfer1.Model TokensGenerated)" = 20 ] ||
+	fail "TokensGenerated $(prop "$model" org.pinfer.Pinfer1.Model TokensGenerated), expected 20"
+python3 -c 'import sys; sys.exit(not float(sys.argv[1]) > 0)' "$(prop "$model" org.pinfer.Pinfer1.Model DecodeTokensPerSecond)" ||
+	fail "DecodeTokensPerSecond is not positive"
+
+# (5) While a generation runs, the loop answers property reads (which see
+# it running), Ping on the socket, and EvictModel with Busy.
+mid=$(bctl call "$name" "$mgr" "$iface" LoadModel 'sa{sv}' mid 0 | sed 's/^o "\(.*\)"$/\1/')
+[ "$mid" = /org/pinfer/Pinfer1/Model/2 ] || fail "LoadModel mid replied '$mid'"
+"$pinfer" --socket "$tmp/sock" run mid "" -n 400 --temp 1 >/dev/null 2>&1 &
+gen=$!
+wait_for "a running generation" sh -c "[ \"\$(busctl --address='$addr' get-property $name $mid org.pinfer.Pinfer1.Model ActiveSessions)\" = 'u 1' ]"
+"$pinfer" --socket "$tmp/sock" ping >/dev/null || fail "ping during a generation"
+[ "$(prop "$mgr" "$iface" ActiveGenerations)" = 1 ] || fail "ActiveGenerations during a generation"
+out=$(gcall "$mgr" "$iface.EvictModel" mid)
+expect_error org.pinfer.Pinfer1.Error.Busy "$out" "EvictModel during a generation"
+kill "$gen"
+wait "$gen"
+wait_for "the generation to end" sh -c "[ \"\$(busctl --address='$addr' get-property $name $mid org.pinfer.Pinfer1.Model ActiveSessions)\" = 'u 0' ]"
+gcall "$mid" org.pinfer.Pinfer1.Model.Evict >/dev/null || fail "Model.Evict of mid"
+
+# (6) The uid check: nobody may read but not load or evict.
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+out=$(as_nobody gdbus call --address "$addr" --dest "$name" --object-path "$mgr" \
+	--method "$iface.LoadModel" stories260K '{}' 2>&1)
+expect_error org.pinfer.Pinfer1.Error.PermissionDenied "$out" "LoadModel as nobody"
+out=$(as_nobody dbus-send --session --print-reply --dest="$name" "$mgr" "$iface.EvictModel" string:stories260K 2>&1)
+expect_error org.pinfer.Pinfer1.Error.PermissionDenied "$out" "EvictModel as nobody"
+out=$(as_nobody busctl --address="$addr" get-property "$name" "$model" org.pinfer.Pinfer1.Model Name) ||
+	fail "nobody cannot read properties: $out"
+as_nobody busctl --address="$addr" call "$name" "$mgr" "$iface" ListModels >/dev/null ||
+	fail "nobody cannot list models"
+
+# (7) Errors carry the documented names.
+expect_error org.pinfer.Pinfer1.Error.NotFound "$(gcall "$mgr" "$iface.LoadModel" nope '{}')" "LoadModel nope"
+expect_error org.pinfer.Pinfer1.Error.NotFound "$(gcall "$mgr" "$iface.EvictModel" nope)" "EvictModel nope"
+expect_error org.pinfer.Pinfer1.Error.InvalidArgument \
+	"$(gcall "$mgr" "$iface.LoadModel" stories260K "{'keep-alive': <'5m'>}")" "an unknown option"
+expect_error org.pinfer.Pinfer1.Error.InvalidArgument \
+	"$(gcall "$mgr" "$iface.LoadModel" stories260K "{'keep-alive-ms': <'5m'>}")" "an option of the wrong type"
+expect_error org.pinfer.Pinfer1.Error.InvalidArgument \
+	"$(gcall "$mgr" "$iface.LoadModel" stories260K "{'sparsity': <'predictor'>}")" "an unsupported sparsity"
+expect_error org.pinfer.Pinfer1.Error.InvalidArgument "$(gcall "$mgr" "$iface.LoadModel" ../etc '{}')" "a path as name"
+expect_error org.pinfer.Pinfer1.Error.OutOfMemory \
+	"$(gcall "$mgr" "$iface.LoadModel" stories260K "{'max-memory': <uint64 1000>}")" "max-memory below the model"
+expect_error org.pinfer.Pinfer1.Error.LoadFailed "$(gcall "$mgr" "$iface.LoadModel" garbage '{}')" "a corrupt file"
+grep -q "garbage" "$tmp/pinferd.log" || fail "the failed load of garbage.gguf is not logged"
+expect_error org.freedesktop.DBus.Error.UnknownObject \
+	"$(gcall /org/pinfer/Pinfer1/Model/99 org.pinfer.Pinfer1.Model.Evict)" "a model object that does not exist"
+expect_error org.freedesktop.DBus.Error.PropertyReadOnly \
+	"$(gcall "$mgr" org.freedesktop.DBus.Properties.Set "$iface" MemoryBudget '<uint64 1>')" "Set"
+expect_error org.freedesktop.DBus.Error.UnknownProperty \
+	"$(gcall "$mgr" org.freedesktop.DBus.Properties.Get "$iface" Nope)" "Get of an unknown property"
+expect_error org.freedesktop.DBus.Error.UnknownMethod "$(gcall "$mgr" "$iface.Nope")" "an unknown method"
+expect_error org.freedesktop.DBus.Error.InvalidArgs \
+	"$(dbus-send --session --print-reply --dest="$name" "$mgr" "$iface.LoadModel" string:x 2>&1)" "bad signature"
+
+# (8) EvictModel (through dbus-send) unloads; the object goes, after
+# InterfacesRemoved.
+dbus-send --session --print-reply --dest="$name" "$mgr" "$iface.EvictModel" string:stories260K >/dev/null ||
+	fail "EvictModel failed"
+wait_for "InterfacesRemoved" grep -q "member=InterfacesRemoved" "$tmp/monitor"
+grep -A1 "member=InterfacesRemoved" "$tmp/monitor" | grep -q '"/org/pinfer/Pinfer1/Model/1"' ||
+	fail "InterfacesRemoved is not for Model/1"
+[ "$(prop "$mgr" "$iface" LoadedModels)" = "0" ] || fail "LoadedModels after the evict"
+[ "$(prop "$mgr" "$iface" MemoryUsed)" = "0" ] || fail "MemoryUsed after the evict"
+expect_error org.freedesktop.DBus.Error.UnknownObject \
+	"$(gcall "$model" org.freedesktop.DBus.Properties.Get org.pinfer.Pinfer1.Model Name)" "the evicted object"
+bctl call "$name" "$mgr" "$iface" ListModels | grep -q '"stories260K" "[^"]*" "unloaded" [0-9]* 0 "/"' ||
+	fail "ListModels after the evict: $(bctl call "$name" "$mgr" "$iface" ListModels)"
+# Loaded again, it is a new object.
+[ "$(bctl call "$name" "$mgr" "$iface" LoadModel 'sa{sv}' stories260K 0)" = 'o "/org/pinfer/Pinfer1/Model/3"' ] ||
+	fail "the load after the evict is not a new object"
+
+# (9) A load that hangs (its file became a FIFO nobody writes) leaves the
+# loop serving: ListModels says "loading", Ping and property reads answer.
+bctl call "$name" "$mgr" "$iface" ListModels | grep -q '"slow"' || fail "slow.gguf not listed"
+rm "$tmp/models/slow.gguf"
+mkfifo "$tmp/models/slow.gguf"
+gcall "$mgr" "$iface.LoadModel" slow '{}' >"$tmp/slow.out" 2>&1 &
+slow=$!
+# Not ListModels until the load began: it rescans the directory, where
+# slow.gguf is no model file any more.
+wait_for "the hanging load" grep -q "loading model slow" "$tmp/pinferd.log"
+bctl call "$name" "$mgr" "$iface" ListModels | grep -q '"slow" "[^"]*" "loading"' ||
+	fail "ListModels during the load: $(bctl call "$name" "$mgr" "$iface" ListModels)"
+"$pinfer" --socket "$tmp/sock" ping >/dev/null || fail "ping during a load"
+prop "$mgr" "$iface" Version >/dev/null || fail "property read during a load"
+"$pinfer" --socket "$tmp/sock" run stories260K "" -n 5 --temp 0 >/dev/null || fail "generation during another load"
+[ "$(prop "$mgr" "$iface" LoadedModels)" = '1 "/org/pinfer/Pinfer1/Model/3"' ] || fail "LoadedModels during a load"
+# The writer comes and goes: the load reads nothing and fails cleanly.
+: >"$tmp/models/slow.gguf"
+wait "$slow"
+expect_error org.pinfer.Pinfer1.Error.LoadFailed "$(cat "$tmp/slow.out")" "the load of a FIFO"
+rm "$tmp/models/slow.gguf"
+
+# (10) Memory pressure evicts idle models, and only those: mid is busy.
+mid=$(bctl call "$name" "$mgr" "$iface" LoadModel 'sa{sv}' mid 0 | sed 's/^o "\(.*\)"$/\1/')
+"$pinfer" --socket "$tmp/sock" run mid "" -n 400 --temp 1 >/dev/null 2>&1 &
+gen=$!
+wait_for "a running generation" sh -c "[ \"\$(busctl --address='$addr' get-property $name $mid org.pinfer.Pinfer1.Model ActiveSessions)\" = 'u 1' ]"
+echo some >"$tmp/pressure"
+wait_for "the eviction under pressure" grep -q "memory pressure .*: 1 idle model evicted" "$tmp/pinferd.log"
+[ "$(prop "$mgr" "$iface" LoadedModels)" = "1 \"$mid\"" ] ||
+	fail "after memory pressure, LoadedModels is $(prop "$mgr" "$iface" LoadedModels), expected only $mid"
+removed() {  # object-path: InterfacesRemoved was signalled for it
+	python3 - "$tmp/monitor" "$1" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+paths = re.findall(r'member=InterfacesRemoved\n\s*object path "([^"]*)"', text)
+sys.exit(sys.argv[2] not in paths)
+PY
+}
+wait_for "InterfacesRemoved for Model/3" removed /org/pinfer/Pinfer1/Model/3
+kill "$gen"
+wait "$gen"
+
+# (11) The daemon outlives its bus: serving the socket, D-Bus off.
+kill "$monitor" 2>/dev/null
+monitor=
+kill "$bus"
+wait "$bus" 2>/dev/null
+bus=
+wait_for "the warning about the lost bus" grep -q "the bus went away" "$tmp/pinferd.log"
+"$pinfer" --socket "$tmp/sock" ping >/dev/null || fail "ping after the bus went away"
+stop_daemon_checked
+rm -f "$tmp/bus"
+
+# (12) No bus at all: a warning, and the socket works.
+DBUS_SESSION_BUS_ADDRESS=unix:path=$tmp/nobus "$pinferd" --config "$tmp/pinferd.conf" --socket "$tmp/sock" \
+	--models "$tmp/models" --session-bus >"$tmp/nobus.log" 2>&1 &
+daemon=$!
+wait_for "the socket without a bus" test -S "$tmp/sock"
+"$pinfer" --socket "$tmp/sock" ping >/dev/null || fail "ping without a bus"
+grep -q "D-Bus off: cannot connect to the session bus" "$tmp/nobus.log" || fail "no warning without a bus: $(cat "$tmp/nobus.log")"
+stop_daemon_checked
+
+# (13) The shipped policy: anyone may read, only root and the pinfer
+# group may load. Root stands in for the pinferd user as the name's owner.
+cat >"$tmp/policy.conf" <<EOF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=$tmp/bus</listen>
+  <auth>EXTERNAL</auth>
+  <!-- The default policy of Debian's system.conf. -->
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+  </policy>
+  <policy user="root"><allow own="$name"/></policy>
+  <include>$(pwd)/systemd/org.pinfer.Pinfer1.conf</include>
+</busconfig>
+EOF
+start_bus "$tmp/policy.conf"
+start_daemon
+out=$(as_nobody gdbus call --address "$addr" --dest "$name" --object-path "$mgr" \
+	--method "$iface.LoadModel" stories260K '{}' 2>&1)
+expect_error org.freedesktop.DBus.Error.AccessDenied "$out" "the policy: LoadModel as nobody"
+as_nobody busctl --address="$addr" get-property "$name" "$mgr" "$iface" Version >/dev/null ||
+	fail "the policy: nobody cannot read properties"
+as_nobody busctl --address="$addr" call "$name" "$mgr" "$iface" ListModels >/dev/null ||
+	fail "the policy: nobody cannot list models"
+as_nobody busctl --address="$addr" introspect "$name" "$mgr" >/dev/null ||
+	fail "the policy: nobody cannot introspect"
+bctl call "$name" "$mgr" "$iface" LoadModel 'sa{sv}' stories260K 0 >/dev/null || fail "the policy: root cannot load"
+out=$(as_nobody dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+	org.freedesktop.DBus.RequestName string:$name uint32:0 2>&1)
+expect_error org.freedesktop.DBus.Error.AccessDenied "$out" "the policy: nobody owning the name"
+stop_daemon_checked
+
+echo "test_dbus: ok"
