@@ -1,6 +1,8 @@
 /* The short request/reply commands: list, ps, status, ping, tokenize, load
- * and unload. Each connects, sends one request and prints its reply, as a
- * table for people or (--json) one JSON object per line for scripts. */
+ * and evict (or unload). Each connects, sends one request and prints its
+ * reply, as a table for people or (--json) one JSON object per line for
+ * scripts. load, evict and ps ask pinferd on D-Bus first when --bus says
+ * so (bus.h), and print the same from what the bus answers. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,6 +13,7 @@
 
 #include "args.h"
 #include "buf.h"
+#include "bus.h"
 #include "commands.h"
 #include "conn.h"
 #include "json.h"
@@ -85,7 +88,8 @@ static const char *expiry_text(const Pinfer__ModelInfo *mi, char *buf, size_t si
 	return buf;
 }
 
-static void model_json(const Pinfer__ModelInfo *mi)
+/* object: the model's D-Bus object when it came from the bus, else NULL. */
+static void model_json(const Pinfer__ModelInfo *mi, const char *object)
 {
 	fputs("{\"name\":", stdout);
 	json_cstr(stdout, mi->name);
@@ -100,10 +104,22 @@ static void model_json(const Pinfer__ModelInfo *mi)
 	json_cstr(stdout, mi->quant);
 	printf(",\"context_length\":%u,\"chat_template\":", mi->context_length);
 	json_cstr(stdout, mi->chat_template);
+	if (object && *object) {
+		fputs(",\"object\":", stdout);
+		json_cstr(stdout, object);
+	}
 	fputs("}\n", stdout);
 }
 
 /* ---- One request, one reply ---- */
+
+static int flush_stdout(void)
+{
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return EXIT_OK;
+	report("cannot write to stdout: %s", strerror(errno));
+	return EXIT_FAIL;
+}
 
 /* What a reply's printer may need besides the reply. */
 struct reply_ctx {
@@ -130,10 +146,8 @@ static int request(struct global *g, Pinfer__ClientMessage *m, const void *req, 
 	r = conn_call(&c, m, *id, want, &reply);
 	if (!r)
 		r = print(&x, reply);
-	if (!r && (fflush(stdout) || ferror(stdout))) {
-		report("cannot write to stdout: %s", strerror(errno));
-		r = EXIT_FAIL;
-	}
+	if (!r)
+		r = flush_stdout();
 	conn_close(&c);
 	return r;
 }
@@ -149,12 +163,12 @@ static int no_operands(struct global *g, int argc, char **argv, const char *usag
 /* ---- list and ps ---- */
 
 /* The NAME column's width: the longest name, or the heading. */
-static int name_width(const Pinfer__ListModelsReply *lr)
+static int name_width(Pinfer__ModelInfo *const *models, size_t n)
 {
 	size_t w = strlen("NAME");
-	for (size_t i = 0; i < lr->n_models; i++)
-		if (strlen(lr->models[i]->name) > w)
-			w = strlen(lr->models[i]->name);
+	for (size_t i = 0; i < n; i++)
+		if (strlen(models[i]->name) > w)
+			w = strlen(models[i]->name);
 	return (int)w;
 }
 
@@ -163,10 +177,10 @@ static int print_list(const struct reply_ctx *x, const Pinfer__ServerMessage *re
 	const Pinfer__ListModelsReply *lr = reply->list_models_reply;
 	if (x->g->json) {
 		for (size_t i = 0; i < lr->n_models; i++)
-			model_json(lr->models[i]);
+			model_json(lr->models[i], NULL);
 		return EXIT_OK;
 	}
-	int w = name_width(lr);
+	int w = name_width(lr->models, lr->n_models);
 	printf("%-*s  %10s  %s\n", w, "NAME", "SIZE", "LOADED");
 	for (size_t i = 0; i < lr->n_models; i++) {
 		const Pinfer__ModelInfo *mi = lr->models[i];
@@ -177,31 +191,92 @@ static int print_list(const struct reply_ctx *x, const Pinfer__ServerMessage *re
 	return EXIT_OK;
 }
 
-static int print_ps(const struct reply_ctx *x, const Pinfer__ServerMessage *reply)
+/* ps's table, or its JSON lines; objects[i]: models[i]'s D-Bus object
+ * (objects NULL: from the socket). */
+static void print_ps_models(const struct global *g, Pinfer__ModelInfo *const *models,
+			    const char *const *objects, size_t n)
 {
-	const Pinfer__ListModelsReply *lr = reply->list_models_reply;
-	if (x->g->json) {
-		for (size_t i = 0; i < lr->n_models; i++)
-			model_json(lr->models[i]);
-		return EXIT_OK;
+	if (g->json) {
+		for (size_t i = 0; i < n; i++)
+			model_json(models[i], objects ? objects[i] : NULL);
+		return;
 	}
-	int w = name_width(lr);
+	int w = name_width(models, n);
 	printf("%-*s  %10s  %-7s  %s\n", w, "NAME", "MEMORY", "SLOTS", "EXPIRES");
-	for (size_t i = 0; i < lr->n_models; i++) {
-		const Pinfer__ModelInfo *mi = lr->models[i];
+	for (size_t i = 0; i < n; i++) {
+		const Pinfer__ModelInfo *mi = models[i];
 		char mem[32], slots[32], exp[48];
 		snprintf(slots, sizeof(slots), "%u/%u", mi->slots_busy, mi->slots_total);
 		printf("%-*s  %10s  %-7s  %s\n", w, mi->name,
 		       human_size(mi->memory_bytes, mem, sizeof(mem)), slots,
 		       expiry_text(mi, exp, sizeof(exp)));
 	}
+}
+
+static int print_ps(const struct reply_ctx *x, const Pinfer__ServerMessage *reply)
+{
+	const Pinfer__ListModelsReply *lr = reply->list_models_reply;
+	print_ps_models(x->g, lr->models, NULL, lr->n_models);
 	return EXIT_OK;
+}
+
+/* ---- D-Bus or socket ---- */
+
+typedef int (*bus_fn)(struct global *g, struct bus_conn *b, void *ctx);
+
+/* Runs fn on the bus g->bus names. BUS_FALLBACK (said with -v): pinferd
+ * is not there, use the socket; else fn's exit code. */
+static int via_bus(struct global *g, bus_fn fn, void *ctx)
+{
+	if (g->bus == BUS_NONE)
+		return BUS_FALLBACK;
+	struct bus_conn b;
+	int r = bus_open(&b, g->bus, g->verbose);
+	if (!r) {
+		if (g->verbose)
+			report("asking %s on the %s bus", BUS_NAME, bus_choice_name(g->bus));
+		r = fn(g, &b, ctx);
+	}
+	if (r == BUS_FALLBACK && g->verbose)
+		report("%s; using the socket %s", b.why, g->socket);
+	bus_close(&b);
+	if (!r)
+		r = flush_stdout();
+	return r;
+}
+
+static int ps_on_bus(struct global *g, struct bus_conn *b, void *ctx)
+{
+	(void)ctx;
+	struct bus_model *models;
+	size_t n;
+	int r = bus_loaded_models(b, &models, &n);
+	if (r)
+		return r;
+	Pinfer__ModelInfo **infos = calloc(n ? n : 1, sizeof(*infos));
+	const char **objects = calloc(n ? n : 1, sizeof(*objects));
+	if (infos && objects) {
+		for (size_t i = 0; i < n; i++) {
+			infos[i] = &models[i].mi;
+			objects[i] = models[i].object;
+		}
+		print_ps_models(g, infos, objects, n);
+	} else {
+		report("out of memory");
+		r = EXIT_FAIL;
+	}
+	free(infos);
+	free(objects);
+	bus_models_free(models, n);
+	return r;
 }
 
 static int list_models(struct global *g, int argc, char **argv, const char *usage, bool loaded)
 {
 	int r = no_operands(g, argc, argv, usage);
 	if (r)
+		return r;
+	if (loaded && (r = via_bus(g, ps_on_bus, NULL)) != BUS_FALLBACK)
 		return r;
 	Pinfer__ListModels lm = PINFER__LIST_MODELS__INIT;
 	lm.loaded_only = loaded;
@@ -226,7 +301,8 @@ int cmd_ps(struct global *g, int argc, char **argv)
 	return list_models(g, argc, argv,
 			   "usage: pinfer ps [--json]\n"
 			   "Lists the loaded models: memory, slots busy/total, and when each\n"
-			   "unloads if it stays idle.\n",
+			   "unloads if it stays idle. Asks pinferd on D-Bus when --bus says so\n"
+			   "(Manager.LoadedModels), else on the socket.\n",
 			   true);
 }
 
@@ -407,7 +483,26 @@ int cmd_tokenize(struct global *g, int argc, char **argv)
 	return r;
 }
 
-/* ---- load and unload ---- */
+/* ---- load and evict ---- */
+
+/* object: the model's D-Bus object, or NULL (socket). */
+static int print_loaded_model(const struct global *g, const Pinfer__ModelInfo *mi,
+			      const char *object)
+{
+	if (g->json) {
+		model_json(mi, object);
+		return EXIT_OK;
+	}
+	if (!mi->loaded) {
+		printf("%s loaded, then unloaded at once (keep-alive 0)\n", mi->name);
+		return EXIT_OK;
+	}
+	char mem[32], exp[48];
+	printf("%s loaded: %s, %u slots, unloads %s\n", mi->name,
+	       human_size(mi->memory_bytes, mem, sizeof(mem)), mi->slots_total,
+	       expiry_text(mi, exp, sizeof(exp)));
+	return EXIT_OK;
+}
 
 static int print_loaded(const struct reply_ctx *x, const Pinfer__ServerMessage *reply)
 {
@@ -416,15 +511,7 @@ static int print_loaded(const struct reply_ctx *x, const Pinfer__ServerMessage *
 		report("pinferd's LoadModelReply names no model");
 		return EXIT_PROTO;
 	}
-	if (x->g->json) {
-		model_json(mi);
-		return EXIT_OK;
-	}
-	char mem[32], exp[48];
-	printf("%s loaded: %s, %u slots, unloads %s\n", mi->name,
-	       human_size(mi->memory_bytes, mem, sizeof(mem)), mi->slots_total,
-	       expiry_text(mi, exp, sizeof(exp)));
-	return EXIT_OK;
+	return print_loaded_model(x->g, mi, NULL);
 }
 
 static int load_opt(void *ctx, int opt, char *arg)
@@ -436,13 +523,30 @@ static int load_opt(void *ctx, int opt, char *arg)
 	return arg_duration("--keep-alive", arg, &lm->keep_alive_ms);
 }
 
+/* Manager.LoadModel with the socket request's model and keep-alive. */
+static int load_on_bus(struct global *g, struct bus_conn *b, void *ctx)
+{
+	const Pinfer__LoadModel *lm = ctx;
+	struct bus_model m;
+	int r = bus_load_model(b, lm->model,
+			       lm->opt_keep_alive_ms_case ==
+				       PINFER__LOAD_MODEL__OPT_KEEP_ALIVE_MS_KEEP_ALIVE_MS,
+			       lm->keep_alive_ms, &m);
+	if (r)
+		return r;
+	r = print_loaded_model(g, &m.mi, m.object);
+	bus_model_free(&m);
+	return r;
+}
+
 int cmd_load(struct global *g, int argc, char **argv)
 {
 	static const char usage[] =
 		"usage: pinfer load MODEL [--keep-alive D] [--json]\n"
 		"Loads MODEL now. --keep-alive: how long it stays loaded when idle (5m,\n"
 		"30s, -1 forever, 0 unload when idle; default: pinferd's). For a loaded\n"
-		"model, only sets the keep-alive.\n";
+		"model, only sets the keep-alive. Asks pinferd on D-Bus when --bus says\n"
+		"so (Manager.LoadModel), else on the socket.\n";
 	static const struct option opts[] = {
 		{ "keep-alive", required_argument, NULL, 'k' },
 		COMMON_LONG_OPTS,
@@ -455,6 +559,8 @@ int cmd_load(struct global *g, int argc, char **argv)
 	if (r)
 		return r;
 	lm.model = argv[first];
+	if ((r = via_bus(g, load_on_bus, &lm)) != BUS_FALLBACK)
+		return r;
 	Pinfer__ClientMessage m = PINFER__CLIENT_MESSAGE__INIT;
 	m.msg_case = PINFER__CLIENT_MESSAGE__MSG_LOAD_MODEL;
 	m.load_model = &lm;
@@ -462,30 +568,49 @@ int cmd_load(struct global *g, int argc, char **argv)
 		       print_loaded);
 }
 
-static int print_unloaded(const struct reply_ctx *x, const Pinfer__ServerMessage *reply)
+static void print_evicted(const struct global *g, const char *name, bool was_loaded)
 {
-	const Pinfer__UnloadModelReply *ur = reply->unload_model_reply;
-	const char *name = ((const Pinfer__UnloadModel *)x->req)->model;
-	if (x->g->json) {
+	if (g->json) {
 		fputs("{\"model\":", stdout);
 		json_cstr(stdout, name);
-		printf(",\"was_loaded\":%s}\n", ur->was_loaded ? "true" : "false");
+		printf(",\"was_loaded\":%s}\n", was_loaded ? "true" : "false");
 	} else {
-		printf(ur->was_loaded ? "%s unloaded\n" : "%s was not loaded\n", name);
+		printf(was_loaded ? "%s unloaded\n" : "%s was not loaded\n", name);
 	}
+}
+
+static int print_unloaded(const struct reply_ctx *x, const Pinfer__ServerMessage *reply)
+{
+	print_evicted(x->g, ((const Pinfer__UnloadModel *)x->req)->model,
+		      reply->unload_model_reply->was_loaded);
 	return EXIT_OK;
 }
 
-int cmd_unload(struct global *g, int argc, char **argv)
+static int evict_on_bus(struct global *g, struct bus_conn *b, void *ctx)
+{
+	const char *name = ctx;
+	bool was_loaded;
+	int r = bus_evict_model(b, name, &was_loaded);
+	if (!r)
+		print_evicted(g, name, was_loaded);
+	return r;
+}
+
+int cmd_evict(struct global *g, int argc, char **argv)
 {
 	static const char usage[] =
-		"usage: pinfer unload MODEL [--json]\n"
-		"Unloads MODEL once the generations running on it have finished.\n";
+		"usage: pinfer evict MODEL [--json]\n"
+		"       pinfer unload MODEL [--json]\n"
+		"Unloads MODEL. On D-Bus (Manager.EvictModel, when --bus says so) at\n"
+		"once, and a model in use or being loaded is refused as busy; on the\n"
+		"socket once the generations running on it have finished.\n";
 	int first, r = args_parse(g, argc, argv, ":" COMMON_SHORT_OPTS, common_only, usage, NULL,
 				  NULL, &first);
 	if (!r)
 		r = args_count(argc - first, 1, 1, usage);
 	if (r)
+		return r;
+	if ((r = via_bus(g, evict_on_bus, argv[first])) != BUS_FALLBACK)
 		return r;
 	Pinfer__UnloadModel um = PINFER__UNLOAD_MODEL__INIT;
 	um.model = argv[first];

@@ -18,6 +18,12 @@
  * strings and repeated fields unpacks to a few times its size. */
 #define ARENA_FACTOR 4
 
+bool conn_path_named(const char *path)
+{
+	const char *env = getenv("PINFER_SOCKET");
+	return path || (env && *env);
+}
+
 const char *conn_default_path(const char *path)
 {
 	static char user_path[PATH_MAX];
@@ -31,7 +37,7 @@ const char *conn_default_path(const char *path)
 		snprintf(user_path, sizeof(user_path), "%s/pinferd.sock", runtime);
 		return user_path;
 	}
-	return "/run/pinferd.sock";
+	return CONN_SYSTEM_PATH;
 }
 
 int64_t conn_now_ms(void)

@@ -25,10 +25,17 @@ struct conn {
 	char server_version[64];
 };
 
+/* The system service's socket; pinferd on the system bus serves it. */
+#define CONN_SYSTEM_PATH "/run/pinferd.sock"
+
 /* The socket to use: path when given (--socket), else $PINFER_SOCKET, else
  * the daemon's default (daemon/config.c): $XDG_RUNTIME_DIR/pinferd.sock for
- * users, /run/pinferd.sock for root or without XDG_RUNTIME_DIR. */
+ * users, CONN_SYSTEM_PATH for root or without XDG_RUNTIME_DIR. */
 const char *conn_default_path(const char *path);
+
+/* Whether the socket was named (path, or $PINFER_SOCKET) rather than
+ * defaulted. */
+bool conn_path_named(const char *path);
 
 /* Connects and completes the handshake. Returns EXIT_OK, or EXIT_NOCONN
  * (nothing listens at path), EXIT_PROTO or EXIT_FAIL after reporting;

@@ -31,6 +31,7 @@ struct bus_call {
 	bool has_keep_alive;
 	int64_t keep_alive_ms;
 	uint64_t max_bytes;
+	enum pinfer_sparsity sparsity;
 	DBusPendingCall *pending;  /* GetConnectionUnixUser, while asked */
 	struct bus_call *next;     /* in bus.asking or bus.loading */
 };

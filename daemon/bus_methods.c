@@ -149,6 +149,14 @@ static void run_load(struct bus *b, struct bus_call *c)
 		bus_call_free(c);
 		return;
 	}
+	if (models_want_sparsity(e, c->sparsity)) {
+		bus_reply_error(b, c->msg, ERR("Busy"), "model %s is %s with sparsity %s; evict it to change that",
+				e->name, e->state == MODEL_LOADED ? "loaded" : "being loaded",
+				pinfer_sparsity_name(e->state == MODEL_LOADED ? pinfer_model_info(e->model)->sparsity
+									      : e->sparsity));
+		bus_call_free(c);
+		return;
+	}
 	models_use(models, e, c->has_keep_alive, c->keep_alive_ms);
 	if (e->state == MODEL_LOADED) {
 		finish_load_call(b, c, e, 0, NULL);
@@ -294,9 +302,9 @@ static bool parse_load_options(struct bus *b, DBusMessage *msg, struct bus_call 
 		} else if (!strcmp(key, "sparsity") && type == DBUS_TYPE_STRING) {
 			const char *mode;
 			dbus_message_iter_get_basic(&var, &mode);
-			if (strcmp(mode, "auto") && strcmp(mode, "dense")) {
+			if (pinfer_sparsity_parse(mode, &c->sparsity)) {
 				bus_reply_error(b, msg, ERR("InvalidArgument"),
-						"sparsity '%s' is not supported: auto or dense", mode);
+						"sparsity '%s' is not auto, dense, gate, threshold or predictor", mode);
 				return false;
 			}
 		} else {

@@ -104,6 +104,13 @@ static void p_params(struct bus *b, struct model_entry *e, struct bus_value *v)
 	v_u64(v, pinfer_model_info(e->model)->n_params);
 }
 
+static void p_template(struct bus *b, struct model_entry *e, struct bus_value *v)
+{
+	(void)b;
+	const char *t = pinfer_chat_template_detect(e->model);
+	v_str(v, t ? t : "");
+}
+
 static void p_ctx(struct bus *b, struct model_entry *e, struct bus_value *v)
 {
 	(void)b;
@@ -122,11 +129,17 @@ static void p_slots(struct bus *b, struct model_entry *e, struct bus_value *v)
 
 static void p_memory(struct bus *b, struct model_entry *e, struct bus_value *v) { (void)b; v_u64(v, e->mem_bytes); }
 
-/* Every model runs dense until the sparse engine exists. */
 static void p_sparsity(struct bus *b, struct model_entry *e, struct bus_value *v)
 {
-	(void)b, (void)e;
-	v_str(v, "dense");
+	(void)b;
+	v_str(v, pinfer_sparsity_name(pinfer_model_info(e->model)->sparsity));
+}
+
+/* The share of FFN neurons skipped by the generations that ended. */
+static void p_measured_sparsity(struct bus *b, struct model_entry *e, struct bus_value *v)
+{
+	(void)b;
+	v_dbl(v, e->ffn_neurons ? 1.0 - (double)e->ffn_active / (double)e->ffn_neurons : 0.0);
 }
 
 static void p_loaded_at(struct bus *b, struct model_entry *e, struct bus_value *v)
@@ -195,10 +208,12 @@ const struct bus_prop bus_model_props[] = {
 	{ "Architecture", p_arch },
 	{ "Quantization", p_quant },
 	{ "Parameters", p_params },
+	{ "ChatTemplate", p_template },
 	{ "ContextLength", p_ctx },
 	{ "Slots", p_slots },
 	{ "MemoryBytes", p_memory },
 	{ "SparsityMode", p_sparsity },
+	{ "MeasuredSparsity", p_measured_sparsity },
 	{ "LoadedAt", p_loaded_at },
 	{ "KeepAlive", p_keep_alive },
 	{ "ExpiresAt", p_expires },

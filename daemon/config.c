@@ -8,7 +8,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-enum kind { K_PATH, K_INT, K_DURATION, K_SIZE, K_LOGLEVEL, K_BUS };
+enum kind { K_PATH, K_INT, K_DURATION, K_SIZE, K_LOGLEVEL, K_BUS, K_SPARSITY };
 
 struct option_spec {
 	const char *name;
@@ -46,6 +46,8 @@ static const struct option_spec specs[] = {
 	{ "shutdown-grace", K_DURATION, FIELD(shutdown_grace_ms), 0, 0,
 	  "time running generations get to finish on SIGTERM (default 5s)" },
 	{ "log-level", K_LOGLEVEL, FIELD(log_level), 0, 0, "error, warn, info or debug" },
+	{ "sparsity", K_SPARSITY, FIELD(sparsity), 0, 0,
+	  "FFN sparsity of loaded models: auto (default), dense, gate, threshold or predictor" },
 	{ "bus", K_BUS, FIELD(bus), 0, 0, "D-Bus control interface on the system bus (default), session bus, or none" },
 };
 
@@ -148,6 +150,8 @@ static int apply(struct config *c, const struct option_spec *o, const char *valu
 		return 0;
 	case K_LOGLEVEL:
 		return log_level_parse(value, field);
+	case K_SPARSITY:
+		return pinfer_sparsity_parse(value, field);
 	case K_BUS:
 		for (int b = 0; b < 3; b++)
 			if (!strcmp(value, config_bus_name((enum config_bus)b))) {

@@ -12,6 +12,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "pinfer.h"
 
 #define PINFERD_VERSION "0.1.0"
 #define CONFIG_DEFAULT_FILE "/etc/pinfer/pinferd.conf"
@@ -42,6 +43,7 @@ struct config {
 	uint64_t shutdown_grace_ms;
 	enum log_level log_level;
 	enum config_bus bus;
+	enum pinfer_sparsity sparsity; /* models' mode unless a load asks for another */
 };
 
 /* Fills defaults, reads the config file and applies the flags. Returns 0,

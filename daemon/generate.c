@@ -101,6 +101,7 @@ int gen_start(struct slot *s, const struct pinfer_model *m, struct request *r, i
 	for (int i = 0; i < n_tokens; i++)
 		pinfer_sampler_accept(g->sampler, tokens[i]);
 	pinfer_detok_init(&g->detok, m, !r->params.add_bos || n_tokens > 1);
+	pinfer_ctx_ffn_stats(s->ctx, &g->ffn_start);
 	g->phase = GEN_PROMPT;
 	g->t_phase = gen_now_ns();
 	s->gen = g;
@@ -121,6 +122,10 @@ static bool finish(struct slot *s, enum done_reason reason, const char *error)
 		g->stats.prompt_ns += now - g->t_phase;
 	else
 		g->stats.decode_ns += now - g->t_phase;
+	struct pinfer_ffn_stats ffn;
+	pinfer_ctx_ffn_stats(s->ctx, &ffn);
+	g->stats.ffn_neurons = ffn.neurons - g->ffn_start.neurons;
+	g->stats.ffn_active = ffn.active - g->ffn_start.active;
 	if (reason == DONE_EOS || reason == DONE_LENGTH) {
 		/* The detokenizer and the stop matcher may still hold text; a
 		 * stop string can even complete inside it. */

@@ -38,6 +38,7 @@ struct generation {
 	struct pinfer_detok detok;
 	struct stop_matcher stop;
 	struct gen_stats stats;
+	struct pinfer_ffn_stats ffn_start;  /* the slot's context's when it began */
 	uint64_t t_phase;      /* start of the current phase, ns */
 };
 

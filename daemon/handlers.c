@@ -117,6 +117,8 @@ void server_deliver(struct server *s, struct request *r)
 	if (r->model) {
 		r->model->tokens_generated += (uint64_t)r->stats.generated_tokens;
 		r->model->decode_ns += r->stats.decode_ns;
+		r->model->ffn_neurons += r->stats.ffn_neurons;
+		r->model->ffn_active += r->stats.ffn_active;
 	}
 	if (c) {
 		Pinfer__Done d = PINFER__DONE__INIT;
@@ -183,6 +185,7 @@ static void fill_model_info(struct server *s, struct model_entry *e, Pinfer__Mod
 	mi->arch = empty;
 	mi->quant = empty;
 	mi->chat_template = empty;
+	mi->sparsity = empty;
 	if (e->state != MODEL_LOADED)
 		return;
 	const struct pinfer_model_info *info = pinfer_model_info(e->model);
@@ -197,6 +200,10 @@ static void fill_model_info(struct server *s, struct model_entry *e, Pinfer__Mod
 	mi->context_length = (uint32_t)st.n_ctx;
 	const char *tmpl = pinfer_chat_template_detect(e->model);
 	mi->chat_template = tmpl ? (char *)tmpl : empty;
+	mi->sparsity = (char *)pinfer_sparsity_name(info->sparsity);
+	mi->measured_sparsity = e->ffn_neurons ? 1.0 - (double)e->ffn_active / (double)e->ffn_neurons : 0.0;
+	mi->tokens_generated = e->tokens_generated;
+	mi->decode_tokens_per_second = e->decode_ns ? (double)e->tokens_generated * 1e9 / (double)e->decode_ns : 0.0;
 }
 
 /* ---- requests that need a loaded model ---- */
@@ -283,11 +290,17 @@ static void run_load_reply(struct server *s, struct request *r)
 	struct conn *c = r->conn;
 	struct model_entry *e = r->model;
 	uint64_t id = r->id;
-	retire(s, r);
+	/* Described before the request lets go of the model, which may then
+	 * unload at once (keep-alive 0). */
 	Pinfer__LoadModelReply lr = PINFER__LOAD_MODEL_REPLY__INIT;
 	Pinfer__ModelInfo mi = PINFER__MODEL_INFO__INIT;
 	char quant[16];
 	fill_model_info(s, e, &mi, quant, sizeof(quant));
+	retire(s, r);
+	/* Released, an idle model's countdown has started, or with keep-alive
+	 * 0 it is gone already. */
+	mi.loaded = e->state == MODEL_LOADED;
+	mi.expires_at_ms = mi.loaded ? e->expires_at_unix_ms : 0;
 	lr.request_id = id;
 	lr.model = &mi;
 	Pinfer__ServerMessage m = PINFER__SERVER_MESSAGE__INIT;
@@ -724,6 +737,15 @@ static void handle_status(struct conn *c, const Pinfer__Status *m)
 	sr.models_loaded = (uint32_t)models_loaded_count(s->models);
 	sr.memory_used_bytes = models_used_bytes(s->models);
 	sr.memory_budget_bytes = models_budget_bytes(s->models);
+	size_t n = sr.models_loaded;
+	Pinfer__ModelInfo *infos = calloc(n ? n : 1, sizeof(*infos));
+	Pinfer__ModelInfo **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+	char (*quant)[16] = calloc(n ? n : 1, sizeof(*quant));
+	if (!infos || !ptrs || !quant) {
+		conn_send_error(c, m->request_id, PINFER__ERROR_CODE__ERR_INTERNAL, "out of memory");
+		goto out;
+	}
+	size_t i = 0;
 	for (struct model_entry *e = models_first(s->models); e; e = e->next) {
 		if (e->state != MODEL_LOADED)
 			continue;
@@ -731,12 +753,22 @@ static void handle_status(struct conn *c, const Pinfer__Status *m)
 		sched_stats(e->sched, &st);
 		sr.requests_active += (uint32_t)st.busy;
 		sr.requests_queued += (uint32_t)st.queued;
+		pinfer__model_info__init(&infos[i]);
+		fill_model_info(s, e, &infos[i], quant[i], sizeof(quant[i]));
+		ptrs[i] = &infos[i];
+		i++;
 	}
+	sr.n_models = i;
+	sr.models = ptrs;
 	sr.connections = (uint32_t)s->n_conns;
 	Pinfer__ServerMessage out = PINFER__SERVER_MESSAGE__INIT;
 	out.msg_case = PINFER__SERVER_MESSAGE__MSG_STATUS_REPLY;
 	out.status_reply = &sr;
 	conn_send(c, &out);
+out:
+	free(infos);
+	free(ptrs);
+	free(quant);
 }
 
 static void handle_ping(struct conn *c, const Pinfer__Ping *m)
@@ -762,9 +794,21 @@ static void handle_load(struct conn *c, const Pinfer__LoadModel *m)
 {
 	if (!may_control(c, m->request_id) || !check_id(c, m->request_id))
 		return;
+	enum pinfer_sparsity mode = PINFER_SPARSITY_AUTO;
+	if (m->opt_sparsity_case && pinfer_sparsity_parse(m->sparsity, &mode)) {
+		conn_send_error(c, m->request_id, PINFER__ERROR_CODE__ERR_BAD_REQUEST,
+				"sparsity '%s' is not auto, dense, gate, threshold or predictor", m->sparsity);
+		return;
+	}
 	struct model_entry *e = find_model(c, m->request_id, m->model);
 	if (!e)
 		return;
+	if (models_want_sparsity(e, mode)) {
+		conn_send_error(c, m->request_id, PINFER__ERROR_CODE__ERR_BUSY,
+				"model %s is loaded or loading with another sparsity mode; unload it to change that",
+				e->name);
+		return;
+	}
 	struct request *r = request_new(m->request_id);
 	if (!r) {
 		conn_send_error(c, m->request_id, PINFER__ERROR_CODE__ERR_INTERNAL, "out of memory");

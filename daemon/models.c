@@ -16,6 +16,8 @@ struct load_job {
 	struct models *models;
 	struct model_entry *entry;
 	char path[PATH_MAX];
+	char calibration[PATH_MAX];  /* "" when there is none */
+	enum pinfer_sparsity sparsity;
 	struct pinfer_model *model;
 	uint64_t estimate;
 	int status;
@@ -59,6 +61,7 @@ static void unload(struct models *m, struct model_entry *e)
 	e->mem_bytes = 0;
 	e->expires_at_unix_ms = 0;
 	e->max_bytes = 0;
+	e->sparsity = PINFER_SPARSITY_AUTO;
 	log_info("model %s unloaded", e->name);
 }
 
@@ -167,6 +170,7 @@ static void finish_load(struct models *m, struct load_job *job)
 		pinfer_model_free(job->model);
 		e->state = MODEL_UNLOADED;
 		e->max_bytes = 0;
+		e->sparsity = PINFER_SPARSITY_AUTO;
 		log_error("cannot load %s: %s", e->name, why);
 	} else {
 		e->model = job->model;
@@ -177,8 +181,11 @@ static void finish_load(struct models *m, struct load_job *job)
 		e->loaded_at_unix_us = unix_ms() * 1000;
 		e->tokens_generated = 0;
 		e->decode_ns = 0;
-		log_info("model %s loaded (%llu MiB with %d slots)", e->name,
-			 (unsigned long long)(e->mem_bytes >> 20), m->cfg.sched.n_slots);
+		e->ffn_neurons = 0;
+		e->ffn_active = 0;
+		log_info("model %s loaded (%llu MiB with %d slots, sparsity %s)", e->name,
+			 (unsigned long long)(e->mem_bytes >> 20), m->cfg.sched.n_slots,
+			 pinfer_sparsity_name(pinfer_model_info(e->model)->sparsity));
 	}
 	free(job);
 	m->load_done(m->load_done_data, e, status, status ? why : NULL);
@@ -206,7 +213,11 @@ static void *load_main(void *arg)
 {
 	struct load_job *job = arg;
 	struct models *m = job->models;
-	job->status = pinfer_model_open(&job->model, job->path, NULL, &job->err);
+	struct pinfer_model_params params;
+	pinfer_model_params_default(&params);
+	params.sparsity = job->sparsity;
+	params.calibration = job->calibration[0] ? job->calibration : NULL;
+	job->status = pinfer_model_open(&job->model, job->path, &params, &job->err);
 	if (!job->status)
 		job->estimate = pinfer_model_info(job->model)->file_bytes +
 				sched_estimate_bytes(job->model, &m->cfg.sched);
@@ -230,6 +241,12 @@ int models_load(struct models *m, struct model_entry *e)
 	job->models = m;
 	job->entry = e;
 	snprintf(job->path, sizeof(job->path), "%s", e->path);
+	job->sparsity = e->sparsity != PINFER_SPARSITY_AUTO ? e->sparsity : m->cfg.sparsity;
+	char cal[PATH_MAX];
+	struct stat st;
+	if (snprintf(cal, sizeof(cal), "%s/%s" MODELS_THRESHOLDS_SUFFIX, m->cfg.dir, e->name) < (int)sizeof(cal) &&
+	    stat(cal, &st) == 0 && S_ISREG(st.st_mode))
+		snprintf(job->calibration, sizeof(job->calibration), "%s", cal);
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -256,6 +273,18 @@ int models_unload(struct models *m, struct model_entry *e)
 		return -EBUSY;
 	if (e->state == MODEL_LOADED)
 		unload(m, e);
+	return 0;
+}
+
+int models_want_sparsity(struct model_entry *e, enum pinfer_sparsity s)
+{
+	if (s == PINFER_SPARSITY_AUTO)
+		return 0;
+	if (e->state == MODEL_LOADED)
+		return pinfer_model_info(e->model)->sparsity == s ? 0 : -EBUSY;
+	if (e->state == MODEL_LOADING)
+		return e->sparsity == s ? 0 : -EBUSY;
+	e->sparsity = s;
 	return 0;
 }
 

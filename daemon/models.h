@@ -37,11 +37,13 @@ struct model_entry {
 	int64_t expires_at_unix_ms;  /* 0: not counting down; -1: never */
 	struct request *waiters;   /* requests waiting for the load (wait_next links) */
 	uint64_t max_bytes;        /* the next or current load fails above this; 0: no limit */
+	enum pinfer_sparsity sparsity;  /* for the next load; AUTO: the daemon's default */
 	/* Of the current load: */
 	uint64_t load_seq;         /* numbers the daemon's loads from 1 */
 	int64_t loaded_at_unix_us;
 	uint64_t tokens_generated; /* by generations that ended */
 	uint64_t decode_ns;        /* their decode time */
+	uint64_t ffn_neurons, ffn_active;  /* their FFN work (pinfer_ffn_stats) */
 	struct models *owner;
 	struct model_entry *next;
 };
@@ -55,6 +57,7 @@ struct models_config {
 	uint64_t budget_bytes;     /* 0: 80% of physical memory */
 	int64_t keep_alive_ms;     /* default for requests that say nothing */
 	int max_loaded;            /* 0: no limit but the budget */
+	enum pinfer_sparsity sparsity;  /* models load in this mode unless asked otherwise */
 	struct sched_config sched;
 };
 
@@ -84,6 +87,16 @@ void models_release(struct models *m, struct model_entry *e);
 int models_load(struct models *m, struct model_entry *e);
 /* Unloads e now; -EBUSY while requests use it or it is loading. */
 int models_unload(struct models *m, struct model_entry *e);
+
+/* A model NAME.gguf runs in threshold mode with the thresholds of
+ * NAME.thresholds beside it (pinfer-model calibrate), when that exists. */
+#define MODELS_THRESHOLDS_SUFFIX ".thresholds"
+
+/* A load asks for sparsity mode s (AUTO: whatever the model has or gets):
+ * recorded for the next load of a model not in memory; -EBUSY when the
+ * model is loaded or loading in another mode, which only an unload
+ * changes. */
+int models_want_sparsity(struct model_entry *e, enum pinfer_sparsity s);
 
 /* Unloads every loaded model that no request uses; returns how many. */
 int models_evict_idle(struct models *m);

@@ -51,6 +51,7 @@ struct gen_stats {
 	int cached_tokens;       /* prompt tokens reused from the slot's cache */
 	int generated_tokens;
 	uint64_t load_ns, prompt_ns, decode_ns;
+	uint64_t ffn_neurons, ffn_active;  /* FFN neurons evaluated and computed */
 };
 
 struct request {

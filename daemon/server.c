@@ -98,6 +98,7 @@ int server_init(struct server *s, const struct config *cfg, struct loop *l, stru
 		.budget_bytes = cfg->memory_budget,
 		.keep_alive_ms = cfg->keep_alive_ms,
 		.max_loaded = cfg->max_loaded,
+		.sparsity = cfg->sparsity,
 		.sched = { .n_slots = cfg->slots, .queue_max = cfg->queue, .n_ctx = cfg->ctx_size,
 			   .n_batch = cfg->batch, .n_threads = cfg->threads },
 	};

@@ -43,6 +43,11 @@ static bool resolve(const struct pinfer_model *m, struct pinfer_ctx_params *p)
 	return true;
 }
 
+static bool sparse(const struct pinfer_model_info *hp)
+{
+	return hp->sparsity != PINFER_SPARSITY_DENSE;
+}
+
 static int64_t widest_row(const struct pinfer_model_info *hp)
 {
 	int64_t q_dim = (int64_t)hp->n_head * hp->head_dim;
@@ -69,10 +74,13 @@ uint64_t pinfer_ctx_estimate_bytes(const struct pinfer_model *m, const struct pi
 		kv, kv, B * hp->n_embd, B * hp->n_embd, B * q_dim, B * q_dim, B * hp->n_ff, B * hp->n_ff,
 		B * hp->rope_dim, (uint64_t)p.n_threads * PF_ATTN_QUERY_BLOCK * p.n_ctx,
 		(p.all_logits ? B : 1) * hp->n_vocab,
+		sparse(hp) ? hp->n_ff : 0, sparse(hp) ? hp->n_ff : 0,
+		sparse(hp) ? (uint64_t)p.n_threads * 2 * hp->n_embd : 0,
 	};
 	uint64_t bytes = 0;
 	for (size_t i = 0; i < sizeof(floats) / sizeof(floats[0]); i++)
-		bytes += (floats[i] * sizeof(float) + 63) / 64 * 64;
+		if (floats[i])
+			bytes += (floats[i] * sizeof(float) + 63) / 64 * 64;
 	return bytes + pf_matmul_scratch_bytes(widest_row(hp), p.n_batch, p.n_threads);
 }
 
@@ -122,9 +130,17 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 	c->rope_cs = alloc_floats(c, B * hp->rope_dim, true);
 	c->scores = alloc_floats(c, (uint64_t)p.n_threads * PF_ATTN_QUERY_BLOCK * p.n_ctx, true);
 	c->logits = alloc_floats(c, (p.all_logits ? B : 1) * hp->n_vocab, true);
+	bool sparse_ok = true;
+	if (sparse(hp)) {
+		/* Indices are 4 bytes like floats. */
+		c->active = (int32_t *)(void *)alloc_floats(c, (uint64_t)hp->n_ff, true);
+		c->coef = alloc_floats(c, (uint64_t)hp->n_ff, true);
+		c->partial = alloc_floats(c, (uint64_t)p.n_threads * 2 * hp->n_embd, true);
+		sparse_ok = c->active && c->coef && c->partial;
+	}
 	r = pf_matmul_scratch_init(&c->scratch, widest_row(hp), p.n_batch, p.n_threads);
 	if (r || !c->k_cache || !c->v_cache || !c->x || !c->xb || !c->q || !c->att || !c->hb ||
-	    !c->hb2 || !c->rope_cs || !c->scores || !c->logits) {
+	    !c->hb2 || !c->rope_cs || !c->scores || !c->logits || !sparse_ok) {
 		uint64_t want = c->bytes;
 		pinfer_ctx_free(c);
 		return pf_errf(err, -ENOMEM,
@@ -154,8 +170,38 @@ void pinfer_ctx_free(struct pinfer_ctx *c)
 	free(c->rope_cs);
 	free(c->scores);
 	free(c->logits);
+	free(c->active);
+	free(c->coef);
+	free(c->partial);
+	free(c->probe_gate);
+	free(c->probe_act);
 	pf_matmul_scratch_free(&c->scratch);
 	free(c);
+}
+
+void pinfer_ctx_ffn_stats(const struct pinfer_ctx *c, struct pinfer_ffn_stats *out)
+{
+	*out = c->ffn_stats;
+}
+
+/* The probe's buffers are allocated here, outside pinfer_ctx_bytes: a
+ * probe is a tool's instrument, not part of serving. */
+int pinfer_ctx_set_ffn_probe(struct pinfer_ctx *c, pinfer_ffn_probe_fn fn, void *data)
+{
+	const struct pinfer_model_info *hp = &c->model->info;
+	if (fn && !c->probe_gate) {
+		c->probe_gate = malloc((size_t)c->n_batch * (size_t)hp->n_ff * sizeof(float));
+		c->probe_act = malloc((size_t)hp->n_ff * sizeof(float));
+		if (!c->probe_gate || !c->probe_act) {
+			free(c->probe_gate);
+			free(c->probe_act);
+			c->probe_gate = c->probe_act = NULL;
+			return -ENOMEM;
+		}
+	}
+	c->probe = fn;
+	c->probe_data = data;
+	return 0;
 }
 
 uint64_t pinfer_ctx_bytes(const struct pinfer_ctx *c)
@@ -188,6 +234,7 @@ int pinfer_eval(struct pinfer_ctx *c, const int32_t *tokens, int n, struct pf_er
 	for (int done = 0; done < n;) {
 		int T = n - done < c->n_batch ? n - done : c->n_batch;
 		pf_forward(c, tokens + done, T);
+		c->ffn_stats.tokens += (uint64_t)T;
 		done += T;
 	}
 	return 0;

@@ -32,6 +32,15 @@ struct pinfer_ctx {
 	float *rope_cs;  /* (n_batch, rope_dim) cos/sin per token */
 	float *scores;   /* (n_threads, PF_ATTN_QUERY_BLOCK, n_ctx) attention scores */
 	float *logits;   /* (all_logits ? n_batch : 1, n_vocab) */
+	/* Sparse modes only (ffn.c): */
+	int32_t *active; /* (n_ff) neurons computed this layer */
+	float *coef;     /* (n_ff) their activations */
+	float *partial;  /* (n_threads, 2, n_embd) down-projection sums and scratch */
+	struct pinfer_ffn_stats ffn_stats;
+	pinfer_ffn_probe_fn probe;
+	void *probe_data;
+	float *probe_gate;  /* (n_batch, n_ff) gate before activation, with a probe */
+	float *probe_act;   /* (n_ff) activations of a sparse step, with a probe */
 	struct pf_matmul_scratch scratch;
 	uint64_t bytes;
 };

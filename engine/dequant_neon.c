@@ -1,9 +1,10 @@
-/* NEON dequantizers for aarch64; prefill runs them over tiles of weight
- * rows for sgemm.
+/* NEON dequantizers for aarch64, which prefill runs over tiles of weight
+ * rows for sgemm, and the axpy kernels (at the end), which fuse the same
+ * unpacking with y += a * w.
  *
- * They give the reference's floats bit for bit: every element is d * q,
- * d * q + m or ds * q - dm, with the scalar factors formed as the
- * reference forms them and each operation a separate multiply, add or
+ * The dequantizers give the reference's floats bit for bit: every element
+ * is d * q, d * q + m or ds * q - dm, with the scalar factors formed as
+ * the reference forms them and each operation a separate multiply, add or
  * subtract, as in the reference (one FMA would round once where it rounds
  * twice). That also relies on the compiler not fusing them itself, which
  * GCC does not do under -std=c11. The only difference: vcvt_f32_f16 quiets
@@ -234,6 +235,225 @@ void pf_q6_k_to_float_neon(const void *src, float *dst, int64_t n)
 			for (int k = 0; k < 8; k++)
 				store_mul(dst + 128 * h + 16 * k, widen_s8(vsubq_s8(vreinterpretq_s8_u8(q[k]), off)),
 					d * b->scales[8 * h + k]);
+		}
+	}
+}
+
+/* ---- axpy: y += a * w, for the sparse FFN's down projection ----
+ *
+ * Levels are unpacked 16 at a time as above and widened, then added into y
+ * with one FMA per vector: y = q * (a * d) + y; formats with an offset add
+ * their share (a * m, -a * dm) to y first. Unlike the dequantizers these
+ * round differently from the reference, a * (d * q) then an add, by a few
+ * ulps of the terms. y stays in L1 while the weights stream past. */
+
+/* y[0..16) += s * q */
+static inline void axpy16(float *y, struct f32x16 q, float s)
+{
+	PF_UNROLL(4)
+	for (int k = 0; k < 4; k++)
+		vst1q_f32(y + 4 * k, vfmaq_n_f32(vld1q_f32(y + 4 * k), q.v[k], s));
+}
+
+/* y[0..16) += s * q + o */
+static inline void axpy16_off(float *y, struct f32x16 q, float s, float o)
+{
+	float32x4_t vo = vdupq_n_f32(o);
+	PF_UNROLL(4)
+	for (int k = 0; k < 4; k++)
+		vst1q_f32(y + 4 * k, vfmaq_n_f32(vaddq_f32(vld1q_f32(y + 4 * k), vo), q.v[k], s));
+}
+
+/* The float formats: 16 elements per step with four independent FMAs,
+ * then 4, then a scalar tail (their rows may have any length). */
+static inline float32x4_t ld_f32x4(const uint8_t *p)
+{
+	return vreinterpretq_f32_u8(vld1q_u8(p));
+}
+
+static inline void fma4(float *y, float32x4_t w, float a)
+{
+	vst1q_f32(y, vfmaq_n_f32(vld1q_f32(y), w, a));
+}
+
+void pf_f32_axpy_neon(int n, float a, const void *w, float *y)
+{
+	const uint8_t *p = w;
+	int i = 0;
+	for (; i + 16 <= n; i += 16) {
+		PF_UNROLL(4)
+		for (int k = 0; k < 16; k += 4)
+			fma4(y + i + k, ld_f32x4(p + 4 * (i + k)), a);
+	}
+	for (; i + 4 <= n; i += 4)
+		fma4(y + i, ld_f32x4(p + 4 * i), a);
+	for (; i < n; i++)
+		y[i] += a * pf_rd_f32(p + 4 * i);
+}
+
+void pf_f16_axpy_neon(int n, float a, const void *w, float *y)
+{
+	const uint8_t *p = w;
+	int i = 0;
+	for (; i + 16 <= n; i += 16) {
+		float16x8_t h0 = vreinterpretq_f16_u8(vld1q_u8(p + 2 * i));
+		float16x8_t h1 = vreinterpretq_f16_u8(vld1q_u8(p + 2 * i + 16));
+		fma4(y + i, vcvt_f32_f16(vget_low_f16(h0)), a);
+		fma4(y + i + 4, vcvt_high_f32_f16(h0), a);
+		fma4(y + i + 8, vcvt_f32_f16(vget_low_f16(h1)), a);
+		fma4(y + i + 12, vcvt_high_f32_f16(h1), a);
+	}
+	for (; i < n; i++)
+		y[i] += a * ld_f16(p + 2 * i);
+}
+
+void pf_bf16_axpy_neon(int n, float a, const void *w, float *y)
+{
+	const uint8_t *p = w;
+	int i = 0;
+	for (; i + 16 <= n; i += 16) {
+		uint16x8_t h0 = vreinterpretq_u16_u8(vld1q_u8(p + 2 * i));
+		uint16x8_t h1 = vreinterpretq_u16_u8(vld1q_u8(p + 2 * i + 16));
+		fma4(y + i, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h0), 16)), a);
+		fma4(y + i + 4, vreinterpretq_f32_u32(vshll_high_n_u16(h0, 16)), a);
+		fma4(y + i + 8, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h1), 16)), a);
+		fma4(y + i + 12, vreinterpretq_f32_u32(vshll_high_n_u16(h1, 16)), a);
+	}
+	for (; i < n; i++)
+		y[i] += a * pf_bf16_to_fp32(pf_rd_u16(p + 2 * i));
+}
+
+void pf_q8_0_axpy_neon(int n, float a, const void *w, float *y)
+{
+	const struct pf_block_q8_0 *b = w;
+	for (int i = 0; i < n / QK; i++, b++, y += QK) {
+		float s = a * ld_f16(b->d);
+		axpy16(y, widen_s8(vld1q_s8(b->qs)), s);
+		axpy16(y + 16, widen_s8(vld1q_s8(b->qs + 16)), s);
+	}
+}
+
+void pf_q4_0_axpy_neon(int n, float a, const void *w, float *y)
+{
+	const struct pf_block_q4_0 *b = w;
+	const int8x16_t eight = vdupq_n_s8(8);
+	for (int i = 0; i < n / QK; i++, b++, y += QK) {
+		uint8x16_t v = vld1q_u8(b->qs);
+		float s = a * ld_f16(b->d);
+		axpy16(y, widen_s8(vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0f))), eight)), s);
+		axpy16(y + 16, widen_s8(vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight)), s);
+	}
+}
+
+void pf_q4_1_axpy_neon(int n, float a, const void *w, float *y)
+{
+	const struct pf_block_q4_1 *b = w;
+	for (int i = 0; i < n / QK; i++, b++, y += QK) {
+		uint8x16_t v = vld1q_u8(b->qs);
+		float s = a * ld_f16(b->d), o = a * ld_f16(b->m);
+		axpy16_off(y, widen_u8(vandq_u8(v, vdupq_n_u8(0x0f))), s, o);
+		axpy16_off(y + 16, widen_u8(vshrq_n_u8(v, 4)), s, o);
+	}
+}
+
+/* Level minus 16 as in pf_q5_0_to_float_neon. */
+void pf_q5_0_axpy_neon(int n, float a, const void *w, float *y)
+{
+	const struct pf_block_q5_0 *b = w;
+	const uint8x16_t f0 = vdupq_n_u8(0xf0);
+	for (int i = 0; i < n / QK; i++, b++, y += QK) {
+		uint8x16_t v = vld1q_u8(b->qs), hl, hh;
+		expand_bits(b->qh, &hl, &hh);
+		float s = a * ld_f16(b->d);
+		uint8x16_t lo = vorrq_u8(vandq_u8(v, vdupq_n_u8(0x0f)), vbicq_u8(f0, hl));
+		uint8x16_t hi = vorrq_u8(vshrq_n_u8(v, 4), vbicq_u8(f0, hh));
+		axpy16(y, widen_s8(vreinterpretq_s8_u8(lo)), s);
+		axpy16(y + 16, widen_s8(vreinterpretq_s8_u8(hi)), s);
+	}
+}
+
+void pf_q5_1_axpy_neon(int n, float a, const void *w, float *y)
+{
+	const struct pf_block_q5_1 *b = w;
+	const uint8x16_t b4 = vdupq_n_u8(0x10);
+	for (int i = 0; i < n / QK; i++, b++, y += QK) {
+		uint8x16_t v = vld1q_u8(b->qs), hl, hh;
+		expand_bits(b->qh, &hl, &hh);
+		float s = a * ld_f16(b->d), o = a * ld_f16(b->m);
+		uint8x16_t lo = vorrq_u8(vandq_u8(v, vdupq_n_u8(0x0f)), vandq_u8(hl, b4));
+		uint8x16_t hi = vorrq_u8(vshrq_n_u8(v, 4), vandq_u8(hh, b4));
+		axpy16_off(y, widen_u8(lo), s, o);
+		axpy16_off(y + 16, widen_u8(hi), s, o);
+	}
+}
+
+/* Q4_K/Q5_K's factors for sub-block j: s[j] = a * (d * sc[j]) and
+ * o[j] = -(a * (dmin * m[j])). */
+static inline void k4_axpy_factors(float a, const uint8_t *d, const uint8_t *dmin, const uint8_t *scales,
+	float s[8], float o[8])
+{
+	float ds[8], dm[8];
+	k4_factors(d, dmin, scales, ds, dm);
+	for (int j = 0; j < 8; j++) {
+		s[j] = a * ds[j];
+		o[j] = -(a * dm[j]);
+	}
+}
+
+void pf_q4_k_axpy_neon(int n, float a, const void *w, float *y)
+{
+	const struct pf_block_q4_k *b = w;
+	const uint8x16_t m4 = vdupq_n_u8(0x0f);
+	for (int i = 0; i < n / QK_K; i++, b++, y += QK_K) {
+		float s[8], o[8];
+		k4_axpy_factors(a, b->d, b->dmin, b->scales, s, o);
+		for (int c = 0; c < 4; c++) {
+			float *out = y + 64 * c;
+			PF_UNROLL(2)
+			for (int k = 0; k < 2; k++) {
+				uint8x16_t v = vld1q_u8(b->qs + 32 * c + 16 * k);
+				axpy16_off(out + 16 * k, widen_u8(vandq_u8(v, m4)), s[2 * c], o[2 * c]);
+				axpy16_off(out + 32 + 16 * k, widen_u8(vshrq_n_u8(v, 4)), s[2 * c + 1], o[2 * c + 1]);
+			}
+		}
+	}
+}
+
+void pf_q5_k_axpy_neon(int n, float a, const void *w, float *y)
+{
+	const struct pf_block_q5_k *b = w;
+	const uint8x16_t m4 = vdupq_n_u8(0x0f), b4 = vdupq_n_u8(0x10);
+	for (int i = 0; i < n / QK_K; i++, b++, y += QK_K) {
+		float s[8], o[8];
+		k4_axpy_factors(a, b->d, b->dmin, b->scales, s, o);
+		for (int c = 0; c < 4; c++) {
+			float *out = y + 64 * c;
+			uint8x16_t bl = vdupq_n_u8((uint8_t)(1 << (2 * c))), bh = vdupq_n_u8((uint8_t)(2 << (2 * c)));
+			PF_UNROLL(2)
+			for (int k = 0; k < 2; k++) {
+				uint8x16_t v = vld1q_u8(b->qs + 32 * c + 16 * k), h = vld1q_u8(b->qh + 16 * k);
+				uint8x16_t lo = vorrq_u8(vandq_u8(v, m4), vandq_u8(vtstq_u8(h, bl), b4));
+				uint8x16_t hi = vorrq_u8(vshrq_n_u8(v, 4), vandq_u8(vtstq_u8(h, bh), b4));
+				axpy16_off(out + 16 * k, widen_u8(lo), s[2 * c], o[2 * c]);
+				axpy16_off(out + 32 + 16 * k, widen_u8(hi), s[2 * c + 1], o[2 * c + 1]);
+			}
+		}
+	}
+}
+
+void pf_q6_k_axpy_neon(int n, float a, const void *w, float *y)
+{
+	const struct pf_block_q6_k *b = w;
+	const int8x16_t off = vdupq_n_s8(32);
+	for (int i = 0; i < n / QK_K; i++, b++, y += QK_K) {
+		float d = ld_f16(b->d);
+		for (int h = 0; h < 2; h++) {
+			uint8x16_t q[8];
+			q6_k_levels(b, h, q);
+			PF_UNROLL(8)
+			for (int k = 0; k < 8; k++)
+				axpy16(y + 128 * h + 16 * k, widen_s8(vsubq_s8(vreinterpretq_s8_u8(q[k]), off)),
+					a * (d * b->scales[8 * h + k]));
 		}
 	}
 }

@@ -7,6 +7,7 @@
 #include "blas.h"
 #include "context.h"
 #include "ops.h"
+#include "sparse.h"
 
 struct attn_job {
 	struct pinfer_ctx *c;
@@ -87,9 +88,9 @@ void pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T)
 			pf_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->attn_norm, dim,
 				   hp->rms_eps);
 		struct pf_matmul_out qkv[3] = {
-			{ &L->wq, c->q },
-			{ &L->wk, k_cache + (size_t)c->pos * kv_dim },
-			{ &L->wv, v_cache + (size_t)c->pos * kv_dim },
+			{ .w = &L->wq, .y = c->q },
+			{ .w = &L->wk, .y = k_cache + (size_t)c->pos * kv_dim },
+			{ .w = &L->wv, .y = v_cache + (size_t)c->pos * kv_dim },
 		};
 		pf_matmul(c->pool, &c->scratch, qkv, 3, c->xb, T);
 		for (int t = 0; t < T; t++) {
@@ -101,7 +102,7 @@ void pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T)
 		}
 		struct attn_job aj = { c, k_cache, v_cache, T };
 		pf_pool_run(c->pool, attend, &aj, hp->n_head, 1);
-		struct pf_matmul_out o = { &L->wo, c->xb };
+		struct pf_matmul_out o = { .w = &L->wo, .y = c->xb };
 		pf_matmul(c->pool, &c->scratch, &o, 1, c->att, T);
 		add(c->x, c->xb, (size_t)T * dim);
 
@@ -109,11 +110,7 @@ void pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T)
 		for (int t = 0; t < T; t++)
 			pf_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->ffn_norm, dim,
 				   hp->rms_eps);
-		struct pf_matmul_out gate_up[2] = { { &L->ffn_gate, c->hb }, { &L->ffn_up, c->hb2 } };
-		pf_matmul(c->pool, &c->scratch, gate_up, 2, c->xb, T);
-		pf_ffn_act(c->hb, c->hb2, (int64_t)T * hp->n_ff, hp->ffn_act);
-		struct pf_matmul_out down = { &L->ffn_down, c->xb };
-		pf_matmul(c->pool, &c->scratch, &down, 1, c->hb, T);
+		pf_ffn(c, L, l, T);
 		add(c->x, c->xb, (size_t)T * dim);
 	}
 
@@ -123,7 +120,7 @@ void pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T)
 	for (int t = first; t < T; t++)
 		pf_rmsnorm(c->xb + (size_t)(t - first) * dim, c->x + (size_t)t * dim, m->output_norm,
 			   dim, hp->rms_eps);
-	struct pf_matmul_out head = { &m->output, c->logits };
+	struct pf_matmul_out head = { .w = &m->output, .y = c->logits };
 	pf_matmul(c->pool, &c->scratch, &head, 1, c->xb, n_out);
 	c->n_logits = n_out;
 	c->pos += T;

@@ -3,6 +3,7 @@
  * Norm vectors are small and read on every token, so they are converted to
  * float once here; matrices stay in the file's format. */
 #include "model.h"
+#include "sparse.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -253,7 +254,7 @@ static int load(struct pinfer_model *m, const char *path, const struct pinfer_mo
 		}
 		m->locked = true;
 	}
-	return 0;
+	return pf_sparse_setup(m, p, err);
 }
 
 int pinfer_model_open(struct pinfer_model **out, const char *path,
@@ -286,6 +287,7 @@ void pinfer_model_free(struct pinfer_model *m)
 			free(m->layers[l].attn_norm);
 			free(m->layers[l].ffn_norm);
 		}
+	pf_sparse_free(m);
 	free(m->layers);
 	free(m->output_norm);
 	if (m->locked)

@@ -27,6 +27,9 @@ struct pf_layer {
 	struct pf_weight ffn_gate;  /* (n_ff, n_embd) */
 	struct pf_weight ffn_up;    /* (n_ff, n_embd) */
 	struct pf_weight ffn_down;  /* (n_embd, n_ff) */
+	/* Sparse modes: ffn_down neuron-major, one row per neuron (sparse_model.c). */
+	struct pf_weight ffn_down_t;  /* (n_ff, n_embd) */
+	void *down_t_mem;
 };
 
 struct pinfer_model {
@@ -37,6 +40,7 @@ struct pinfer_model {
 	float *output_norm;         /* (n_embd) */
 	struct pf_weight output;    /* (n_vocab, n_embd); a copy of tok_embd when tied */
 	struct pf_layer *layers;
+	float *thresholds;          /* (n_layer) threshold mode: |silu(gate)| cut-offs */
 	bool locked;
 };
 

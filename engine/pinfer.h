@@ -39,10 +39,27 @@ enum pinfer_rope_type {
 	PINFER_ROPE_NEOX,      /* rotate (i, i + d/2) */
 };
 
+/* Which FFN neurons a decode step computes (docs/sparsity.md). Prefill
+ * computes every neuron and zeroes those the mode skips, so both agree. */
+enum pinfer_sparsity {
+	PINFER_SPARSITY_AUTO = 0,   /* gate for ReLU-family models, threshold when
+				     * thresholds are known, else dense */
+	PINFER_SPARSITY_DENSE,      /* every neuron: the reference */
+	PINFER_SPARSITY_GATE,       /* ReLU/dReLU: the gate for all, up and down only
+				     * where the activation is not zero (exact) */
+	PINFER_SPARSITY_THRESHOLD,  /* SwiGLU: up and down only where |silu(gate)|
+				     * exceeds the layer's calibrated threshold (CATS) */
+	PINFER_SPARSITY_PREDICTOR,  /* a low-rank predictor picks the neurons */
+};
+
 struct pinfer_model_params {
 	bool mlock;                    /* lock the weights in RAM */
 	enum pinfer_ffn_act ffn_act;   /* override the FFN activation */
 	enum pinfer_rope_type rope;    /* override the RoPE ordering */
+	enum pinfer_sparsity sparsity;
+	/* Thresholds from `pinfer-model calibrate` (threshold mode); NULL:
+	 * those stored in the model, if any. */
+	const char *calibration;
 };
 
 struct pinfer_model_info {
@@ -58,6 +75,7 @@ struct pinfer_model_info {
 	uint64_t weight_bytes;         /* bytes of tensor data in the file */
 	uint64_t decode_bytes;         /* weight bytes one decode step reads */
 	uint64_t file_bytes;
+	enum pinfer_sparsity sparsity; /* the mode chosen, never AUTO */
 };
 
 PINFER_API void pinfer_model_params_default(struct pinfer_model_params *p);
@@ -66,6 +84,12 @@ PINFER_API int pinfer_model_open(struct pinfer_model **out, const char *path,
 PINFER_API void pinfer_model_free(struct pinfer_model *m);
 PINFER_API const struct pinfer_model_info *pinfer_model_info(const struct pinfer_model *m);
 PINFER_API const char *pinfer_ffn_act_name(enum pinfer_ffn_act a);
+/* "auto", "dense", "gate", "threshold", "predictor"; parse returns
+ * -EINVAL for anything else. */
+PINFER_API const char *pinfer_sparsity_name(enum pinfer_sparsity s);
+PINFER_API int pinfer_sparsity_parse(const char *name, enum pinfer_sparsity *out);
+/* The threshold-mode threshold of a layer (0 in other modes). */
+PINFER_API float pinfer_model_threshold(const struct pinfer_model *m, int layer);
 
 /* Vocabulary. */
 PINFER_API int pinfer_tokenize(const struct pinfer_model *m, const char *text, size_t len, bool add_bos,
@@ -140,6 +164,25 @@ PINFER_API int pinfer_ctx_size(const struct pinfer_ctx *c);
 PINFER_API int pinfer_ctx_batch(const struct pinfer_ctx *c);
 /* Forgets positions >= pos, so a shared prompt prefix can be reused. */
 PINFER_API void pinfer_ctx_truncate(struct pinfer_ctx *c, int pos);
+
+/* FFN work of a context's evaluations so far: neurons is tokens * layers *
+ * n_ff, active those computed (decode) or kept (prefill). */
+struct pinfer_ffn_stats {
+	uint64_t tokens;
+	uint64_t neurons;
+	uint64_t active;
+};
+PINFER_API void pinfer_ctx_ffn_stats(const struct pinfer_ctx *c, struct pinfer_ffn_stats *out);
+
+/* Called for every layer of every evaluation, on the evaluating thread,
+ * with the batch's T rows of the FFN input x (n_embd each), the gate
+ * projection (n_ff each; NULL in predictor mode) and the activations that
+ * go into the down projection (n_ff each; zero where skipped). For
+ * profiling, calibration and fitting predictors; slows evaluation. */
+typedef void (*pinfer_ffn_probe_fn)(void *data, int layer, int T, const float *x, const float *gate,
+				 const float *act);
+/* fn NULL removes the probe. */
+PINFER_API int pinfer_ctx_set_ffn_probe(struct pinfer_ctx *c, pinfer_ffn_probe_fn fn, void *data);
 
 #define PINFER_SEED_RANDOM UINT64_MAX  /* seed from the system's entropy */
 

@@ -12,7 +12,10 @@
  * Q4_0, Q4_K and Q6_K also have multi-token kernels for prefill, which
  * unpack each weight block once for PF_DOT_MULTI_MAX tokens: on Zen 2 (2
  * threads, 4096x4096) Q4_0 goes from 121 to 170 GFLOP/s, Q4_K from 80 to
- * 145, Q6_K from 112 to 145. */
+ * 145, Q6_K from 112 to 145.
+ *
+ * Every weight type has an axpy kernel (y += a * row) for the sparse FFN,
+ * whose scalar reference dequantizes a block with to_float and adds. */
 #include <stddef.h>
 
 #include "quant_internal.h"
@@ -21,10 +24,10 @@
  * the reference. */
 #define ACTIVATION(t, from) \
 	[PF_##t] = { PF_##t, PF_##t, pf_##from##_to_float, pf_##from##_to_float, \
-		pf_##from##_from_float, NULL, NULL, NULL }
+		pf_##from##_from_float, NULL, NULL, NULL, NULL, NULL }
 
-/* Weight types: the fast dequantizer and vec_dot are filled in per ISA
- * below; the scalar table's fast dequantizer is the reference. */
+/* Weight types: the fast dequantizer, vec_dot and axpy are filled in per
+ * ISA below; the scalar table's fast ones are the references. */
 #define DEQUANT_ref(name) pf_##name##_to_float
 #define DEQUANT_avx2(name) pf_##name##_to_float_avx2
 #define DEQUANT_neon(name) pf_##name##_to_float_neon
@@ -32,11 +35,13 @@
 
 #define WEIGHT(t, vt, name, isa, fast) \
 	[PF_##t] = { PF_##t, PF_##vt, pf_##name##_to_float, fast, pf_##name##_from_float, \
-		pf_##name##_dot_##isa, pf_##name##_dot_ref, NULL }
+		pf_##name##_dot_##isa, pf_##name##_dot_ref, NULL, \
+		pf_##name##_axpy_##isa, pf_##name##_axpy_ref }
 /* A weight type that also has a multi-token kernel. */
 #define WEIGHT_MULTI(t, vt, name, isa, fast) \
 	[PF_##t] = { PF_##t, PF_##vt, pf_##name##_to_float, fast, pf_##name##_from_float, \
-		pf_##name##_dot_##isa, pf_##name##_dot_ref, pf_##name##_dot_multi_##isa }
+		pf_##name##_dot_##isa, pf_##name##_dot_ref, pf_##name##_dot_multi_##isa, \
+		pf_##name##_axpy_##isa, pf_##name##_axpy_ref }
 
 #define TABLE(isa) { \
 	WEIGHT(F32, F32, f32, isa, pf_f32_to_float), \

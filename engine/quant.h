@@ -6,18 +6,25 @@
  * with an activation vector already converted to the type's vec_dot_type
  * (by that type's from_float), and for some types a multi-token dot
  * (vec_dot_multi) that prefill uses to multiply each weight row with a few
- * tokens in one pass. The fast kernels are the best for this CPU
- * (AVX2+FMA+F16C on x86-64 chosen at run time, NEON on aarch64, scalar
- * otherwise); vec_dot_ref is the portable scalar dot they are tested
- * against. to_float_fast returns to_float's floats bit for bit, except that
- * an F16 signaling NaN may come back quieted; for F32 both are a memcpy.
+ * tokens in one pass. axpy adds a scaled weight row to a float vector,
+ * y += a * w, unpacking the blocks in registers (the sparse FFN's down
+ * projection, one call per neuron that fired). The fast kernels are the
+ * best for this CPU (AVX2+FMA+F16C on x86-64 chosen at run time, NEON on
+ * aarch64, scalar otherwise); vec_dot_ref and axpy_ref are the portable
+ * scalar versions they are tested against. to_float_fast returns
+ * to_float's floats bit for bit, except that an F16 signaling NaN may come
+ * back quieted; for F32 both are a memcpy. axpy_ref adds to_float's values
+ * times a; axpy rounds differently (it scales levels by a * d and fuses
+ * the multiply and add), by a few ulps of |y| + |a| * (largest |w| in the
+ * element's block).
  *
  * Q8_1, Q8_K and Q8_S are activation-only formats: they have converters
- * (their to_float_fast is the reference) but vec_dot and vec_dot_ref are
- * NULL. Block layouts are byte-identical to GGUF's, except Q8_S's: it is
- * internal (pf_dtype_info's flag), a row layout of the engine's own that
- * exists only in memory (see quant_internal.h). Activations are converted a
- * whole row at a time, so only whole rows of them may be passed around. */
+ * (their to_float_fast is the reference) but vec_dot, vec_dot_ref, axpy
+ * and axpy_ref are NULL. Block layouts are byte-identical to GGUF's,
+ * except Q8_S's: it is internal (pf_dtype_info's flag), a row layout of
+ * the engine's own that exists only in memory (see quant_internal.h).
+ * Activations are converted a whole row at a time, so only whole rows of
+ * them may be passed around. */
 #ifndef PINFER_QUANT_H
 #define PINFER_QUANT_H
 
@@ -36,6 +43,10 @@ typedef void (*pf_vec_dot_fn)(int n, float *s, const void *w, const void *x);
  * (the same sums in the same order). For prefill. */
 typedef void (*pf_vec_dot_multi_fn)(int n, float *s, size_t s_stride, const void *w,
 				    const void *x, size_t x_stride, int n_x);
+/* y[0..n) += a * w[0..n) for one weight row w, n a multiple of the block
+ * size: the sparse FFN's down projection adds the rows (neurons) that fired,
+ * scaled by their activation, from a transposed down matrix. */
+typedef void (*pf_axpy_fn)(int n, float a, const void *w, float *y);
 /* 4: with two accumulators per token (as vec_dot has) that fills the
  * AVX2 registers; 6 and 8 tokens ran slower on Zen 2. */
 #define PF_DOT_MULTI_MAX 4
@@ -49,6 +60,8 @@ struct pf_quant_ops {
 	pf_vec_dot_fn vec_dot;        /* fastest kernel for this CPU; NULL for activation formats */
 	pf_vec_dot_fn vec_dot_ref;    /* scalar reference; NULL for activation formats */
 	pf_vec_dot_multi_fn vec_dot_multi; /* vec_dot for several tokens; NULL where none */
+	pf_axpy_fn axpy;              /* fastest for this CPU; NULL for activation formats */
+	pf_axpy_fn axpy_ref;          /* scalar reference; NULL for activation formats */
 };
 
 /* NULL when the type has no kernels in this build. */

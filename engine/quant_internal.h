@@ -253,6 +253,51 @@ PF_DOT_MULTI_DECLS(neon);
 #endif
 #undef PF_DOT_MULTI_DECLS
 
+/* axpy kernels (pf_axpy_fn), one per weight type and ISA:
+ * pf_<type>_axpy_<isa>. The references (quant_ref.c, quant_ref_k.c)
+ * dequantize with to_float and add; the SIMD ones (quant_x86.c,
+ * dequant_neon.c) unpack each block in registers and fuse the scaling into
+ * one FMA per vector, so they round differently (by a few ulps of the terms
+ * added). */
+#define PF_AXPY_DECLS(isa) \
+	void pf_f32_axpy_##isa(int n, float a, const void *w, float *y); \
+	void pf_f16_axpy_##isa(int n, float a, const void *w, float *y); \
+	void pf_bf16_axpy_##isa(int n, float a, const void *w, float *y); \
+	void pf_q4_0_axpy_##isa(int n, float a, const void *w, float *y); \
+	void pf_q4_1_axpy_##isa(int n, float a, const void *w, float *y); \
+	void pf_q5_0_axpy_##isa(int n, float a, const void *w, float *y); \
+	void pf_q5_1_axpy_##isa(int n, float a, const void *w, float *y); \
+	void pf_q8_0_axpy_##isa(int n, float a, const void *w, float *y); \
+	void pf_q4_k_axpy_##isa(int n, float a, const void *w, float *y); \
+	void pf_q5_k_axpy_##isa(int n, float a, const void *w, float *y); \
+	void pf_q6_k_axpy_##isa(int n, float a, const void *w, float *y)
+PF_AXPY_DECLS(ref);
+#if defined(__x86_64__)
+PF_AXPY_DECLS(avx2);
+#endif
+#if defined(__aarch64__) && defined(__ARM_NEON)
+PF_AXPY_DECLS(neon);
+#endif
+#undef PF_AXPY_DECLS
+
+/* The reference axpy of every weight type: y += a * v, v the row as the
+ * reference dequantizer gives it, PF_AXPY_REF_STEP elements (whole blocks
+ * of block elements, block_bytes each) at a time through a buffer on the
+ * stack. */
+#define PF_AXPY_REF_STEP 256
+static inline void pf_axpy_by_blocks(pf_to_float_fn to_float, int block, size_t block_bytes,
+	int n, float a, const void *w, float *y)
+{
+	float v[PF_AXPY_REF_STEP];
+	const uint8_t *p = w;
+	for (int i = 0; i < n; i += PF_AXPY_REF_STEP) {
+		int len = n - i < PF_AXPY_REF_STEP ? n - i : PF_AXPY_REF_STEP;
+		to_float(p + (size_t)(i / block) * block_bytes, v, len);
+		for (int j = 0; j < len; j++)
+			y[i + j] += a * v[j];
+	}
+}
+
 /* SIMD dequantizers, pf_<type>_to_float_<isa> (dequant_<isa>.c). F32 has
  * none: its reference is already a memcpy. */
 #define PF_DEQUANT_DECLS(isa) \

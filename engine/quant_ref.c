@@ -439,3 +439,20 @@ void pf_q8_0_dot_ref(int n, float *s, const void *w, const void *x)
 	}
 	*s = sum;
 }
+
+/* ---- axpy: y += a * to_float(w), whole blocks at a time ---- */
+
+#define AXPY_REF(name, block, block_bytes) \
+	void pf_##name##_axpy_ref(int n, float a, const void *w, float *y) \
+	{ \
+		pf_axpy_by_blocks(pf_##name##_to_float, block, block_bytes, n, a, w, y); \
+	}
+AXPY_REF(f32, 1, sizeof(float))
+AXPY_REF(f16, 1, sizeof(uint16_t))
+AXPY_REF(bf16, 1, sizeof(uint16_t))
+AXPY_REF(q4_0, QK, sizeof(struct pf_block_q4_0))
+AXPY_REF(q4_1, QK, sizeof(struct pf_block_q4_1))
+AXPY_REF(q5_0, QK, sizeof(struct pf_block_q5_0))
+AXPY_REF(q5_1, QK, sizeof(struct pf_block_q5_1))
+AXPY_REF(q8_0, QK, sizeof(struct pf_block_q8_0))
+#undef AXPY_REF

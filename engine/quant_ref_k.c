@@ -404,3 +404,15 @@ void pf_q6_k_dot_ref(int n, float *s, const void *w, const void *x)
 	}
 	*s = sum;
 }
+
+/* ---- axpy: y += a * to_float(w), a super-block at a time ---- */
+
+#define AXPY_REF(name) \
+	void pf_##name##_axpy_ref(int n, float a, const void *w, float *y) \
+	{ \
+		pf_axpy_by_blocks(pf_##name##_to_float, QK_K, sizeof(struct pf_block_##name), n, a, w, y); \
+	}
+AXPY_REF(q4_k)
+AXPY_REF(q5_k)
+AXPY_REF(q6_k)
+#undef AXPY_REF

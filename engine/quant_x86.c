@@ -1,4 +1,5 @@
-/* AVX2 dot kernels for x86-64. The library is built without -m flags, so
+/* AVX2 dot kernels for x86-64, and the axpy kernels (at the end), which
+ * share their unpacking of levels. The library is built without -m flags, so
  * every function that uses the instructions carries a target attribute and
  * quant.c only calls them after checking the CPU at run time.
  *
@@ -704,6 +705,351 @@ TARGET void pf_q6_k_dot_multi_avx2(int n, float *s, size_t s_stride, const void 
 	case 3: q6_k_tokens(n, s, s_stride, w, x, x_stride, 3); break;
 	case 2: q6_k_tokens(n, s, s_stride, w, x, x_stride, 2); break;
 	default: pf_q6_k_dot_avx2(n, s, w, x); break;
+	}
+}
+
+/* ---- axpy: y += a * w, for the sparse FFN's down projection ----
+ *
+ * y stays in L1 while weight rows stream past, so the floor is the stores
+ * to y, one 8-float vector per cycle, which the small formats do not reach:
+ * their cost is the unpacking, and the code is shaped to keep that short.
+ * Each vector of 8 levels ends as int32 lanes, is converted and added with
+ * one FMA, y = q * (a * d) + y; formats with an offset add their share,
+ * a * m or -a * dm, to y first. The factors are rounded once more than the
+ * reference's a * (d * q) and the FMA once less than its multiply and add,
+ * so results differ from it by a few ulps of the terms.
+ *
+ * Packed nibbles are spread straight into int32 lanes: a block's 16 bytes
+ * are broadcast to both 128-bit lanes and one vpshufb puts bytes 0-7 (or
+ * 8-15) one per lane, whose low nibbles are 8 consecutive elements and high
+ * nibbles the 8 elements 16 (Q4_0) or 32 (Q4_K) further on. Levels built in
+ * bytes (5 and 6 bits, Q8_0) are sign-extended 8 at a time. The scales of
+ * the 32-element formats are converted four blocks at a time, and the K
+ * formats' eight or sixteen sub-block factors in vectors, then all are
+ * broadcast from memory, which costs no shuffle. On Zen 2 (Q4_0, rows in
+ * L2) the spreading took a block from 3.6 to 3.0 ns and the batched scales
+ * to 2.6 ns; the weights are prefetched as in the dot kernels, which
+ * helped from memory. */
+
+/* Byte k of 16 broadcast to both lanes into int32 lane k, bytes 0-7 (LANES_LO)
+ * or 8-15 (LANES_HI); the other bytes of each lane are zeroed. */
+#define SPREAD(b) (int)(0xffffff00u | (b))
+#define LANES_LO _mm256_setr_epi32(SPREAD(0), SPREAD(1), SPREAD(2), SPREAD(3), \
+	SPREAD(4), SPREAD(5), SPREAD(6), SPREAD(7))
+#define LANES_HI _mm256_setr_epi32(SPREAD(8), SPREAD(9), SPREAD(10), SPREAD(11), \
+	SPREAD(12), SPREAD(13), SPREAD(14), SPREAD(15))
+
+TARGET static inline __m256i bcast128(const uint8_t *p)
+{
+	return _mm256_broadcastsi128_si256(load128(p));
+}
+
+/* y[0..8) = q * s + y */
+TARGET static inline void fma8(float *y, __m256i q, __m256 s)
+{
+	_mm256_storeu_ps(y, _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), s, _mm256_loadu_ps(y)));
+}
+
+/* y[0..8) = q * s + (y + o) */
+TARGET static inline void fma8_off(float *y, __m256i q, __m256 s, __m256 o)
+{
+	_mm256_storeu_ps(y, _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), s, _mm256_add_ps(_mm256_loadu_ps(y), o)));
+}
+
+/* Int8 levels q[0..8) (the low 8 bytes) into y[0..8), times s. */
+TARGET static inline void fma8_i8(float *y, __m128i q, __m256 s)
+{
+	fma8(y, _mm256_cvtepi8_epi32(q), s);
+}
+
+TARGET static inline void fma8_i8_off(float *y, __m128i q, __m256 s, __m256 o)
+{
+	fma8_off(y, _mm256_cvtepi8_epi32(q), s, o);
+}
+
+/* 32 int8 levels in element order. */
+TARGET static inline void fma32_i8(float *y, __m256i q, __m256 s)
+{
+	__m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+	fma8_i8(y, lo, s);
+	fma8_i8(y + 8, _mm_unpackhi_epi64(lo, lo), s);
+	fma8_i8(y + 16, hi, s);
+	fma8_i8(y + 24, _mm_unpackhi_epi64(hi, hi), s);
+}
+
+TARGET static inline void fma32_i8_off(float *y, __m256i q, __m256 s, __m256 o)
+{
+	__m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+	fma8_i8_off(y, lo, s, o);
+	fma8_i8_off(y + 8, _mm_unpackhi_epi64(lo, lo), s, o);
+	fma8_i8_off(y + 16, hi, s, o);
+	fma8_i8_off(y + 24, _mm_unpackhi_epi64(hi, hi), s, o);
+}
+
+/* The float formats: four vectors per step, then single vectors, then a
+ * scalar tail (their rows may have any length). */
+#define AXPY_FLOAT(name, load8, ld1, esize) \
+	TARGET void pf_##name##_axpy_avx2(int n, float a, const void *w, float *y) \
+	{ \
+		const uint8_t *pw = w; \
+		__m256 va = _mm256_set1_ps(a); \
+		int i = 0; \
+		for (; i + 32 <= n; i += 32) { \
+			PF_UNROLL(4) \
+			for (int k = 0; k < 32; k += 8) \
+				_mm256_storeu_ps(y + i + k, _mm256_fmadd_ps(load8(pw + esize * (i + k)), va, \
+					_mm256_loadu_ps(y + i + k))); \
+		} \
+		for (; i + 8 <= n; i += 8) \
+			_mm256_storeu_ps(y + i, _mm256_fmadd_ps(load8(pw + esize * i), va, _mm256_loadu_ps(y + i))); \
+		for (; i < n; i++) \
+			y[i] += a * ld1(pw + esize * i); \
+	}
+
+TARGET static inline __m256 load_f32x8(const uint8_t *p)
+{
+	return _mm256_loadu_ps((const float *)(const void *)p);
+}
+
+TARGET static inline float ld_bf16(const uint8_t *p)
+{
+	return pf_bf16_to_fp32(pf_rd_u16(p));
+}
+
+AXPY_FLOAT(f32, load_f32x8, pf_rd_f32, 4)
+AXPY_FLOAT(f16, load_f16x8, ld_f16, 2)
+AXPY_FLOAT(bf16, load_bf16x8, ld_bf16, 2)
+#undef AXPY_FLOAT
+
+/* The fp16 fields at p, p + stride, p + 2 * stride, p + 3 * stride as
+ * halves 4k..4k+4 of a vector, k = 0 for d, 1 for m. */
+TARGET static inline uint64_t halves4(const uint8_t *p, size_t stride)
+{
+	return pf_rd_u16(p) | (uint64_t)pf_rd_u16(p + stride) << 16 |
+		(uint64_t)pf_rd_u16(p + 2 * stride) << 32 | (uint64_t)pf_rd_u16(p + 3 * stride) << 48;
+}
+
+/* f[k] = a * d and f[4 + k] = a * m of blocks k < 4 (m: any fp16 field,
+ * the scale again where the type has no offset). */
+TARGET static inline void factors4(const uint8_t *d, const uint8_t *m, size_t stride, float a, float f[8])
+{
+	__m128i h = _mm_set_epi64x((long long)halves4(m, stride), (long long)halves4(d, stride));
+	_mm256_storeu_ps(f, _mm256_mul_ps(_mm256_set1_ps(a), _mm256_cvtph_ps(h)));
+}
+
+/* Runs body(i, s, o) for every block i < nb of bw, s and o broadcasts of
+ * a * d and a * m (mfield: m, or d where the type has none): four blocks
+ * per step with their factors converted together, then one at a time. */
+#define AXPY_BLOCKS(nb, bw, mfield, body) \
+	do { \
+		int i_ = 0; \
+		float f_[8]; \
+		for (; i_ + 3 < (nb); i_ += 4) { \
+			prefetch_ahead((bw) + i_, 4 * (int)sizeof(*(bw))); \
+			factors4((bw)[i_].d, (bw)[i_].mfield, sizeof(*(bw)), a, f_); \
+			PF_UNROLL(4) \
+			for (int k_ = 0; k_ < 4; k_++) { \
+				__m256 s_ = _mm256_broadcast_ss(f_ + k_), o_ = _mm256_broadcast_ss(f_ + 4 + k_); \
+				body(i_ + k_, s_, o_); \
+			} \
+		} \
+		for (; i_ < (nb); i_++) { \
+			__m256 s_ = _mm256_set1_ps(a * ld_f16((bw)[i_].d)); \
+			__m256 o_ = _mm256_set1_ps(a * ld_f16((bw)[i_].mfield)); \
+			body(i_, s_, o_); \
+		} \
+	} while (0)
+
+TARGET void pf_q8_0_axpy_avx2(int n, float a, const void *w, float *y)
+{
+	const struct pf_block_q8_0 *bw = w;
+#define Q8_0_AXPY(i, s, o) \
+	do { \
+		(void)(o); \
+		PF_UNROLL(4) \
+		for (int k = 0; k < QK; k += 8) \
+			fma8_i8(y + QK * (i) + k, _mm_loadl_epi64((const __m128i *)(const void *)(bw[i].qs + k)), s); \
+	} while (0)
+	AXPY_BLOCKS(n / QK, bw, d, Q8_0_AXPY);
+#undef Q8_0_AXPY
+}
+
+/* Elements 0-7 and 16-23 from bytes 0-7, 8-15 and 24-31 from bytes 8-15,
+ * levels minus 8 in int32. */
+TARGET void pf_q4_0_axpy_avx2(int n, float a, const void *w, float *y)
+{
+	const struct pf_block_q4_0 *bw = w;
+	const __m256i m4 = _mm256_set1_epi32(0x0f), eight = _mm256_set1_epi32(8);
+	const __m256i lanes_lo = LANES_LO, lanes_hi = LANES_HI;
+#define Q4_0_AXPY(i, s, o) \
+	do { \
+		(void)(o); \
+		__m256i v_ = bcast128(bw[i].qs), p_ = _mm256_shuffle_epi8(v_, lanes_lo), \
+			q_ = _mm256_shuffle_epi8(v_, lanes_hi); \
+		float *y_ = y + QK * (i); \
+		fma8(y_, _mm256_sub_epi32(_mm256_and_si256(p_, m4), eight), s); \
+		fma8(y_ + 8, _mm256_sub_epi32(_mm256_and_si256(q_, m4), eight), s); \
+		fma8(y_ + 16, _mm256_sub_epi32(_mm256_srli_epi32(p_, 4), eight), s); \
+		fma8(y_ + 24, _mm256_sub_epi32(_mm256_srli_epi32(q_, 4), eight), s); \
+	} while (0)
+	AXPY_BLOCKS(n / QK, bw, d, Q4_0_AXPY);
+#undef Q4_0_AXPY
+}
+
+TARGET void pf_q4_1_axpy_avx2(int n, float a, const void *w, float *y)
+{
+	const struct pf_block_q4_1 *bw = w;
+	const __m256i m4 = _mm256_set1_epi32(0x0f);
+	const __m256i lanes_lo = LANES_LO, lanes_hi = LANES_HI;
+#define Q4_1_AXPY(i, s, o) \
+	do { \
+		__m256i v_ = bcast128(bw[i].qs), p_ = _mm256_shuffle_epi8(v_, lanes_lo), \
+			q_ = _mm256_shuffle_epi8(v_, lanes_hi); \
+		float *y_ = y + QK * (i); \
+		fma8_off(y_, _mm256_and_si256(p_, m4), s, o); \
+		fma8_off(y_ + 8, _mm256_and_si256(q_, m4), s, o); \
+		fma8_off(y_ + 16, _mm256_srli_epi32(p_, 4), s, o); \
+		fma8_off(y_ + 24, _mm256_srli_epi32(q_, 4), s, o); \
+	} while (0)
+	AXPY_BLOCKS(n / QK, bw, m, Q4_1_AXPY);
+#undef Q4_1_AXPY
+}
+
+/* Q5_0/Q5_1's levels are put together in bytes as in the dot kernels. Level
+ * minus 16 without a subtraction: where the fifth bit is clear the top
+ * nibble becomes 0xf, which reads as nibble - 16 in int8. */
+TARGET void pf_q5_0_axpy_avx2(int n, float a, const void *w, float *y)
+{
+	const struct pf_block_q5_0 *bw = w;
+	const __m256i f0 = _mm256_set1_epi8((char)0xf0);
+#define Q5_0_AXPY(i, s, o) \
+	do { \
+		(void)(o); \
+		__m256i q_ = _mm256_or_si256(unpack_nibbles(bw[i].qs), _mm256_andnot_si256(expand_bits(bw[i].qh), f0)); \
+		fma32_i8(y + QK * (i), q_, s); \
+	} while (0)
+	AXPY_BLOCKS(n / QK, bw, d, Q5_0_AXPY);
+#undef Q5_0_AXPY
+}
+
+TARGET void pf_q5_1_axpy_avx2(int n, float a, const void *w, float *y)
+{
+	const struct pf_block_q5_1 *bw = w;
+	const __m256i b4 = _mm256_set1_epi8(0x10);
+#define Q5_1_AXPY(i, s, o) \
+	do { \
+		__m256i q_ = _mm256_or_si256(unpack_nibbles(bw[i].qs), _mm256_and_si256(expand_bits(bw[i].qh), b4)); \
+		fma32_i8_off(y + QK * (i), q_, s, o); \
+	} while (0)
+	AXPY_BLOCKS(n / QK, bw, m, Q5_1_AXPY);
+#undef Q5_1_AXPY
+}
+
+/* f[j] = a * d * sc[j] and f[8 + j] = -(a * dmin * m[j]) for Q4_K/Q5_K's
+ * sub-blocks j. */
+TARGET static inline void k4_axpy_factors(float a, const uint8_t *d, const uint8_t *dmin,
+	const uint8_t *scales, float f[16])
+{
+	uint8_t sc[8], m[8];
+	pf_k4_scales(scales, sc, m);
+	__m256 fsc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)sc)));
+	__m256 fm = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)m)));
+	_mm256_storeu_ps(f, _mm256_mul_ps(_mm256_set1_ps(a * ld_f16(d)), fsc));
+	_mm256_storeu_ps(f + 8, _mm256_mul_ps(_mm256_set1_ps(-(a * ld_f16(dmin))), fm));
+}
+
+/* Chunk c of 32 qs bytes: low nibbles are sub-block 2c, high ones 2c+1. */
+TARGET void pf_q4_k_axpy_avx2(int n, float a, const void *w, float *y)
+{
+	const struct pf_block_q4_k *bw = w;
+	const __m256i m4 = _mm256_set1_epi32(0x0f);
+	const __m256i lanes_lo = LANES_LO, lanes_hi = LANES_HI;
+	for (int i = 0; i < n / QK_K; i++, bw++, y += QK_K) {
+		prefetch_ahead(bw, (int)sizeof(*bw));
+		float f[16];
+		k4_axpy_factors(a, bw->d, bw->dmin, bw->scales, f);
+		PF_UNROLL(4)
+		for (int c = 0; c < 4; c++) {
+			__m256 slo = _mm256_broadcast_ss(f + 2 * c), olo = _mm256_broadcast_ss(f + 8 + 2 * c);
+			__m256 shi = _mm256_broadcast_ss(f + 2 * c + 1), ohi = _mm256_broadcast_ss(f + 9 + 2 * c);
+			PF_UNROLL(2)
+			for (int k = 0; k < 32; k += 16) {
+				__m256i v = bcast128(bw->qs + 32 * c + k);
+				__m256i p = _mm256_shuffle_epi8(v, lanes_lo), q = _mm256_shuffle_epi8(v, lanes_hi);
+				float *o = y + 64 * c + k;
+				fma8_off(o, _mm256_and_si256(p, m4), slo, olo);
+				fma8_off(o + 8, _mm256_and_si256(q, m4), slo, olo);
+				fma8_off(o + 32, _mm256_srli_epi32(p, 4), shi, ohi);
+				fma8_off(o + 40, _mm256_srli_epi32(q, 4), shi, ohi);
+			}
+		}
+	}
+}
+
+/* Levels in bytes as in pf_q5_k_dot_avx2: the fifth bits of chunk c's
+ * halves are bits 2c and 2c+1 of qh. */
+TARGET void pf_q5_k_axpy_avx2(int n, float a, const void *w, float *y)
+{
+	const struct pf_block_q5_k *bw = w;
+	const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+	for (int i = 0; i < n / QK_K; i++, bw++, y += QK_K) {
+		prefetch_ahead(bw, (int)sizeof(*bw));
+		float f[16];
+		k4_axpy_factors(a, bw->d, bw->dmin, bw->scales, f);
+		__m256i hb = load256(bw->qh);
+		PF_UNROLL(4)
+		for (int c = 0; c < 4; c++) {
+			__m256i q = load256(bw->qs + 32 * c);
+			__m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4),
+				_mm256_slli_epi16(_mm256_and_si256(hb, one), 4));
+			hb = _mm256_srli_epi16(hb, 1);
+			__m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+				_mm256_slli_epi16(_mm256_and_si256(hb, one), 4));
+			hb = _mm256_srli_epi16(hb, 1);
+			fma32_i8_off(y + 64 * c, lo, _mm256_broadcast_ss(f + 2 * c), _mm256_broadcast_ss(f + 8 + 2 * c));
+			fma32_i8_off(y + 64 * c + 32, hi, _mm256_broadcast_ss(f + 2 * c + 1),
+				_mm256_broadcast_ss(f + 9 + 2 * c));
+		}
+	}
+}
+
+/* Levels minus 32 in bytes, as pf_q6_k_dot_avx2 unpacks them: group g of
+ * half h is elements 128h + 32g .. + 32, whose first 16 take scale
+ * 8h + 2g and the next 16 scale 8h + 2g + 1. */
+TARGET void pf_q6_k_axpy_avx2(int n, float a, const void *w, float *y)
+{
+	const struct pf_block_q6_k *bw = w;
+	const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30), m32 = _mm256_set1_epi8(32);
+	for (int i = 0; i < n / QK_K; i++, bw++, y += QK_K) {
+		prefetch_ahead(bw, (int)sizeof(*bw));
+		float f[16];
+		__m256 ad = _mm256_set1_ps(a * ld_f16(bw->d));
+		__m128i sc = load128(bw->scales);
+		_mm256_storeu_ps(f, _mm256_mul_ps(ad, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
+		_mm256_storeu_ps(f + 8, _mm256_mul_ps(ad, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(sc, sc)))));
+		PF_UNROLL(2)
+		for (int h = 0; h < 2; h++) {
+			const uint8_t *ql = bw->ql + 64 * h;
+			__m256i l0 = load256(ql), l1 = load256(ql + 32), hh = load256(bw->qh + 32 * h);
+			__m256i q[4] = {
+				_mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hh, 4), m30)),
+				_mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hh, 2), m30)),
+				_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hh, m30)),
+				_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+					_mm256_and_si256(_mm256_srli_epi16(hh, 2), m30)),
+			};
+			PF_UNROLL(4)
+			for (int g = 0; g < 4; g++) {
+				__m256i v = _mm256_sub_epi8(q[g], m32);
+				__m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+				__m256 s0 = _mm256_broadcast_ss(f + 8 * h + 2 * g), s1 = _mm256_broadcast_ss(f + 8 * h + 2 * g + 1);
+				float *o = y + 128 * h + 32 * g;
+				fma8_i8(o, lo, s0);
+				fma8_i8(o + 8, _mm_unpackhi_epi64(lo, lo), s0);
+				fma8_i8(o + 16, hi, s1);
+				fma8_i8(o + 24, _mm_unpackhi_epi64(hi, hi), s1);
+			}
+		}
 	}
 }
 

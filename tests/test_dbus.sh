@@ -67,6 +67,10 @@ cp "$SHARED/models/stories260K/stories260K.gguf" "$tmp/models/slow.gguf"
 "$BUILD/pinfer-model" synth --dim 1024 --ff 2816 --layers 8 --heads 16 --type q4_0 --ctx 512 \
 	--vocab-from "$SHARED/models/llama-2-tiny-random/llama-2-tiny-random.gguf" \
 	-o "$tmp/models/mid.gguf" >"$tmp/synth.log" 2>&1 || { cat "$tmp/synth.log" >&2; exit 1; }
+# A ReLU model runs sparse (gate mode) by default.
+"$BUILD/pinfer-model" synth --shape tiny --type f32 --act relu \
+	--vocab-from "$SHARED/models/llama-2-tiny-random/llama-2-tiny-random.gguf" \
+	-o "$tmp/models/relu.gguf" >"$tmp/synth.log" 2>&1 || { cat "$tmp/synth.log" >&2; exit 1; }
 : >"$tmp/pinferd.conf"
 # Memory pressure as systemd would report it, from a FIFO the test writes.
 mkfifo "$tmp/pressure"
@@ -250,6 +254,7 @@ check_introspection "$model" systemd/org.pinfer.Pinfer1.Model.xml
 [ "$(prop "$model" org.pinfer.Pinfer1.Model Quantization)" = '"f32"' ] || fail "Quantization"
 [ "$(prop "$model" org.pinfer.Pinfer1.Model KeepAlive)" = 600000 ] || fail "KeepAlive is not the option's"
 [ "$(prop "$model" org.pinfer.Pinfer1.Model Parameters)" -gt 0 ] || fail "Parameters"
+[ "$(prop "$model" org.pinfer.Pinfer1.Model SparsityMode)" = '"dense"' ] || fail "SparsityMode of stories260K"
 mem=$(prop "$mgr" "$iface" MemoryUsed)
 [ "$mem" -gt 0 ] && [ "$mem" = "$(prop "$model" org.pinfer.Pinfer1.Model MemoryBytes)" ] ||
 	fail "MemoryUsed $mem is not the model's MemoryBytes"
@@ -267,10 +272,21 @@ gcall "$mgr" org.freedesktop.DBus.ObjectManager.GetManagedObjects | grep -q "'$m
 python3 -c 'import sys; sys.exit(not float(sys.argv[1]) > 0)' "$(prop "$model" org.pinfer.Pinfer1.Model DecodeTokensPerSecond)" ||
 	fail "DecodeTokensPerSecond is not positive"
 
+# (4b) A ReLU model loads in gate mode and reports the sparsity its
+# generations measured.
+relu=$(bctl call "$name" "$mgr" "$iface" LoadModel 'sa{sv}' relu 0 | sed 's/^o "\(.*\)"$/\1/')
+[ "$(prop "$relu" org.pinfer.Pinfer1.Model SparsityMode)" = '"gate"' ] || fail "SparsityMode of the ReLU model"
+[ "$(prop "$relu" org.pinfer.Pinfer1.Model MeasuredSparsity)" = 0 ] || fail "MeasuredSparsity before any generation"
+"$pinfer" --socket "$tmp/sock" run relu "Once upon a time" -n 30 --temp 0 >/dev/null || fail "generation on relu"
+python3 -c 'import sys; v = float(sys.argv[1]); sys.exit(not 0.2 < v < 0.8)' \
+	"$(prop "$relu" org.pinfer.Pinfer1.Model MeasuredSparsity)" ||
+	fail "MeasuredSparsity $(prop "$relu" org.pinfer.Pinfer1.Model MeasuredSparsity) of a random ReLU model"
+gcall "$relu" org.pinfer.Pinfer1.Model.Evict >/dev/null || fail "evicting relu"
+
 # (5) While a generation runs, the loop answers property reads (which see
 # it running), Ping on the socket, and EvictModel with Busy.
 mid=$(bctl call "$name" "$mgr" "$iface" LoadModel 'sa{sv}' mid 0 | sed 's/^o "\(.*\)"$/\1/')
-[ "$mid" = /org/pinfer/Pinfer1/Model/2 ] || fail "LoadModel mid replied '$mid'"
+[ "$mid" = /org/pinfer/Pinfer1/Model/3 ] || fail "LoadModel mid replied '$mid'"
 "$pinfer" --socket "$tmp/sock" run mid "" -n 400 --temp 1 >/dev/null 2>&1 &
 gen=$!
 wait_for "a running generation" sh -c "[ \"\$(busctl --address='$addr' get-property $name $mid org.pinfer.Pinfer1.Model ActiveSessions)\" = 'u 1' ]"
@@ -279,7 +295,7 @@ wait_for "a running generation" sh -c "[ \"\$(busctl --address='$addr' get-prope
 out=$(gcall "$mgr" "$iface.EvictModel" mid)
 expect_error org.pinfer.Pinfer1.Error.Busy "$out" "EvictModel during a generation"
 kill "$gen"
-wait "$gen"
+wait "$gen" 2>/dev/null
 wait_for "the generation to end" sh -c "[ \"\$(busctl --address='$addr' get-property $name $mid org.pinfer.Pinfer1.Model ActiveSessions)\" = 'u 0' ]"
 gcall "$mid" org.pinfer.Pinfer1.Model.Evict >/dev/null || fail "Model.Evict of mid"
 
@@ -303,7 +319,12 @@ expect_error org.pinfer.Pinfer1.Error.InvalidArgument \
 expect_error org.pinfer.Pinfer1.Error.InvalidArgument \
 	"$(gcall "$mgr" "$iface.LoadModel" stories260K "{'keep-alive-ms': <'5m'>}")" "an option of the wrong type"
 expect_error org.pinfer.Pinfer1.Error.InvalidArgument \
-	"$(gcall "$mgr" "$iface.LoadModel" stories260K "{'sparsity': <'predictor'>}")" "an unsupported sparsity"
+	"$(gcall "$mgr" "$iface.LoadModel" stories260K "{'sparsity': <'sparse'>}")" "an unknown sparsity"
+expect_error org.pinfer.Pinfer1.Error.Busy \
+	"$(gcall "$mgr" "$iface.LoadModel" stories260K "{'sparsity': <'threshold'>}")" "another sparsity while loaded"
+out=$(gcall "$mgr" "$iface.LoadModel" mid "{'sparsity': <'gate'>}")
+expect_error org.pinfer.Pinfer1.Error.LoadFailed "$out" "gate sparsity on a SiLU model"
+case "$out" in *ReLU*) ;; *) fail "the gate refusal does not say why: $out" ;; esac
 expect_error org.pinfer.Pinfer1.Error.InvalidArgument "$(gcall "$mgr" "$iface.LoadModel" ../etc '{}')" "a path as name"
 expect_error org.pinfer.Pinfer1.Error.OutOfMemory \
 	"$(gcall "$mgr" "$iface.LoadModel" stories260K "{'max-memory': <uint64 1000>}")" "max-memory below the model"
@@ -333,7 +354,7 @@ expect_error org.freedesktop.DBus.Error.UnknownObject \
 bctl call "$name" "$mgr" "$iface" ListModels | grep -q '"stories260K" "[^"]*" "unloaded" [0-9]* 0 "/"' ||
 	fail "ListModels after the evict: $(bctl call "$name" "$mgr" "$iface" ListModels)"
 # Loaded again, it is a new object.
-[ "$(bctl call "$name" "$mgr" "$iface" LoadModel 'sa{sv}' stories260K 0)" = 'o "/org/pinfer/Pinfer1/Model/3"' ] ||
+[ "$(bctl call "$name" "$mgr" "$iface" LoadModel 'sa{sv}' stories260K 0)" = 'o "/org/pinfer/Pinfer1/Model/4"' ] ||
 	fail "the load after the evict is not a new object"
 
 # (9) A load that hangs (its file became a FIFO nobody writes) leaves the
@@ -351,7 +372,7 @@ bctl call "$name" "$mgr" "$iface" ListModels | grep -q '"slow" "[^"]*" "loading"
 "$pinfer" --socket "$tmp/sock" ping >/dev/null || fail "ping during a load"
 prop "$mgr" "$iface" Version >/dev/null || fail "property read during a load"
 "$pinfer" --socket "$tmp/sock" run stories260K "" -n 5 --temp 0 >/dev/null || fail "generation during another load"
-[ "$(prop "$mgr" "$iface" LoadedModels)" = '1 "/org/pinfer/Pinfer1/Model/3"' ] || fail "LoadedModels during a load"
+[ "$(prop "$mgr" "$iface" LoadedModels)" = '1 "/org/pinfer/Pinfer1/Model/4"' ] || fail "LoadedModels during a load"
 # The writer comes and goes: the load reads nothing and fails cleanly.
 : >"$tmp/models/slow.gguf"
 wait "$slow"
@@ -375,9 +396,9 @@ paths = re.findall(r'member=InterfacesRemoved\n\s*object path "([^"]*)"', text)
 sys.exit(sys.argv[2] not in paths)
 PY
 }
-wait_for "InterfacesRemoved for Model/3" removed /org/pinfer/Pinfer1/Model/3
+wait_for "InterfacesRemoved for Model/4" removed /org/pinfer/Pinfer1/Model/4
 kill "$gen"
-wait "$gen"
+wait "$gen" 2>/dev/null
 
 # (11) The daemon outlives its bus: serving the socket, D-Bus off.
 kill "$monitor" 2>/dev/null

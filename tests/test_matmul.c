@@ -50,7 +50,7 @@ static void test_methods_agree(void **state)
 			ops->from_float(row, w + (size_t)r * rb, COLS);
 		}
 		struct pf_weight wt = { w, types[k], ROWS, COLS, (size_t)rb, ops };
-		struct pf_matmul_out o = { &wt, dot };
+		struct pf_matmul_out o = { .w = &wt, .y = dot };
 		pf_matmul_with(pool, &s, &o, 1, x, T, PF_MATMUL_DOT);
 		o.y = gemm;
 		pf_matmul_with(pool, &s, &o, 1, x, T, PF_MATMUL_SGEMM);

@@ -470,6 +470,138 @@ static void test_to_float_fast(void **state)
 	free(h);
 }
 
+/* axpy: y += a * w for one weight row.
+ *
+ * axpy_ref must give to_float followed by y[i] + a * v[i], and axpy what
+ * axpy_ref gives, each within AXPY_TOL of the element's scale
+ * |y[i]| + |a| * M, M the largest |v| in the element's block: the kernels
+ * scale by a * d and add an offset (a * m, a * dmin * m) on its own, so
+ * their error is a few ulps of those terms, which stay within a small
+ * multiple of M (an offset is about the block's minimum). The exact value
+ * is formed in double. */
+#define AXPY_TOL 1e-6
+#define AXPY_GUARD 3
+#define AXPY_N_MAX 11008
+
+static const float axpy_a[] = { 0.0f, 1.0f, -1.0f, 0.3183099f, -2.75f, 1.5e4f, -3e-5f };
+
+struct axpy_stats {
+	double worst_ref, worst_fast;
+	long checked, skipped;
+};
+
+/* Compares out[0..n) with the exact y0 + a * v; returns the worst error
+ * over scale. Elements whose scale is not finite (random bytes may give
+ * inf or NaN levels, or overflow) are only counted. */
+static double axpy_check(const char *what, enum pf_dtype t, int n, int kind, float a, const float *y0,
+	const float *v, const float *out, const float *other, struct axpy_stats *st)
+{
+	int block = (int)pf_dtype_info(t)->block;
+	double worst = 0.0;
+	for (int b0 = 0; b0 < n; b0 += block) {
+		double m = 0.0;
+		for (int i = b0; i < b0 + block; i++)
+			m = fmax(m, fabs((double)v[i]));
+		if (isnan(m))
+			m = INFINITY;
+		for (int i = b0; i < b0 + block; i++) {
+			double exact = (double)y0[i] + (double)a * v[i];
+			double scale = fabs((double)y0[i]) + fabs((double)a) * m;
+			double want = other ? other[i] : exact;
+			if (!(scale <= 1e30) || !isfinite(want)) {
+				st->skipped++;
+				continue;
+			}
+			st->checked++;
+			double e = fabs((double)out[i] - want);
+			if (!(e <= AXPY_TOL * scale))
+				fail_msg("%s %s n=%d kind=%d a=%g: element %d: got %.9g, want %.9g "
+					"(y %.9g, v %.9g, block max %.3g): error %.3g of scale %.3g",
+					pf_dtype_info(t)->name, what, n, kind, (double)a, i, (double)out[i], want,
+					(double)y0[i], (double)v[i], m, e, scale);
+			if (scale > 0.0)
+				worst = fmax(worst, e / scale);
+		}
+	}
+	return worst;
+}
+
+/* Runs kernel on a copy of y0 between guard floats, at an address 12 bytes
+ * past malloc's alignment; the guards must stay as they were. */
+static void axpy_run(pf_axpy_fn kernel, int n, float a, const void *w, const float *y0, float *buf)
+{
+	for (int i = 0; i < AXPY_GUARD; i++)
+		buf[i] = buf[AXPY_GUARD + n + i] = -777.25f;
+	memcpy(buf + AXPY_GUARD, y0, (size_t)n * sizeof(float));
+	kernel(n, a, w, buf + AXPY_GUARD);
+	for (int i = 0; i < AXPY_GUARD; i++)
+		assert_true(buf[i] == -777.25f && buf[AXPY_GUARD + n + i] == -777.25f);
+}
+
+/* Row kinds: fill_row's four, then random bytes (ROW_KINDS). */
+static void axpy_type(const struct type_case *c, uint64_t *rng)
+{
+	const struct pf_quant_ops *ops = ops_of(c->type);
+	assert_non_null(ops->axpy);
+	assert_non_null(ops->axpy_ref);
+	int block = (int)pf_dtype_info(c->type)->block;
+	int lens[] = { 0, block, 3 * block, block == 1 ? 37 : 5 * block, block == 1 ? 1000 : 6 * block,
+		4096, AXPY_N_MAX };
+	float *x = malloc(AXPY_N_MAX * sizeof(float)), *v = malloc(AXPY_N_MAX * sizeof(float));
+	float *y0 = malloc(AXPY_N_MAX * sizeof(float));
+	float *ref = malloc((AXPY_N_MAX + 2 * AXPY_GUARD) * sizeof(float));
+	float *fast = malloc((AXPY_N_MAX + 2 * AXPY_GUARD) * sizeof(float));
+	uint8_t *q = malloc(row_bytes(c->type, AXPY_N_MAX));
+	assert_true(x && v && y0 && ref && fast && q);
+	struct axpy_stats st = { 0 };
+	for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+		int n = lens[li];
+		assert_true(n % block == 0);
+		for (int kind = 0; kind <= ROW_KINDS; kind++) {
+			if (kind < ROW_KINDS) {
+				fill_row(x, n, kind, rng);
+				ops->from_float(x, q, n);
+			} else {
+				for (size_t i = 0; i < row_bytes(c->type, n); i++)
+					q[i] = (uint8_t)test_rand(rng);
+			}
+			void *base;
+			const void *w = misaligned_copy(q, row_bytes(c->type, n), &base);
+			ops->to_float(w, v, n);
+			for (size_t ai = 0; ai < sizeof(axpy_a) / sizeof(axpy_a[0]); ai++) {
+				float a = axpy_a[ai];
+				for (int i = 0; i < n; i++)
+					y0[i] = 2.0f * gauss(rng);
+				axpy_run(ops->axpy_ref, n, a, w, y0, ref);
+				axpy_run(ops->axpy, n, a, w, y0, fast);
+				st.worst_ref = fmax(st.worst_ref, axpy_check("axpy_ref", c->type, n, kind, a, y0, v,
+					ref + AXPY_GUARD, NULL, &st));
+				st.worst_fast = fmax(st.worst_fast, axpy_check("axpy", c->type, n, kind, a, y0, v,
+					fast + AXPY_GUARD, ref + AXPY_GUARD, &st));
+			}
+			free(base);
+		}
+	}
+	/* Nearly all elements are checked: only random bytes skip any. */
+	assert_true(st.skipped * 20 < st.checked);
+	print_message("%-5s axpy: worst ref-exact %.2g, fast-ref %.2g of |y| + |a| * block max (bound %.0e)"
+		", %ld checked\n", pf_dtype_info(c->type)->name, st.worst_ref, st.worst_fast, AXPY_TOL, st.checked);
+	free(x);
+	free(v);
+	free(y0);
+	free(ref);
+	free(fast);
+	free(q);
+}
+
+static void test_axpy(void **state)
+{
+	(void)state;
+	uint64_t rng = 0x1357;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		axpy_type(&cases[i], &rng);
+}
+
 static void test_table(void **state)
 {
 	(void)state;
@@ -480,11 +612,15 @@ static void test_table(void **state)
 		/* Activations come in the weight type's blocks, so any row length
 		 * valid for the weights is valid for x. */
 		assert_int_equal(pf_dtype_info(ops->type)->block, pf_dtype_info(ops->vec_dot_type)->block);
+		assert_non_null(ops->axpy);
+		assert_non_null(ops->axpy_ref);
 	}
 	for (size_t i = 0; i < sizeof(act_cases) / sizeof(act_cases[0]); i++) {
 		const struct pf_quant_ops *ops = ops_of(act_cases[i].type);
 		assert_non_null(ops->from_float);
 		assert_null(ops->vec_dot);
+		assert_null(ops->axpy);
+		assert_null(ops->axpy_ref);
 	}
 	assert_null(pf_quant_ops(PF_Q2_K));
 	assert_null(pf_quant_ops(PF_Q3_K));
@@ -626,6 +762,7 @@ int main(void)
 		cmocka_unit_test(test_short_rows),
 		cmocka_unit_test(test_dot_multi),
 		cmocka_unit_test(test_to_float_fast),
+		cmocka_unit_test(test_axpy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

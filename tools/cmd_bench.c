@@ -124,7 +124,7 @@ int cmd_bench(int argc, char **argv)
 		if ((opt == 'n' && parse_int(optarg, 1, 1 << 20, &n_decode)) ||
 		    (opt == 'p' && parse_int(optarg, 1, 1 << 20, &n_prompt)))
 			continue;
-		fprintf(stderr, "usage: pinfer-model bench (-m MODEL [-n DECODE] [-p PROMPT] | --kernels) [-t N]\n");
+		fprintf(stderr, "usage: pinfer-model bench (-m MODEL [-n DECODE] [-p PROMPT] | --kernels) [options]\n" MODEL_OPTS_HELP);
 		return 2;
 	}
 	if (!mo.n_threads)

@@ -1,7 +1,10 @@
 /* pinfer-model perplexity: the stories260K reference protocol. Every
  * non-empty line is an independent sequence [BOS] + encode(line) in a fresh
  * context; the NLL of each token given its prefix is summed in double over
- * positions 1..n-1; PPL = exp(total / predicted tokens). */
+ * positions 1..n-1; PPL = exp(total / predicted tokens).
+ *
+ * The line selection and the per-line evaluation are shared with profile
+ * and calibrate (commands.h), so the three see the same token streams. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +13,83 @@
 #include "commands.h"
 #include "common.h"
 
-enum { OPT_LINES = 2000 };
+enum { OPT_LINES = 2000, OPT_SKIP_LINES };
+
+void text_lines_init(struct text_lines *it, char *text, long skip, long max)
+{
+	it->next = text;
+	it->skip = skip;
+	it->max = max;
+	it->n = 0;
+}
+
+bool text_lines_next(struct text_lines *it, const char **line, size_t *len)
+{
+	while (it->next && *it->next && (it->max < 0 || it->n < it->max)) {
+		char *l = it->next;
+		char *nl = strchr(l, '\n');
+		it->next = nl ? nl + 1 : NULL;
+		size_t n = nl ? (size_t)(nl - l) : strlen(l);
+		if (n == 0)
+			continue;
+		if (it->skip > 0) {
+			it->skip--;
+			continue;
+		}
+		it->n++;
+		*line = l;
+		*len = n;
+		return true;
+	}
+	return false;
+}
+
+int tokenize_line(const struct pinfer_model *m, const char *line, size_t n, int n_ctx,
+		  int32_t *tokens, long line_no, const char *cmd)
+{
+	int nt = pinfer_tokenize(m, line, n, true, false, tokens, n + 2);
+	if (nt < 0 || (size_t)nt > n + 2) {
+		fprintf(stderr, "%s: cannot tokenize line %ld\n", cmd, line_no);
+		return -1;
+	}
+	return nt > n_ctx ? n_ctx : nt;
+}
+
+long eval_text_lines(struct pinfer_ctx *c, const struct pinfer_model *m, char *text, size_t len,
+		     long skip, long max, uint64_t *tokens_out, const char *cmd)
+{
+	int n_ctx = pinfer_ctx_size(c);
+	int32_t *tokens = malloc((len + 2) * sizeof(*tokens));
+	if (!tokens) {
+		fprintf(stderr, "%s: out of memory\n", cmd);
+		return -1;
+	}
+	struct text_lines it;
+	text_lines_init(&it, text, skip, max);
+	const char *line;
+	size_t n;
+	uint64_t total = 0;
+	while (text_lines_next(&it, &line, &n)) {
+		int nt = tokenize_line(m, line, n, n_ctx, tokens, skip + it.n, cmd);
+		if (nt < 0)
+			goto fail;
+		if (nt == 0)
+			continue;
+		struct pf_err err;
+		pinfer_ctx_truncate(c, 0);
+		if (pinfer_eval(c, tokens, nt, &err)) {
+			fprintf(stderr, "%s: line %ld: %s\n", cmd, skip + it.n, err.msg);
+			goto fail;
+		}
+		total += (uint64_t)nt;
+	}
+	free(tokens);
+	*tokens_out = total;
+	return it.n;
+fail:
+	free(tokens);
+	return -1;
+}
 
 /* -log softmax(logits)[target], in double. */
 static double nll(const float *logits, int n, int32_t target)
@@ -31,12 +110,13 @@ int cmd_perplexity(int argc, char **argv)
 		MODEL_LONG_OPTS,
 		{ "file", required_argument, NULL, 'f' },
 		{ "lines", required_argument, NULL, OPT_LINES },
+		{ "skip-lines", required_argument, NULL, OPT_SKIP_LINES },
 		{ 0 },
 	};
 	struct model_opts mo;
 	model_opts_init(&mo);
 	const char *path = NULL;
-	long max_lines = -1;
+	long max_lines = -1, skip_lines = 0;
 	int opt;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, MODEL_SHORT_OPTS "f:", longopts, NULL)) != -1) {
@@ -49,8 +129,10 @@ int cmd_perplexity(int argc, char **argv)
 			path = optarg;
 		} else if (opt == OPT_LINES && parse_int(optarg, 1, __LONG_MAX__, &max_lines)) {
 			continue;
+		} else if (opt == OPT_SKIP_LINES && parse_int(optarg, 0, __LONG_MAX__, &skip_lines)) {
+			continue;
 		} else {
-			fprintf(stderr, "usage: pinfer-model perplexity -m MODEL -f TEXT [--lines N] [-t N]\n");
+			fprintf(stderr, "usage: pinfer-model perplexity -m MODEL -f TEXT [--lines N] [--skip-lines K] [options]\n" MODEL_OPTS_HELP);
 			return 2;
 		}
 	}
@@ -79,28 +161,22 @@ int cmd_perplexity(int argc, char **argv)
 	if (!c || !tokens)
 		goto out;
 	double total = 0.0;
-	long predicted = 0, lines = 0;
+	long predicted = 0;
 	double t0 = now_seconds();
-	for (char *line = text, *next; line && *line && (max_lines < 0 || lines < max_lines); line = next) {
-		char *nl = strchr(line, '\n');
-		next = nl ? nl + 1 : NULL;
-		size_t n = nl ? (size_t)(nl - line) : strlen(line);
-		if (n == 0)
-			continue;
-		int nt = pinfer_tokenize(m, line, n, true, false, tokens, n + 2);
-		if (nt < 0 || (size_t)nt > n + 2) {
-			fprintf(stderr, "perplexity: cannot tokenize line %ld\n", lines + 1);
+	struct text_lines it;
+	text_lines_init(&it, text, skip_lines, max_lines);
+	const char *line;
+	size_t n;
+	while (text_lines_next(&it, &line, &n)) {
+		int nt = tokenize_line(m, line, n, n_ctx, tokens, skip_lines + it.n, "perplexity");
+		if (nt < 0)
 			goto out;
-		}
-		if (nt > n_ctx)
-			nt = n_ctx;
-		lines++;
 		if (nt < 2)
 			continue;
 		struct pf_err err;
 		pinfer_ctx_truncate(c, 0);
 		if (pinfer_eval(c, tokens, nt, &err)) {
-			fprintf(stderr, "perplexity: line %ld: %s\n", lines, err.msg);
+			fprintf(stderr, "perplexity: line %ld: %s\n", skip_lines + it.n, err.msg);
 			goto out;
 		}
 		for (int i = 0; i + 1 < nt; i++)
@@ -113,8 +189,17 @@ int cmd_perplexity(int argc, char **argv)
 		goto out;
 	}
 	fprintf(stderr, "lines=%ld predicted_tokens=%ld total_nll=%.6f mean_nll=%.6f (%.1f tok/s)\n",
-		lines, predicted, total, total / predicted, predicted / (dt > 0 ? dt : 1e-9));
+		it.n, predicted, total, total / predicted, predicted / (dt > 0 ? dt : 1e-9));
+	/* The share of FFN neurons the mode skipped over every evaluated
+	 * token: what a threshold or gate run actually achieved. */
+	struct pinfer_ffn_stats st;
+	pinfer_ctx_ffn_stats(c, &st);
+	double sparsity = st.neurons ? 1.0 - (double)st.active / (double)st.neurons : 0.0;
+	fprintf(stderr, "ffn: %s mode, %llu of %llu neuron evaluations active, sparsity %.2f%%\n",
+		pinfer_sparsity_name(info->sparsity), (unsigned long long)st.active,
+		(unsigned long long)st.neurons, 100.0 * sparsity);
 	printf("ppl %.6f\n", exp(total / (double)predicted));
+	printf("ffn_sparsity %.6f\n", sparsity);
 	rc = 0;
 out:
 	free(tokens);

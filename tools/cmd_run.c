@@ -22,7 +22,7 @@ static void usage(void)
 		"  --top-k K --top-p P --min-p P\n"
 		"  --repeat-penalty R --repeat-last-n N --presence-penalty P --frequency-penalty F\n"
 		"  -s, --seed S             sampling seed (default: random)\n"
-		"  -t, --threads N  -c, --ctx-size N  --mlock  --act silu|relu|drelu  --rope norm|neox\n"
+		MODEL_OPTS_HELP
 		"  --no-bos                 do not prepend BOS\n"
 		"  --special                parse control tokens written in the prompt\n"
 		"  --ids                    print token ids instead of text\n");

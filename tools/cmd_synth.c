@@ -10,7 +10,7 @@
 
 enum {
 	OPT_SHAPE = 2000, OPT_DIM, OPT_FF, OPT_LAYERS, OPT_HEADS, OPT_KV_HEADS, OPT_VOCAB,
-	OPT_TYPE, OPT_SYNTH_ACT, OPT_SYNTH_CTX, OPT_SEED,
+	OPT_TYPE, OPT_SYNTH_ACT, OPT_SYNTH_SPARSITY, OPT_SYNTH_CTX, OPT_SEED,
 };
 
 static int usage(FILE *f, int status)
@@ -32,6 +32,10 @@ static int usage(FILE *f, int status)
 		"  --type TYPE         weight type (default f16): %s\n"
 		"                      matrices whose rows do not fit TYPE's blocks are written as f16\n"
 		"  --act silu|relu|drelu  write pinfer.ffn_act (default: not written, i.e. silu)\n"
+		"  --sparsity S        with --act relu or drelu: build the model so that about a\n"
+		"                      fraction S (0 < S < 1) of its FFN activations are exactly 0\n"
+		"                      for each token, with a few hot neurons firing most often\n"
+		"                      (a bias channel in dimension 0; docs/sparsity-synth.md)\n"
 		"  --ctx N             llama.context_length (default 4096)\n"
 		"  --seed S            weights are a function of S alone (default 1)\n"
 		"  -t, --threads N     threads (default: online CPUs)\n"
@@ -60,6 +64,7 @@ int cmd_synth(int argc, char **argv)
 		{ "vocab-from", required_argument, NULL, OPT_VOCAB },
 		{ "type", required_argument, NULL, OPT_TYPE },
 		{ "act", required_argument, NULL, OPT_SYNTH_ACT },
+		{ "sparsity", required_argument, NULL, OPT_SYNTH_SPARSITY },
 		{ "ctx", required_argument, NULL, OPT_SYNTH_CTX },
 		{ "seed", required_argument, NULL, OPT_SEED },
 		{ "threads", required_argument, NULL, 't' },
@@ -99,6 +104,9 @@ int cmd_synth(int argc, char **argv)
 					o.act = (enum pinfer_ffn_act)a;
 					ok = true;
 				}
+			break;
+		case OPT_SYNTH_SPARSITY:
+			ok = parse_float(optarg, &o.sparsity) && o.sparsity > 0 && o.sparsity < 1;
 			break;
 		case OPT_SYNTH_CTX:
 			ok = parse_int(optarg, 1, 1 << 30, &v);
@@ -144,6 +152,10 @@ int cmd_synth(int argc, char **argv)
 		}
 	if (dims[OPT_HEADS - OPT_DIM] && !dims[OPT_KV_HEADS - OPT_DIM])
 		o.n_head_kv = o.n_head;
+	if (o.sparsity > 0 && o.act != PINFER_ACT_RELU && o.act != PINFER_ACT_DRELU) {
+		fprintf(stderr, "synth: --sparsity needs --act relu or drelu (SiLU has no exact zeros)\n");
+		return 2;
+	}
 	if (!o.n_embd || !o.n_ff || !o.n_layer || !o.n_head) {
 		fprintf(stderr, "synth: give --shape NAME, or --dim, --ff, --layers and --heads\n");
 		return 2;

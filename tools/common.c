@@ -42,6 +42,15 @@ int model_opts_parse(struct model_opts *o, int opt, const char *arg, const char 
 			}
 		fprintf(stderr, "%s: --act must be silu, relu or drelu\n", cmd);
 		return -1;
+	case OPT_SPARSITY:
+		if (pinfer_sparsity_parse(arg, &o->params.sparsity)) {
+			fprintf(stderr, "%s: --sparsity must be auto, dense, gate, threshold or predictor\n", cmd);
+			return -1;
+		}
+		return 1;
+	case OPT_CALIBRATION:
+		o->params.calibration = arg;
+		return 1;
 	case OPT_ROPE:
 		if (!strcasecmp(arg, "norm"))
 			o->params.rope = PINFER_ROPE_NORM;

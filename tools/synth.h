@@ -3,7 +3,17 @@
  * full-size models without downloading them. The weights are a pure
  * function of the seed (not of the thread count), and numerically tame:
  * approximately normal with standard deviation 1/sqrt(row length), norms
- * all 1, so every activation stays O(1). */
+ * all 1, so every activation stays O(1).
+ *
+ * With a sparsity S (ReLU or dReLU models only) the model is built so that
+ * its own forward pass leaves about a fraction S of the FFN activations at
+ * exactly zero for each token, in every layer, with a heavy head of hot
+ * neurons like trained ReLU models (the top 20% of neurons carry about 80%
+ * of the activations at S = 0.9): a constant bias channel in dimension 0
+ * gives every gate (and dReLU up) neuron a bias chosen from its target
+ * firing probability. No forward pass is run while writing; the scales are
+ * predicted analytically (synth.c, docs/sparsity-synth.md). The file then
+ * has pinfer.synth.sparsity = S. */
 #ifndef PINFER_TOOLS_SYNTH_H
 #define PINFER_TOOLS_SYNTH_H
 
@@ -21,6 +31,8 @@ struct synth_opts {
 	const char *vocab;  /* GGUF whose tokenizer.* keys are copied */
 	enum pf_dtype type;
 	enum pinfer_ffn_act act;  /* PINFER_ACT_AUTO: pinfer.ffn_act is not written */
+	float sparsity;           /* 0: plain random weights; else 0 < S < 1, act relu or drelu:
+				   * the FFN's fraction of zero activations per token */
 	uint32_t n_ctx;
 	uint64_t seed;
 	int n_threads;  /* 0: online CPUs */

@@ -1,0 +1,26 @@
+/* Activation sparsity (docs/sparsity.md): the mode of a model and what it
+ * needs at load time (sparse_model.c), and the feed-forward sublayer that
+ * runs it (ffn.c). Internal; pinfer.h has the public names. */
+#ifndef PINFER_SPARSE_H
+#define PINFER_SPARSE_H
+
+#include "context.h"
+#include "model.h"
+
+/* Threshold-mode thresholds, one per layer (f32 array), in a model or in a
+ * calibration file written by `pinfer-model calibrate`. */
+#define PF_THRESHOLDS_KEY "pinfer.sparsity.thresholds"
+
+/* After the weights are bound: picks the mode (p->sparsity, AUTO resolved
+ * from the activation and the thresholds found), reads the thresholds and
+ * builds the neuron-major down projection the sparse modes read. */
+int pf_sparse_setup(struct pinfer_model *m, const struct pinfer_model_params *p, struct pf_err *err);
+void pf_sparse_free(struct pinfer_model *m);
+
+/* The feed-forward sublayer of layer l on c->xb (T normalized rows), its
+ * output in c->xb: T = 1 in a sparse mode computes only the neurons the
+ * mode keeps; otherwise every neuron is computed and the skipped ones are
+ * zeroed, which gives the same result. */
+void pf_ffn(struct pinfer_ctx *c, const struct pf_layer *L, int l, int T);
+
+#endif
