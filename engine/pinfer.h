@@ -76,6 +76,11 @@ struct pinfer_model_info {
 	uint64_t decode_bytes;         /* weight bytes one decode step reads */
 	uint64_t file_bytes;
 	enum pinfer_sparsity sparsity; /* the mode chosen, never AUTO */
+	/* Sparse modes: weight bytes a decode step reads whatever fires (all
+	 * but the up and down projections), and per neuron that fires in a
+	 * layer (its up row and its neuron-major down row). */
+	uint64_t sparse_base_bytes;
+	uint64_t neuron_bytes;
 };
 
 PINFER_API void pinfer_model_params_default(struct pinfer_model_params *p);

@@ -151,6 +151,8 @@ int cmd_bench(int argc, char **argv)
 	/* Best of three rounds, like the bandwidth it is compared with: both
 	 * are what the machine does when nothing else gets in the way. */
 	double decode_tps = 0.0, t0;
+	struct pinfer_ffn_stats before, after;
+	pinfer_ctx_ffn_stats(c, &before);
 	for (int round = 0; round < 3; round++) {
 		t0 = now_seconds();
 		for (long i = 0; i < n_decode; i++) {
@@ -162,6 +164,16 @@ int cmd_bench(int argc, char **argv)
 		if (tps > decode_tps)
 			decode_tps = tps;
 	}
+	pinfer_ctx_ffn_stats(c, &after);
+	/* What a decode step reads: everything in dense mode; in a sparse
+	 * mode the fixed part plus the rows of the neurons that fired. */
+	double active = after.neurons > before.neurons
+				? (double)(after.active - before.active) / (double)(after.neurons - before.neurons)
+				: 1.0;
+	double step_bytes = info->sparsity == PINFER_SPARSITY_DENSE
+				    ? (double)info->decode_bytes
+				    : (double)info->sparse_base_bytes +
+					      active * info->n_ff * info->n_layer * (double)info->neuron_bytes;
 
 	/* time to first token of a warm model: BOS alone, then one sample,
 	 * the same work a daemon does for an empty prompt */
@@ -194,7 +206,7 @@ int cmd_bench(int argc, char **argv)
 	double prefill_tps = n_prompt / (now_seconds() - t0);
 
 	double bw = read_bandwidth(mo.n_threads);
-	double roofline_tps = bw * 1e9 / (double)info->decode_bytes;
+	double roofline_tps = bw * 1e9 / step_bytes;
 	/* 2 flops per weight a token is multiplied with: every layer matrix for
 	 * every prompt token, the output head for the last one only (the
 	 * embedding table is looked up, not multiplied; attention over a
@@ -203,8 +215,11 @@ int cmd_bench(int argc, char **argv)
 	double layers = (double)info->n_params - head * (info->tied_output ? 1 : 2);
 	double flops_per_token = 2.0 * (layers + head / (double)n_prompt);
 	double peak = sgemm_gflops(mo.n_threads);
-	printf("model: %s, %.2f M params, %.1f MiB read per decoded token, %d threads\n",
-	       mo.model, info->n_params / 1e6, info->decode_bytes / 1048576.0, mo.n_threads);
+	printf("model: %s, %.2f M params, %d threads\n", mo.model, info->n_params / 1e6, mo.n_threads);
+	printf("sparsity: %s, %.1f%% of FFN activations zero or skipped in decode; %.1f MiB of weights read per "
+	       "decoded token (dense: %.1f MiB, %.2fx)\n",
+	       pinfer_sparsity_name(info->sparsity), 100.0 * (1.0 - active), step_bytes / 1048576.0,
+	       info->decode_bytes / 1048576.0, info->decode_bytes / step_bytes);
 	printf("memory read bandwidth: %.2f GB/s (1 GiB buffer, %d threads)\n", bw, mo.n_threads);
 	printf("decode: %.2f tok/s, best of 3 x %ld tokens (roofline %.2f tok/s, %.1f%% of roofline)\n",
 	       decode_tps, n_decode,
