@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,9 +250,31 @@ static int call(struct bus_conn *b, DBusMessage *m, int timeout_ms, DBusMessage 
 	return EXIT_OK;
 }
 
-static DBusMessage *method(const char *path, const char *iface, const char *member)
+/* call(), reporting its error (call_failed()) as from what. */
+static int call_reported(struct bus_conn *b, DBusMessage *m, int timeout_ms, const char *what,
+			 DBusMessage **reply)
 {
-	return dbus_message_new_method_call(BUS_NAME, path, iface, member);
+	DBusError err;
+	dbus_error_init(&err);
+	int c = call(b, m, timeout_ms, reply, &err);
+	return c == CALL_ERROR ? call_failed(b, &err, what, timeout_ms) : c;
+}
+
+/* A call to pinferd with the arguments dbus_message_append_args() takes,
+ * DBUS_TYPE_INVALID after them. NULL when out of memory: call() reports
+ * that. */
+static DBusMessage *method(const char *path, const char *iface, const char *member, int first_type,
+			   ...)
+{
+	DBusMessage *m = dbus_message_new_method_call(BUS_NAME, path, iface, member);
+	va_list ap;
+	va_start(ap, first_type);
+	if (m && !dbus_message_append_args_valist(m, first_type, ap)) {
+		dbus_message_unref(m);
+		m = NULL;
+	}
+	va_end(ap);
+	return m;
 }
 
 static int bad_reply(struct bus_conn *b, const char *what, const char *want)
@@ -365,11 +388,8 @@ static int read_model(struct bus_conn *b, const char *object, struct bus_model *
 {
 	*gone = false;
 	const char *iface = BUS_MODEL_IFACE;
-	DBusMessage *q = method(object, DBUS_INTERFACE_PROPERTIES, "GetAll");
-	if (q && !dbus_message_append_args(q, DBUS_TYPE_STRING, &iface, DBUS_TYPE_INVALID)) {
-		dbus_message_unref(q);
-		q = NULL;
-	}
+	DBusMessage *q = method(object, DBUS_INTERFACE_PROPERTIES, "GetAll", DBUS_TYPE_STRING, &iface,
+				DBUS_TYPE_INVALID);
 	DBusMessage *reply;
 	DBusError err;
 	dbus_error_init(&err);
@@ -402,13 +422,11 @@ static int read_model(struct bus_conn *b, const char *object, struct bus_model *
 static int list_row(struct bus_conn *b, const char *name, struct bus_model *m, bool *found)
 {
 	*found = false;
+	DBusMessage *q = method(BUS_MANAGER_PATH, BUS_MANAGER_IFACE, "ListModels", DBUS_TYPE_INVALID);
 	DBusMessage *reply;
-	DBusError err;
-	dbus_error_init(&err);
-	int c = call(b, method(BUS_MANAGER_PATH, BUS_MANAGER_IFACE, "ListModels"),
-		     BUS_CALL_TIMEOUT_MS, &reply, &err);
+	int c = call_reported(b, q, BUS_CALL_TIMEOUT_MS, "ListModels", &reply);
 	if (c)
-		return c == EXIT_INTR ? c : call_failed(b, &err, "ListModels", BUS_CALL_TIMEOUT_MS);
+		return c;
 	if (!dbus_message_has_signature(reply, "a(ssstto)")) {
 		dbus_message_unref(reply);
 		return bad_reply(b, "ListModels", "a(ssstto)");
@@ -458,7 +476,7 @@ static int list_row(struct bus_conn *b, const char *name, struct bus_model *m, b
 int bus_load_model(struct bus_conn *b, const char *name, bool has_keep_alive,
 		   int64_t keep_alive_ms, struct bus_model *m)
 {
-	DBusMessage *q = method(BUS_MANAGER_PATH, BUS_MANAGER_IFACE, "LoadModel");
+	DBusMessage *q = method(BUS_MANAGER_PATH, BUS_MANAGER_IFACE, "LoadModel", DBUS_TYPE_INVALID);
 	DBusMessageIter it, dict, entry, var;
 	const char *key = "keep-alive-ms";
 	dbus_int64_t ms = keep_alive_ms;
@@ -482,11 +500,9 @@ int bus_load_model(struct bus_conn *b, const char *name, bool has_keep_alive,
 		q = NULL;
 	}
 	DBusMessage *reply;
-	DBusError err;
-	dbus_error_init(&err);
-	int c = call(b, q, BUS_LOAD_TIMEOUT_MS, &reply, &err);
+	int c = call_reported(b, q, BUS_LOAD_TIMEOUT_MS, "LoadModel", &reply);
 	if (c)
-		return c == EXIT_INTR ? c : call_failed(b, &err, "LoadModel", BUS_LOAD_TIMEOUT_MS);
+		return c;
 	const char *object;
 	if (!dbus_message_get_args(reply, NULL, DBUS_TYPE_OBJECT_PATH, &object, DBUS_TYPE_INVALID)) {
 		dbus_message_unref(reply);
@@ -520,11 +536,8 @@ int bus_evict_model(struct bus_conn *b, const char *name, bool *was_loaded)
 	*was_loaded = found && row.mi.loaded;
 	if (found)
 		bus_model_free(&row);
-	DBusMessage *q = method(BUS_MANAGER_PATH, BUS_MANAGER_IFACE, "EvictModel");
-	if (q && !dbus_message_append_args(q, DBUS_TYPE_STRING, &name, DBUS_TYPE_INVALID)) {
-		dbus_message_unref(q);
-		q = NULL;
-	}
+	DBusMessage *q = method(BUS_MANAGER_PATH, BUS_MANAGER_IFACE, "EvictModel", DBUS_TYPE_STRING, &name,
+				DBUS_TYPE_INVALID);
 	DBusMessage *reply;
 	DBusError err;
 	dbus_error_init(&err);
@@ -554,18 +567,12 @@ int bus_loaded_models(struct bus_conn *b, struct bus_model **models, size_t *n)
 	*models = NULL;
 	*n = 0;
 	const char *iface = BUS_MANAGER_IFACE, *prop = "LoadedModels";
-	DBusMessage *q = method(BUS_MANAGER_PATH, DBUS_INTERFACE_PROPERTIES, "Get");
-	if (q && !dbus_message_append_args(q, DBUS_TYPE_STRING, &iface, DBUS_TYPE_STRING, &prop,
-					   DBUS_TYPE_INVALID)) {
-		dbus_message_unref(q);
-		q = NULL;
-	}
+	DBusMessage *q = method(BUS_MANAGER_PATH, DBUS_INTERFACE_PROPERTIES, "Get", DBUS_TYPE_STRING, &iface,
+				DBUS_TYPE_STRING, &prop, DBUS_TYPE_INVALID);
 	DBusMessage *reply;
-	DBusError err;
-	dbus_error_init(&err);
-	int c = call(b, q, BUS_CALL_TIMEOUT_MS, &reply, &err);
+	int c = call_reported(b, q, BUS_CALL_TIMEOUT_MS, "Get LoadedModels", &reply);
 	if (c)
-		return c == EXIT_INTR ? c : call_failed(b, &err, "Get LoadedModels", BUS_CALL_TIMEOUT_MS);
+		return c;
 	DBusMessageIter it, var, arr;
 	if (!dbus_message_has_signature(reply, "v") || !dbus_message_iter_init(reply, &it)) {
 		dbus_message_unref(reply);

@@ -48,6 +48,11 @@ static bool sparse(const struct pinfer_model_info *hp)
 	return hp->sparsity != PINFER_SPARSITY_DENSE;
 }
 
+static bool predictor(const struct pinfer_model *m)
+{
+	return m->info.sparsity == PINFER_SPARSITY_PREDICTOR;
+}
+
 static int64_t widest_row(const struct pinfer_model_info *hp)
 {
 	int64_t q_dim = (int64_t)hp->n_head * hp->head_dim;
@@ -76,6 +81,7 @@ uint64_t pinfer_ctx_estimate_bytes(const struct pinfer_model *m, const struct pi
 		(p.all_logits ? B : 1) * hp->n_vocab,
 		sparse(hp) ? hp->n_ff : 0, sparse(hp) ? hp->n_ff : 0,
 		sparse(hp) ? (uint64_t)p.n_threads * 2 * hp->n_embd : 0,
+		predictor(m) ? B * (uint64_t)m->pred_rank : 0, predictor(m) ? B * hp->n_ff : 0,
 	};
 	uint64_t bytes = 0;
 	for (size_t i = 0; i < sizeof(floats) / sizeof(floats[0]); i++)
@@ -138,6 +144,11 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 		c->partial = alloc_floats(c, (uint64_t)p.n_threads * 2 * hp->n_embd, true);
 		sparse_ok = c->active && c->coef && c->partial;
 	}
+	if (predictor(m)) {
+		c->pred_h = alloc_floats(c, B * (uint64_t)m->pred_rank, true);
+		c->pred_s = alloc_floats(c, B * hp->n_ff, true);
+		sparse_ok = sparse_ok && c->pred_h && c->pred_s;
+	}
 	r = pf_matmul_scratch_init(&c->scratch, widest_row(hp), p.n_batch, p.n_threads);
 	if (r || !c->k_cache || !c->v_cache || !c->x || !c->xb || !c->q || !c->att || !c->hb ||
 	    !c->hb2 || !c->rope_cs || !c->scores || !c->logits || !sparse_ok) {
@@ -173,6 +184,8 @@ void pinfer_ctx_free(struct pinfer_ctx *c)
 	free(c->active);
 	free(c->coef);
 	free(c->partial);
+	free(c->pred_h);
+	free(c->pred_s);
 	free(c->probe_gate);
 	free(c->probe_act);
 	pf_matmul_scratch_free(&c->scratch);

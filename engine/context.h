@@ -36,6 +36,8 @@ struct pinfer_ctx {
 	int32_t *active; /* (n_ff) neurons computed this layer */
 	float *coef;     /* (n_ff) their activations */
 	float *partial;  /* (n_threads, 2, n_embd) down-projection sums and scratch */
+	float *pred_h;   /* (n_batch, rank) predictor mode: hidden layer */
+	float *pred_s;   /* (n_batch, n_ff) predictor mode: scores */
 	struct pinfer_ffn_stats ffn_stats;
 	pinfer_ffn_probe_fn probe;
 	void *probe_data;

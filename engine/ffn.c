@@ -3,6 +3,8 @@
  * Decode in a sparse mode (one token): the gate projection for every
  * neuron (gate and threshold modes need it to know which fire), the
  * neurons that fire picked from it, the up projection for those rows only,
+ * (predictor mode: the predictor picks the neurons, and gate and up are
+ * computed for those rows only),
  * and the down projection as a sum of those neurons' rows of the
  * neuron-major down matrix, scaled by their activations, split across the
  * threads by active-list chunks. The weight bytes read drop from 3 n_ff
@@ -30,6 +32,18 @@ static bool counts_zeros(const struct pinfer_model_info *hp)
 	       hp->sparsity == PINFER_SPARSITY_THRESHOLD;
 }
 
+/* The predictor's scores for T tokens of c->xb into c->pred_s. */
+static void predict(struct pinfer_ctx *c, const struct pf_layer *L, int T)
+{
+	int64_t rank = L->fc1.rows;
+	struct pf_matmul_out h = { .w = &L->fc1, .y = c->pred_h };
+	pf_matmul(c->pool, &c->scratch, &h, 1, c->xb, T);
+	for (int64_t i = 0; i < (int64_t)T * rank; i++)
+		c->pred_h[i] = c->pred_h[i] > 0.0f ? c->pred_h[i] : 0.0f;
+	struct pf_matmul_out s = { .w = &L->fc2, .y = c->pred_s };
+	pf_matmul(c->pool, &c->scratch, &s, 1, c->pred_h, T);
+}
+
 static void ffn_full(struct pinfer_ctx *c, const struct pf_layer *L, int l, int T)
 {
 	const struct pinfer_model *m = c->model;
@@ -48,6 +62,12 @@ static void ffn_full(struct pinfer_ctx *c, const struct pf_layer *L, int l, int 
 	} else {
 		pf_ffn_act(c->hb, c->hb2, n, hp->ffn_act);
 	}
+	if (hp->sparsity == PINFER_SPARSITY_PREDICTOR) {
+		predict(c, L, T);
+		for (int64_t i = 0; i < n; i++)
+			if (!(c->pred_s[i] > m->pred_threshold))
+				c->hb[i] = 0.0f;
+	}
 	c->ffn_stats.neurons += (uint64_t)n;
 	if (counts_zeros(hp)) {
 		uint64_t active = 0;
@@ -58,7 +78,8 @@ static void ffn_full(struct pinfer_ctx *c, const struct pf_layer *L, int l, int 
 		c->ffn_stats.active += (uint64_t)n;
 	}
 	if (c->probe)
-		c->probe(c->probe_data, l, T, c->xb, c->probe_gate, c->hb);
+		c->probe(c->probe_data, l, T, c->xb,
+			 hp->sparsity == PINFER_SPARSITY_PREDICTOR ? NULL : c->probe_gate, c->hb);
 	struct pf_matmul_out down = { .w = &L->ffn_down, .y = c->xb };
 	pf_matmul(c->pool, &c->scratch, &down, 1, c->hb, T);
 }
@@ -101,23 +122,35 @@ static void ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l)
 	int n_ff = hp->n_ff;
 	int64_t dim = hp->n_embd;
 	float *gate = c->hb, *up = c->hb2;
-	struct pf_matmul_out g = { .w = &L->ffn_gate, .y = gate };
-	pf_matmul(c->pool, &c->scratch, &g, 1, c->xb, 1);
-
 	int32_t *idx = c->active;
 	int n = 0;
-	if (hp->sparsity == PINFER_SPARSITY_THRESHOLD) {
-		float thr = m->thresholds[l];
+	if (hp->sparsity == PINFER_SPARSITY_PREDICTOR) {
+		/* The predictor picks the neurons; gate and up only for them. */
+		predict(c, L, 1);
 		for (int j = 0; j < n_ff; j++)
-			if (fabsf(silu(gate[j])) > thr)
+			if (c->pred_s[j] > m->pred_threshold)
 				idx[n++] = j;
+		struct pf_matmul_out gu[2] = {
+			{ .w = &L->ffn_gate, .y = gate, .rows = idx, .n_rows = n },
+			{ .w = &L->ffn_up, .y = up, .rows = idx, .n_rows = n },
+		};
+		pf_matmul(c->pool, &c->scratch, gu, 2, c->xb, 1);
 	} else {
-		for (int j = 0; j < n_ff; j++)
-			if (gate[j] > 0.0f)
-				idx[n++] = j;
+		struct pf_matmul_out g = { .w = &L->ffn_gate, .y = gate };
+		pf_matmul(c->pool, &c->scratch, &g, 1, c->xb, 1);
+		if (hp->sparsity == PINFER_SPARSITY_THRESHOLD) {
+			float thr = m->thresholds[l];
+			for (int j = 0; j < n_ff; j++)
+				if (fabsf(silu(gate[j])) > thr)
+					idx[n++] = j;
+		} else {
+			for (int j = 0; j < n_ff; j++)
+				if (gate[j] > 0.0f)
+					idx[n++] = j;
+		}
+		struct pf_matmul_out u = { .w = &L->ffn_up, .y = up, .rows = idx, .n_rows = n };
+		pf_matmul(c->pool, &c->scratch, &u, 1, c->xb, 1);
 	}
-	struct pf_matmul_out u = { .w = &L->ffn_up, .y = up, .rows = idx, .n_rows = n };
-	pf_matmul(c->pool, &c->scratch, &u, 1, c->xb, 1);
 
 	/* The activations of the chosen neurons, compacted; dReLU drops those
 	 * whose up is not positive. */
@@ -128,6 +161,8 @@ static void ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l)
 		float a;
 		if (hp->sparsity == PINFER_SPARSITY_THRESHOLD)
 			a = silu(gate[j]) * up[j];
+		else if (gate[j] <= 0.0f)
+			a = 0.0f;  /* a predicted neuron that does not fire */
 		else if (hp->ffn_act == PINFER_ACT_DRELU)
 			a = up[j] > 0.0f ? gate[j] * up[j] : 0.0f;
 		else
@@ -140,11 +175,13 @@ static void ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l)
 	c->ffn_stats.neurons += (uint64_t)n_ff;
 	c->ffn_stats.active += (uint64_t)k;
 	if (c->probe) {
-		memcpy(c->probe_gate, gate, (size_t)n_ff * sizeof(float));
+		bool pred = hp->sparsity == PINFER_SPARSITY_PREDICTOR;
+		if (!pred)
+			memcpy(c->probe_gate, gate, (size_t)n_ff * sizeof(float));
 		memset(c->probe_act, 0, (size_t)n_ff * sizeof(float));
 		for (int i = 0; i < k; i++)
 			c->probe_act[idx[i]] = coef[i];
-		c->probe(c->probe_data, l, 1, c->xb, c->probe_gate, c->probe_act);
+		c->probe(c->probe_data, l, 1, c->xb, pred ? NULL : c->probe_gate, c->probe_act);
 	}
 
 	int n_threads = pf_pool_threads(c->pool);

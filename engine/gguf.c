@@ -357,8 +357,10 @@ static int parse(struct gguf_file *f, struct pf_err *err)
 	uint64_t n;
 	if ((r = need(&c, 4, "magic")))
 		return r;
-	if (memcmp(f->base, GGUF_MAGIC, 4) != 0)
-		return pf_errf(err, -EINVAL, "%s: not a GGUF file (magic %02x%02x%02x%02x, expected \"GGUF\")",
+	f->powerinfer = memcmp(f->base, GGUF_MAGIC_POWERINFER, 4) == 0;
+	if (memcmp(f->base, GGUF_MAGIC, 4) != 0 && !f->powerinfer)
+		return pf_errf(err, -EINVAL,
+			       "%s: not a GGUF file (magic %02x%02x%02x%02x, expected \"GGUF\" or PowerInfer's \"PWRI\")",
 			       f->path, f->base[0], f->base[1], f->base[2], f->base[3]);
 	c.pos = 4;
 	if ((r = read_u32(&c, "version", &f->version)))

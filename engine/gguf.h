@@ -16,6 +16,9 @@
 #include "error.h"
 
 #define GGUF_MAGIC "GGUF"
+/* PowerInfer's variant of the format: the same layout under another magic,
+ * with predictor tensors (docs/sparsity.md). */
+#define GGUF_MAGIC_POWERINFER "PWRI"
 #define GGUF_DEFAULT_ALIGNMENT 32
 #define GGUF_MAX_DIMS 4
 
@@ -84,6 +87,7 @@ struct gguf_file {
 	struct gguf_tensor *tensors;
 	uint64_t alignment;
 	uint64_t data_offset;
+	bool powerinfer;             /* magic PWRI */
 	char path[256];
 };
 

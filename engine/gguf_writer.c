@@ -52,6 +52,7 @@ struct gguf_writer {
 	int build_rc;  /* first failure of a setter or add_tensor */
 	struct pf_err build_err;
 	uint64_t alignment;
+	bool powerinfer;    /* PWRI magic */
 	char *path, *tmp;
 	int fd;             /* >= 0 from write_header until finish or failure */
 	bool header_done;   /* never cleared: metadata is frozen once written */
@@ -535,7 +536,7 @@ static int header_bytes(struct gguf_writer *w, struct bytes *h, struct pf_err *e
 		t->offset = off;
 		off += padded;
 	}
-	put(h, GGUF_MAGIC, 4);
+	put(h, w->powerinfer ? GGUF_MAGIC_POWERINFER : GGUF_MAGIC, 4);
 	put_le(h, 3, 4);
 	put_le(h, w->n_t, 8);
 	put_le(h, w->n_kv, 8);
@@ -559,6 +560,11 @@ static int header_bytes(struct gguf_writer *w, struct bytes *h, struct pf_err *e
 	if (h->oom)
 		return pf_errf(err, -ENOMEM, "%s: out of memory for the header", w->path);
 	return 0;
+}
+
+void gguf_writer_set_powerinfer(struct gguf_writer *w)
+{
+	w->powerinfer = true;
 }
 
 int gguf_writer_write_header(struct gguf_writer *w, const char *path, struct pf_err *err)

@@ -78,6 +78,8 @@ int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, uint32_t n_d
 /* Bytes tensor idx takes in the file, without padding; 0 for a bad index. */
 uint64_t gguf_writer_tensor_nbytes(const struct gguf_writer *w, int idx);
 
+/* Writes PowerInfer's magic (PWRI) instead of GGUF's; before the header. */
+void gguf_writer_set_powerinfer(struct gguf_writer *w);
 /* Creates PATH.tmp and writes the header, metadata and tensor infos. */
 int gguf_writer_write_header(struct gguf_writer *w, const char *path, struct pf_err *err);
 /* Appends n bytes to the tensor being filled (tensors fill in order; n may

@@ -73,7 +73,8 @@ static enum pinfer_ffn_act detect_act(const struct gguf_file *f)
 		if (strcasestr(buf, "relu") || strcasestr(buf, "prosparse"))
 			return PINFER_ACT_RELU;
 	}
-	return PINFER_ACT_SILU;
+	/* PowerInfer's format only exists for ReLU-family models. */
+	return f->powerinfer ? PINFER_ACT_RELU : PINFER_ACT_SILU;
 }
 
 static int read_hparams(struct pinfer_model *m, const struct pinfer_model_params *p,
@@ -124,7 +125,7 @@ static int read_hparams(struct pinfer_model *m, const struct pinfer_model_params
 	return 0;
 }
 
-static int bind_weight(struct pinfer_model *m, struct pf_weight *w, const char *name,
+int pf_bind_weight(struct pinfer_model *m, struct pf_weight *w, const char *name,
 		       int64_t rows, int64_t cols, struct pf_err *err)
 {
 	const struct gguf_file *f = m->gguf;
@@ -153,7 +154,7 @@ static int load_norm(struct pinfer_model *m, float **out, const char *name, int6
 		     struct pf_err *err)
 {
 	struct pf_weight w;
-	int r = bind_weight(m, &w, name, 1, n, err);
+	int r = pf_bind_weight(m, &w, name, 1, n, err);
 	if (r == -EINVAL && gguf_find_tensor(m->gguf, name)) {
 		/* Norms are usually stored 1-D. */
 		const struct gguf_tensor *t = gguf_find_tensor(m->gguf, name);
@@ -181,7 +182,7 @@ static int bind_layer(struct pinfer_model *m, int l, struct pf_err *err)
 	int r;
 #define BIND(field, tname, rows, cols)                                      \
 	snprintf(name, sizeof(name), "blk.%d." tname ".weight", l);          \
-	if ((r = bind_weight(m, &L->field, name, rows, cols, err)))          \
+	if ((r = pf_bind_weight(m, &L->field, name, rows, cols, err)))          \
 		return r;
 	BIND(wq, "attn_q", q_dim, hp->n_embd)
 	BIND(wk, "attn_k", kv_dim, hp->n_embd)
@@ -208,11 +209,11 @@ static int load(struct pinfer_model *m, const char *path, const struct pinfer_mo
 	struct pinfer_model_info *hp = &m->info;
 	hp->n_vocab = pf_vocab_size(m->vocab);
 	hp->file_bytes = m->gguf->size;
-	if ((r = bind_weight(m, &m->tok_embd, "token_embd.weight", hp->n_vocab, hp->n_embd, err)) ||
+	if ((r = pf_bind_weight(m, &m->tok_embd, "token_embd.weight", hp->n_vocab, hp->n_embd, err)) ||
 	    (r = load_norm(m, &m->output_norm, "output_norm.weight", hp->n_embd, err)))
 		return r;
 	if (gguf_find_tensor(m->gguf, "output.weight")) {
-		if ((r = bind_weight(m, &m->output, "output.weight", hp->n_vocab, hp->n_embd, err)))
+		if ((r = pf_bind_weight(m, &m->output, "output.weight", hp->n_vocab, hp->n_embd, err)))
 			return r;
 	} else {
 		m->output = m->tok_embd;

@@ -27,9 +27,14 @@ struct pf_layer {
 	struct pf_weight ffn_gate;  /* (n_ff, n_embd) */
 	struct pf_weight ffn_up;    /* (n_ff, n_embd) */
 	struct pf_weight ffn_down;  /* (n_embd, n_ff) */
-	/* Sparse modes: ffn_down neuron-major, one row per neuron (sparse_model.c). */
+	/* Sparse modes: ffn_down neuron-major, one row per neuron (sparse_model.c);
+	 * from the file (blk.N.ffn_down_t) or built at load (down_t_mem). */
 	struct pf_weight ffn_down_t;  /* (n_ff, n_embd) */
 	void *down_t_mem;
+	/* Predictor mode: score = fc2 relu(fc1 x); a neuron runs when its
+	 * score exceeds pinfer_model.pred_threshold. */
+	struct pf_weight fc1;  /* (rank, n_embd) */
+	struct pf_weight fc2;  /* (n_ff, rank) */
 };
 
 struct pinfer_model {
@@ -41,7 +46,14 @@ struct pinfer_model {
 	struct pf_weight output;    /* (n_vocab, n_embd); a copy of tok_embd when tied */
 	struct pf_layer *layers;
 	float *thresholds;          /* (n_layer) threshold mode: |silu(gate)| cut-offs */
+	int pred_rank;              /* predictor mode: rows of fc1, 0 without predictors */
+	float pred_threshold;       /* powerinfer.sparse_threshold */
 	bool locked;
 };
+
+/* Points w at tensor name, which must be a matrix of rows x cols in a
+ * format with kernels; the error names the tensor and what was found. */
+int pf_bind_weight(struct pinfer_model *m, struct pf_weight *w, const char *name, int64_t rows,
+		   int64_t cols, struct pf_err *err);
 
 #endif

@@ -5,6 +5,7 @@
 #include "sparse.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -195,6 +196,54 @@ static int transpose_down(struct pinfer_model *m, struct pf_err *err)
 	return 0;
 }
 
+/* PowerInfer's predictors (blk.N.fc1, blk.N.fc2, in every layer or in
+ * none) and threshold. */
+static int bind_predictors(struct pinfer_model *m, struct pf_err *err)
+{
+	const struct gguf_tensor *t = gguf_find_tensor(m->gguf, "blk.0.fc1.weight");
+	if (!t)
+		return 0;
+	const struct pinfer_model_info *hp = &m->info;
+	int64_t rank = t->n_dims == 2 ? (int64_t)t->ne[1] : 0;
+	if (rank <= 0 || rank > hp->n_ff)
+		return pf_errf(err, -EINVAL, "%s: blk.0.fc1.weight has %u dimensions and %lld rows, not a predictor",
+			       m->gguf->path, t->n_dims, (long long)rank);
+	char name[64];
+	int r;
+	for (int l = 0; l < hp->n_layer; l++) {
+		struct pf_layer *L = &m->layers[l];
+		snprintf(name, sizeof(name), "blk.%d.fc1.weight", l);
+		if ((r = pf_bind_weight(m, &L->fc1, name, rank, hp->n_embd, err)))
+			return r;
+		snprintf(name, sizeof(name), "blk.%d.fc2.weight", l);
+		if ((r = pf_bind_weight(m, &L->fc2, name, hp->n_ff, rank, err)))
+			return r;
+	}
+	m->pred_rank = (int)rank;
+	if (!gguf_get_f32(m->gguf, "powerinfer.sparse_threshold", &m->pred_threshold))
+		m->pred_threshold = 0.0f;
+	return 0;
+}
+
+/* The neuron-major down matrices a PowerInfer file carries
+ * (blk.N.ffn_down_t); 1 when bound, 0 when the file has none. */
+static int bind_down_t(struct pinfer_model *m, struct pf_err *err)
+{
+	if (!gguf_find_tensor(m->gguf, "blk.0.ffn_down_t.weight"))
+		return 0;
+	const struct pinfer_model_info *hp = &m->info;
+	char name[64];
+	for (int l = 0; l < hp->n_layer; l++) {
+		snprintf(name, sizeof(name), "blk.%d.ffn_down_t.weight", l);
+		int r = pf_bind_weight(m, &m->layers[l].ffn_down_t, name, hp->n_ff, hp->n_embd, err);
+		if (r)
+			return r;
+		if (!m->layers[l].ffn_down_t.ops->axpy)
+			return pf_errf(err, -ENOTSUP, "%s: %s has no axpy kernel", m->gguf->path, name);
+	}
+	return 1;
+}
+
 static bool relu_family(enum pinfer_ffn_act a)
 {
 	return a == PINFER_ACT_RELU || a == PINFER_ACT_DRELU;
@@ -206,11 +255,14 @@ int pf_sparse_setup(struct pinfer_model *m, const struct pinfer_model_params *p,
 	int r = p->calibration ? load_calibration(m, p->calibration, err) : read_thresholds(m, m->gguf, err);
 	if (r < 0)
 		return r;
+	if ((r = bind_predictors(m, err)))
+		return r;
 	enum pinfer_sparsity mode = p->sparsity;
 	if (mode == PINFER_SPARSITY_AUTO)
-		mode = relu_family(hp->ffn_act) ? PINFER_SPARSITY_GATE
-		       : m->thresholds          ? PINFER_SPARSITY_THRESHOLD
-						: PINFER_SPARSITY_DENSE;
+		mode = m->pred_rank && relu_family(hp->ffn_act) ? PINFER_SPARSITY_PREDICTOR
+		       : relu_family(hp->ffn_act)             ? PINFER_SPARSITY_GATE
+		       : m->thresholds                        ? PINFER_SPARSITY_THRESHOLD
+							      : PINFER_SPARSITY_DENSE;
 	switch (mode) {
 	case PINFER_SPARSITY_GATE:
 		if (!relu_family(hp->ffn_act))
@@ -225,23 +277,38 @@ int pf_sparse_setup(struct pinfer_model *m, const struct pinfer_model_params *p,
 				       m->gguf->path);
 		break;
 	case PINFER_SPARSITY_PREDICTOR:
-		return pf_errf(err, -ENOTSUP, "%s: predictor sparsity needs predictor tensors, which this model lacks",
-			       m->gguf->path);
+		if (!m->pred_rank)
+			return pf_errf(err, -ENOTSUP,
+				       "%s: predictor sparsity needs predictor tensors (blk.N.fc1, blk.N.fc2), which this model lacks",
+				       m->gguf->path);
+		if (!relu_family(hp->ffn_act))
+			return pf_errf(err, -EINVAL, "%s: predictor sparsity needs a ReLU or dReLU model; this one uses %s",
+				       m->gguf->path, pinfer_ffn_act_name(hp->ffn_act));
+		break;
 	default:
 		break;
 	}
 	hp->sparsity = mode;
 	if (mode == PINFER_SPARSITY_DENSE)
 		return 0;
-	if ((r = transpose_down(m, err)))
+	if ((r = bind_down_t(m, err)) < 0 || (r == 0 && (r = transpose_down(m, err))))
 		return r;
+	/* What a decode step reads whatever fires: in predictor mode the
+	 * predictor instead of the gate, which becomes per neuron too. */
+	bool pred = mode == PINFER_SPARSITY_PREDICTOR;
 	hp->sparse_base_bytes = hp->decode_bytes;
 	for (int l = 0; l < hp->n_layer; l++) {
 		const struct pf_layer *L = &m->layers[l];
 		hp->sparse_base_bytes -= (uint64_t)(L->ffn_up.rows * L->ffn_up.row_bytes) +
 					 (uint64_t)(L->ffn_down.rows * L->ffn_down.row_bytes);
+		if (pred)
+			hp->sparse_base_bytes += (uint64_t)(L->fc1.rows * L->fc1.row_bytes) +
+						 (uint64_t)(L->fc2.rows * L->fc2.row_bytes) -
+						 (uint64_t)(L->ffn_gate.rows * L->ffn_gate.row_bytes);
 	}
-	hp->neuron_bytes = (uint64_t)(m->layers[0].ffn_up.row_bytes + m->layers[0].ffn_down_t.row_bytes);
+	const struct pf_layer *L0 = &m->layers[0];
+	hp->neuron_bytes = (uint64_t)(L0->ffn_up.row_bytes + L0->ffn_down_t.row_bytes +
+				      (pred ? L0->ffn_gate.row_bytes : 0));
 	return 0;
 }
 

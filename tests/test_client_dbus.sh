@@ -7,115 +7,26 @@
 # the wait for a load, --bus and PINFER_BUS choose as documented, auto
 # follows the socket, and a missing bus or a bus without pinferd falls back
 # to the socket.
-set -u
-: "${SHARED:?SHARED must name the shared data directory}"
-: "${BUILD:?BUILD must name the build directory}"
-pinfer=$(cd "$BUILD" && pwd)/pinfer
-pinferd=$(cd "$BUILD" && pwd)/pinferd
-name=org.pinfer.Pinfer1
-mgr=/org/pinfer/Pinfer1
-iface=org.pinfer.Pinfer1.Manager
-
-fail() {
-	echo "test_client_dbus: FAIL: $*" >&2
-	[ -f "$tmp/pinferd.log" ] && { echo "--- pinferd.log" >&2; tail -n 20 "$tmp/pinferd.log" >&2; }
-	exit 1
-}
-
-for tool in dbus-daemon busctl setpriv python3; do
-	command -v "$tool" >/dev/null || { echo "test_client_dbus: FAIL: $tool is needed (scripts/install-deps.sh)" >&2; exit 1; }
-done
-for bin in "$pinfer" "$pinferd" "$BUILD/pinfer-model"; do
-	[ -x "$bin" ] || { echo "test_client_dbus: FAIL: $bin not found (build it first)" >&2; exit 1; }
-done
-tmp=$(mktemp -d /tmp/pinfer-client-dbus-XXXXXX) || { echo "test_client_dbus: FAIL: no temporary directory" >&2; exit 1; }
-# Clients run as nobody, who must reach the bus socket.
-chmod 755 "$tmp"
-daemon=
-bus=
+me=test_client_dbus
+# shellcheck source=tests/dbus_lib.sh
+. "$(dirname "$0")/dbus_lib.sh"
 bus2=
 gen=
-
-stop_daemon() {
-	[ -z "$daemon" ] || { kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; }
-	daemon=
-}
-
-stop_bus() {
-	[ -z "$bus" ] || { kill "$bus" 2>/dev/null; wait "$bus" 2>/dev/null; }
-	bus=
-	rm -f "$tmp/bus"
-}
-
-cleanup() {
-	status=$?
-	# A load stuck on the FIFO must not keep pinferd from exiting.
-	[ -p "$tmp/models/slow.gguf" ] && { : <>"$tmp/models/slow.gguf"; } 2>/dev/null
+cleanup_test() {
 	[ -z "$gen" ] || kill "$gen" 2>/dev/null
-	stop_daemon
-	stop_bus
 	[ -z "$bus2" ] || kill "$bus2" 2>/dev/null
-	rm -rf "$tmp"
-	exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+dbus_setup
 
-wait_for() {  # what command...: retries for 10 s
-	what=$1
-	shift
-	tries=0
-	until "$@" >/dev/null 2>&1; do
-		tries=$((tries + 1))
-		[ "$tries" -le 200 ] || fail "timed out waiting for $what"
-		sleep 0.05
-	done
-}
-
-mkdir "$tmp/models" "$tmp/xdg"
+make_models
+mkdir "$tmp/xdg"
 chmod 755 "$tmp/xdg"
-ln -s "$SHARED/models/stories260K/stories260K.gguf" "$tmp/models/stories260K.gguf"
-# Becomes a FIFO that nobody writes: a load that hangs.
-cp "$SHARED/models/stories260K/stories260K.gguf" "$tmp/models/slow.gguf"
-# A model whose generations last seconds, to be seen busy.
-"$BUILD/pinfer-model" synth --dim 1024 --ff 2816 --layers 8 --heads 16 --type q4_0 --ctx 512 \
-	--vocab-from "$SHARED/models/llama-2-tiny-random/llama-2-tiny-random.gguf" \
-	-o "$tmp/models/mid.gguf" >"$tmp/synth.log" 2>&1 || { cat "$tmp/synth.log" >&2; fail "synth failed"; }
-: >"$tmp/pinferd.conf"
-
-# A bus of our own (config-file socket-path): everyone may connect and
-# own names, so what is refused below is pinferd's own uid check, until
-# the shipped policy is tried at the end.
-start_bus() {
-	dbus-daemon --config-file="$1" --nofork --nosyslog >"$tmp/bus.log" 2>&1 &
-	bus=$!
-	wait_for "dbus-daemon at $2" test -S "$2"
-}
-open_conf() {  # socket-path
-	cat <<EOF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=$1</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-  </policy>
-</busconfig>
-EOF
-}
-open_conf "$tmp/bus" >"$tmp/open.conf"
-start_bus "$tmp/open.conf" "$tmp/bus"
-addr=unix:path=$tmp/bus
-export DBUS_SESSION_BUS_ADDRESS="$addr"
+# A bus of our own, where what is refused below is pinferd's own uid
+# check, until the shipped policy is tried at the end.
+start_bus open
 unset PINFER_SOCKET PINFER_BUS DBUS_SYSTEM_BUS_ADDRESS
 sock=$tmp/sock
 
-bctl() { busctl --address="$addr" "$@"; }
 loaded_models() { bctl get-property "$name" "$mgr" "$iface" LoadedModels; }
 
 start_daemon() {
@@ -138,10 +49,9 @@ run() {
 	rc=$?
 	with=
 }
-as_nobody() {  # as run, as nobody
+run_as_nobody() {  # as run, as nobody
 	# shellcheck disable=SC2086
-	setpriv --reuid=65534 --regid=65534 --clear-groups env $with "$pinfer" "$@" \
-		>"$tmp/out" 2>"$tmp/err" </dev/null
+	as_nobody env $with "$pinfer" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
 	rc=$?
 	with=
 }
@@ -226,7 +136,7 @@ expect_rc 0 "ps --json over D-Bus"
 json_lines "$tmp/out" "ps --json over D-Bus"
 same_model_json "$tmp/ps.sock.json" "$tmp/out" "ps --json"
 # Reading is for everyone.
-as_nobody --bus session --socket /nonexistent ps
+run_as_nobody --bus session --socket /nonexistent ps
 expect_rc 0 "ps as nobody"
 cmp -s "$tmp/out" "$tmp/ps.sock" || fail "ps as nobody: $(cat "$tmp/out")"
 
@@ -242,10 +152,10 @@ run --bus session --socket /nonexistent --json load ../x
 expect_rc 1 "load of a path"
 expect "$tmp/err" "(invalid argument)" "load ../x"
 expect_empty "$tmp/out" "load ../x --json"
-as_nobody --bus session --socket /nonexistent load stories260K
+run_as_nobody --bus session --socket /nonexistent load stories260K
 expect_rc 1 "load as nobody"
 expect "$tmp/err" "(permission denied)" "load as nobody"
-as_nobody --bus session --socket /nonexistent evict stories260K
+run_as_nobody --bus session --socket /nonexistent evict stories260K
 expect_rc 1 "evict as nobody"
 expect "$tmp/err" "(permission denied)" "evict as nobody"
 [ "$(loaded_models)" = 'ao 1 "/org/pinfer/Pinfer1/Model/1"' ] || fail "nobody's evict changed LoadedModels: $(loaded_models)"
@@ -286,9 +196,7 @@ cmp -s "$tmp/out" "$tmp/load0.sock" || fail "load --keep-alive 0 over D-Bus prin
 run --bus session --socket /nonexistent load mid
 expect_rc 0 "load mid"
 mid=$(loaded_models | sed 's/^ao 1 "\(.*\)"$/\1/')
-"$pinfer" --socket "$sock" run mid "" -n 400 --temp 1 >/dev/null 2>&1 &
-gen=$!
-wait_for "a running generation" sh -c "[ \"\$(busctl --address='$addr' get-property $name $mid org.pinfer.Pinfer1.Model ActiveSessions)\" = 'u 1' ]"
+start_generation "$mid"
 run --bus session --socket /nonexistent ps
 grep -Eq '^mid +[0-9.]+ MiB +1/[0-9]+ +when idle$' "$tmp/out" || fail "ps over D-Bus during a generation: $(cat "$tmp/out")"
 run --bus session --socket /nonexistent evict mid
@@ -363,7 +271,7 @@ expect_rc 3 "--bus system with no system bus"
 # auto for a user: the socket in $XDG_RUNTIME_DIR (not there), so the
 # session bus.
 with="XDG_RUNTIME_DIR=$tmp/xdg"
-as_nobody -v ps
+run_as_nobody -v ps
 expect_rc 0 "auto as a user"
 expect "$tmp/err" "on the session bus" "auto as a user"
 cmp -s "$tmp/out" "$tmp/ps.sock" || fail "auto as a user: $(cat "$tmp/out")"
@@ -410,40 +318,15 @@ bus2=
 # them. Root stands in for the pinferd user as the name's owner.
 stop_daemon
 stop_bus
-cat >"$tmp/policy.conf" <<EOF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=$tmp/bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-  </policy>
-  <policy user="root"><allow own="$name"/></policy>
-  <include>$(pwd)/systemd/org.pinfer.Pinfer1.conf</include>
-</busconfig>
-EOF
-start_bus "$tmp/policy.conf" "$tmp/bus"
+start_bus policy
 start_daemon
-as_nobody --bus session --socket /nonexistent load stories260K
+run_as_nobody --bus session --socket /nonexistent load stories260K
 expect_rc 1 "load as nobody under the shipped policy"
 expect "$tmp/err" "access denied" "load as nobody under the shipped policy"
-as_nobody --bus session --socket /nonexistent evict stories260K
+run_as_nobody --bus session --socket /nonexistent evict stories260K
 expect_rc 1 "evict as nobody under the shipped policy"
 expect "$tmp/err" "access denied" "evict as nobody under the shipped policy"
-as_nobody --bus session --socket /nonexistent ps
+run_as_nobody --bus session --socket /nonexistent ps
 expect_rc 0 "ps as nobody under the shipped policy"
 run --bus session --socket /nonexistent load stories260K
 expect_rc 0 "load as root under the shipped policy"

@@ -7,35 +7,12 @@
 # the socket showing up in them, the uid check, the shipped bus policy, a
 # loop that keeps answering while a load hangs and while a generation
 # runs, memory pressure, and a bus that is missing or goes away.
-set -u
-: "${SHARED:?SHARED must name the shared data directory}"
-: "${BUILD:?BUILD must name the build directory}"
-pinfer=$(cd "$BUILD" && pwd)/pinfer
-pinferd=$(cd "$BUILD" && pwd)/pinferd
-name=org.pinfer.Pinfer1
-mgr=/org/pinfer/Pinfer1
-iface=org.pinfer.Pinfer1.Manager
-
-fail() {
-	echo "test_dbus: FAIL: $*" >&2
-	[ -f "$tmp/pinferd.log" ] && { echo "--- pinferd.log" >&2; tail -n 30 "$tmp/pinferd.log" >&2; }
-	exit 1
-}
-
-for tool in dbus-daemon dbus-send dbus-monitor busctl gdbus setpriv python3; do
-	command -v "$tool" >/dev/null || { echo "test_dbus: FAIL: $tool is needed (scripts/install-deps.sh)" >&2; exit 1; }
-done
-tmp=$(mktemp -d /tmp/pinfer-dbus-XXXXXX) || { echo "test_dbus: FAIL: no temporary directory" >&2; exit 1; }
-# The uid check runs a client as nobody, who must reach the bus socket.
-chmod 755 "$tmp"
-daemon=
-bus=
+me=test_dbus
+# shellcheck source=tests/dbus_lib.sh
+. "$(dirname "$0")/dbus_lib.sh"
 monitor=
-
-stop_daemon() {
-	[ -z "$daemon" ] || { kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; }
-	daemon=
-}
+cleanup_test() { [ -z "$monitor" ] || kill "$monitor" 2>/dev/null; }
+dbus_setup dbus-send dbus-monitor gdbus
 # SIGTERM must end pinferd cleanly (with SANITIZE=1: without leaks).
 stop_daemon_checked() {
 	kill -TERM "$daemon"
@@ -45,69 +22,16 @@ stop_daemon_checked() {
 	[ "$status" -eq 0 ] || fail "pinferd exited with status $status on SIGTERM"
 }
 
-cleanup() {
-	status=$?
-	# A load stuck on the FIFO must not keep pinferd from exiting.
-	[ -p "$tmp/models/slow.gguf" ] && { : <>"$tmp/models/slow.gguf"; } 2>/dev/null
-	[ -z "$monitor" ] || kill "$monitor" 2>/dev/null
-	stop_daemon
-	[ -z "$bus" ] || kill "$bus" 2>/dev/null
-	rm -rf "$tmp"
-	exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-mkdir "$tmp/models"
-ln -s "$SHARED/models/stories260K/stories260K.gguf" "$tmp/models/stories260K.gguf"
+make_models
 head -c 4096 /dev/urandom >"$tmp/models/garbage.gguf"
-cp "$SHARED/models/stories260K/stories260K.gguf" "$tmp/models/slow.gguf"
-# stories260K generates its whole context in a blink; this one takes
-# seconds, long enough to be seen running.
-"$BUILD/pinfer-model" synth --dim 1024 --ff 2816 --layers 8 --heads 16 --type q4_0 --ctx 512 \
-	--vocab-from "$SHARED/models/llama-2-tiny-random/llama-2-tiny-random.gguf" \
-	-o "$tmp/models/mid.gguf" >"$tmp/synth.log" 2>&1 || { cat "$tmp/synth.log" >&2; exit 1; }
 # A ReLU model runs sparse (gate mode) by default.
-"$BUILD/pinfer-model" synth --shape tiny --type f32 --act relu \
-	--vocab-from "$SHARED/models/llama-2-tiny-random/llama-2-tiny-random.gguf" \
-	-o "$tmp/models/relu.gguf" >"$tmp/synth.log" 2>&1 || { cat "$tmp/synth.log" >&2; exit 1; }
-: >"$tmp/pinferd.conf"
+synth "$tmp/models/relu.gguf" --shape tiny --type f32 --act relu
 # Memory pressure as systemd would report it, from a FIFO the test writes.
 mkfifo "$tmp/pressure"
 export MEMORY_PRESSURE_WATCH="$tmp/pressure"
 
-# A bus of our own: everyone may connect and own names, so what the daemon
-# refuses below is its own uid check, not the bus policy.
-start_bus() {  # config-file
-	dbus-daemon --config-file="$1" --nofork --nosyslog >"$tmp/bus.log" 2>&1 &
-	bus=$!
-	tries=0
-	while [ ! -S "$tmp/bus" ]; do
-		tries=$((tries + 1))
-		[ "$tries" -le 100 ] || fail "dbus-daemon did not start: $(cat "$tmp/bus.log")"
-		sleep 0.05
-	done
-}
-cat >"$tmp/open.conf" <<EOF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=$tmp/bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-  </policy>
-</busconfig>
-EOF
-start_bus "$tmp/open.conf"
-addr=unix:path=$tmp/bus
-export DBUS_SESSION_BUS_ADDRESS="$addr"
+start_bus open
 
-bctl() { busctl --address="$addr" "$@"; }
 # gdbus prints the error's D-Bus name, which busctl does not.
 gcall() {  # object-path method args...
 	path=$1 method=$2
@@ -122,16 +46,6 @@ expect_error() {  # error-name output what
 }
 prop() {  # object-path interface property -> value without the type
 	bctl get-property "$name" "$1" "$2" "$3" | cut -d' ' -f2-
-}
-wait_for() {  # what command...: retries for 10 s
-	what=$1
-	shift
-	tries=0
-	until "$@" >/dev/null 2>&1; do
-		tries=$((tries + 1))
-		[ "$tries" -le 200 ] || fail "timed out waiting for $what"
-		sleep 0.05
-	done
 }
 
 # (1) READY=1 comes after the name is owned: the listener asks the bus the
@@ -287,20 +201,17 @@ gcall "$relu" org.pinfer.Pinfer1.Model.Evict >/dev/null || fail "evicting relu"
 # it running), Ping on the socket, and EvictModel with Busy.
 mid=$(bctl call "$name" "$mgr" "$iface" LoadModel 'sa{sv}' mid 0 | sed 's/^o "\(.*\)"$/\1/')
 [ "$mid" = /org/pinfer/Pinfer1/Model/3 ] || fail "LoadModel mid replied '$mid'"
-"$pinfer" --socket "$tmp/sock" run mid "" -n 400 --temp 1 >/dev/null 2>&1 &
-gen=$!
-wait_for "a running generation" sh -c "[ \"\$(busctl --address='$addr' get-property $name $mid org.pinfer.Pinfer1.Model ActiveSessions)\" = 'u 1' ]"
+start_generation "$mid"
 "$pinfer" --socket "$tmp/sock" ping >/dev/null || fail "ping during a generation"
 [ "$(prop "$mgr" "$iface" ActiveGenerations)" = 1 ] || fail "ActiveGenerations during a generation"
 out=$(gcall "$mgr" "$iface.EvictModel" mid)
 expect_error org.pinfer.Pinfer1.Error.Busy "$out" "EvictModel during a generation"
 kill "$gen"
 wait "$gen" 2>/dev/null
-wait_for "the generation to end" sh -c "[ \"\$(busctl --address='$addr' get-property $name $mid org.pinfer.Pinfer1.Model ActiveSessions)\" = 'u 0' ]"
+wait_for "the generation to end" sessions_are "$mid" 0
 gcall "$mid" org.pinfer.Pinfer1.Model.Evict >/dev/null || fail "Model.Evict of mid"
 
 # (6) The uid check: nobody may read but not load or evict.
-as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
 out=$(as_nobody gdbus call --address "$addr" --dest "$name" --object-path "$mgr" \
 	--method "$iface.LoadModel" stories260K '{}' 2>&1)
 expect_error org.pinfer.Pinfer1.Error.PermissionDenied "$out" "LoadModel as nobody"
@@ -381,9 +292,7 @@ rm "$tmp/models/slow.gguf"
 
 # (10) Memory pressure evicts idle models, and only those: mid is busy.
 mid=$(bctl call "$name" "$mgr" "$iface" LoadModel 'sa{sv}' mid 0 | sed 's/^o "\(.*\)"$/\1/')
-"$pinfer" --socket "$tmp/sock" run mid "" -n 400 --temp 1 >/dev/null 2>&1 &
-gen=$!
-wait_for "a running generation" sh -c "[ \"\$(busctl --address='$addr' get-property $name $mid org.pinfer.Pinfer1.Model ActiveSessions)\" = 'u 1' ]"
+start_generation "$mid"
 echo some >"$tmp/pressure"
 wait_for "the eviction under pressure" grep -q "memory pressure .*: 1 idle model evicted" "$tmp/pinferd.log"
 [ "$(prop "$mgr" "$iface" LoadedModels)" = "1 \"$mid\"" ] ||
@@ -403,13 +312,10 @@ wait "$gen" 2>/dev/null
 # (11) The daemon outlives its bus: serving the socket, D-Bus off.
 kill "$monitor" 2>/dev/null
 monitor=
-kill "$bus"
-wait "$bus" 2>/dev/null
-bus=
+stop_bus
 wait_for "the warning about the lost bus" grep -q "the bus went away" "$tmp/pinferd.log"
 "$pinfer" --socket "$tmp/sock" ping >/dev/null || fail "ping after the bus went away"
 stop_daemon_checked
-rm -f "$tmp/bus"
 
 # (12) No bus at all: a warning, and the socket works.
 DBUS_SESSION_BUS_ADDRESS=unix:path=$tmp/nobus "$pinferd" --config "$tmp/pinferd.conf" --socket "$tmp/sock" \
@@ -422,33 +328,7 @@ stop_daemon_checked
 
 # (13) The shipped policy: anyone may read, only root and the pinfer
 # group may load. Root stands in for the pinferd user as the name's owner.
-cat >"$tmp/policy.conf" <<EOF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=$tmp/bus</listen>
-  <auth>EXTERNAL</auth>
-  <!-- The default policy of Debian's system.conf. -->
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-  </policy>
-  <policy user="root"><allow own="$name"/></policy>
-  <include>$(pwd)/systemd/org.pinfer.Pinfer1.conf</include>
-</busconfig>
-EOF
-start_bus "$tmp/policy.conf"
+start_bus policy
 start_daemon
 out=$(as_nobody gdbus call --address "$addr" --dest "$name" --object-path "$mgr" \
 	--method "$iface.LoadModel" stories260K '{}' 2>&1)

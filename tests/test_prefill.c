@@ -10,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "synth.h"
-
 #define N_TOKENS 160
 
 static char dir[] = "/tmp/pinfer-test-prefill-XXXXXX";
@@ -45,22 +43,8 @@ static struct pinfer_ctx *ctx(struct pinfer_model *m, int n_batch, bool all_logi
 
 static void check_type(enum pf_dtype type)
 {
-	char path[512];
-	snprintf(path, sizeof(path), "%s/%s.gguf", dir, pf_dtype_info(type)->name);
-	char vocab[512];
-	struct synth_opts o;
-	synth_opts_init(&o);
-	o.n_embd = 256;
-	o.n_ff = 512;
-	o.n_layer = 2;
-	o.n_head = 4;
-	o.n_head_kv = 2;
-	o.type = type;
-	o.vocab = synth_default_vocab(vocab, sizeof(vocab));
-	o.n_threads = 2;
+	const char *path = test_synth(dir, pf_dtype_info(type)->name, 512, 2, type, PINFER_ACT_AUTO);
 	struct pf_err err;
-	if (synth_model(path, &o, &err))
-		fail_msg("%s", err.msg);
 	struct pinfer_model *m;
 	if (pinfer_model_open(&m, path, NULL, &err))
 		fail_msg("%s", err.msg);

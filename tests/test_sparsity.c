@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf.h"
 #include "gguf_writer.h"
-#include "synth.h"
 
 #define N_GEN 64
 
@@ -38,24 +38,7 @@ static int teardown(void **state)
 
 static const char *synth(const char *name, enum pf_dtype type, enum pinfer_ffn_act act)
 {
-	static char path[512];
-	snprintf(path, sizeof(path), "%s/%s.gguf", dir, name);
-	char vocab[512];
-	struct synth_opts o;
-	synth_opts_init(&o);
-	o.n_embd = 256;
-	o.n_ff = 768;
-	o.n_layer = 3;
-	o.n_head = 4;
-	o.n_head_kv = 2;
-	o.type = type;
-	o.act = act;
-	o.vocab = synth_default_vocab(vocab, sizeof(vocab));
-	o.n_threads = 2;
-	struct pf_err err;
-	if (synth_model(path, &o, &err))
-		fail_msg("%s", err.msg);
-	return path;
+	return test_synth(dir, name, 768, 3, type, act);
 }
 
 static struct pinfer_model *open_model(const char *path, enum pinfer_sparsity mode, const char *calibration)
@@ -279,6 +262,96 @@ static void test_refusals(void **state)
 	assert_string_equal(pinfer_sparsity_name(PINFER_SPARSITY_THRESHOLD), "threshold");
 }
 
+/* A PowerInfer file of the model at path whose predictor is an oracle:
+ * fc1 is the gate matrix itself and fc2 the identity, so a neuron is
+ * predicted exactly when its gate is positive. */
+static const char *oracle_pwri(const char *path, const char *name)
+{
+	static char out[512];
+	snprintf(out, sizeof(out), "%s/%s.gguf", dir, name);
+	struct gguf_file *f;
+	struct pf_err err;
+	if (gguf_open(&f, path, &err))
+		fail_msg("%s", err.msg);
+	struct gguf_writer *w = gguf_writer_new();
+	assert_non_null(w);
+	gguf_writer_set_powerinfer(w);
+	assert_true(gguf_writer_copy_kv(w, f, "") > 0);
+	int64_t n_ff = 768;
+	float *eye = calloc((size_t)(n_ff * n_ff), sizeof(float));
+	assert_non_null(eye);
+	for (int64_t j = 0; j < n_ff; j++)
+		eye[j * n_ff + j] = 1.0f;
+	for (uint64_t i = 0; i < f->n_tensors; i++) {
+		char tname[64];
+		gguf_str_copy(f->tensors[i].name, tname, sizeof(tname));
+		assert_true(gguf_writer_add_tensor(w, tname, f->tensors[i].n_dims, f->tensors[i].ne,
+						   f->tensors[i].type) >= 0);
+	}
+	for (int l = 0; l < 3; l++) {
+		char tname[64], gname[64];
+		snprintf(gname, sizeof(gname), "blk.%d.ffn_gate.weight", l);
+		const struct gguf_tensor *g = gguf_find_tensor(f, gname);
+		snprintf(tname, sizeof(tname), "blk.%d.fc1.weight", l);
+		assert_true(gguf_writer_add_tensor(w, tname, 2, g->ne, g->type) >= 0);
+		uint64_t ne[2] = { (uint64_t)n_ff, (uint64_t)n_ff };
+		snprintf(tname, sizeof(tname), "blk.%d.fc2.weight", l);
+		assert_true(gguf_writer_add_tensor(w, tname, 2, ne, PF_F32) >= 0);
+	}
+	if (gguf_writer_write_header(w, out, &err))
+		fail_msg("%s", err.msg);
+	for (uint64_t i = 0; i < f->n_tensors; i++)
+		if (gguf_writer_write_data(w, f->tensors[i].data, f->tensors[i].nbytes, &err))
+			fail_msg("%s", err.msg);
+	for (int l = 0; l < 3; l++) {
+		char gname[64];
+		snprintf(gname, sizeof(gname), "blk.%d.ffn_gate.weight", l);
+		const struct gguf_tensor *g = gguf_find_tensor(f, gname);
+		if (gguf_writer_write_data(w, g->data, g->nbytes, &err) ||
+		    gguf_writer_write_data(w, eye, (size_t)(n_ff * n_ff) * sizeof(float), &err))
+			fail_msg("%s", err.msg);
+	}
+	if (gguf_writer_finish(w, &err))
+		fail_msg("%s", err.msg);
+	gguf_writer_free(w);
+	gguf_close(f);
+	free(eye);
+	return out;
+}
+
+/* With an oracle predictor, predictor mode computes exactly the neurons
+ * gate mode does: the same logits as dense, decode and prefill. */
+static void test_predictor_oracle(void **state)
+{
+	(void)state;
+	char model[512];
+	snprintf(model, sizeof(model), "%s", synth("relu-oracle", PF_F32, PINFER_ACT_RELU));
+	const char *pwri = oracle_pwri(model, "oracle");
+	struct pinfer_model *dense = open_model(model, PINFER_SPARSITY_DENSE, NULL);
+	struct pinfer_model *pred = open_model(pwri, PINFER_SPARSITY_AUTO, NULL);
+	assert_int_equal(pinfer_model_info(pred)->sparsity, PINFER_SPARSITY_PREDICTOR);
+	assert_int_equal(pinfer_model_info(pred)->ffn_act, PINFER_ACT_RELU);
+	struct pinfer_ffn_stats ds, ps;
+	double rel = compare(dense, pred, 2, &ds, &ps);
+	print_message("oracle predictor vs dense: worst relative RMS %.2e; active %.1f%% / %.1f%%\n", rel,
+		      100.0 * ds.active / ds.neurons, 100.0 * ps.active / ps.neurons);
+	assert_true(rel < 1e-5);
+	assert_true(fabs((double)ds.active - (double)ps.active) < 1e-3 * (double)ds.active);
+	pinfer_model_free(pred);
+	/* Without predictors, predictor mode is refused; with them, a SwiGLU
+	 * activation is. */
+	expect_refusal(model, PINFER_SPARSITY_PREDICTOR, NULL, -ENOTSUP, "fc1");
+	struct pinfer_model_params p;
+	pinfer_model_params_default(&p);
+	p.sparsity = PINFER_SPARSITY_PREDICTOR;
+	p.ffn_act = PINFER_ACT_SILU;
+	struct pinfer_model *m = NULL;
+	struct pf_err err;
+	assert_int_equal(pinfer_model_open(&m, pwri, &p, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "ReLU"));
+	pinfer_model_free(dense);
+}
+
 struct probe_count {
 	int calls[3];
 	int tokens;
@@ -335,6 +408,7 @@ int main(void)
 		cmocka_unit_test(test_gate_relu_q4_0),
 		cmocka_unit_test(test_threshold),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_predictor_oracle),
 		cmocka_unit_test(test_probe),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "synth.h"
+
 const char *shared_path(const char *rel)
 {
 	static char buf[4096];
@@ -28,6 +30,27 @@ char *read_file(const char *path, size_t *len)
 	if (len)
 		*len = (size_t)n;
 	return buf;
+}
+
+const char *test_synth(const char *dir, const char *name, int n_ff, int n_layer, enum pf_dtype type,
+		       enum pinfer_ffn_act act)
+{
+	static char path[512];
+	snprintf(path, sizeof(path), "%s/%s.gguf", dir, name);
+	struct synth_opts o;
+	synth_opts_init(&o);
+	o.n_embd = 256;
+	o.n_ff = n_ff;
+	o.n_layer = n_layer;
+	o.n_head = 4;
+	o.n_head_kv = 2;
+	o.type = type;
+	o.act = act;
+	o.n_threads = 2;
+	struct pf_err err;
+	if (synth_model(path, &o, &err))
+		fail_msg("%s", err.msg);
+	return path;
 }
 
 uint64_t test_rand(uint64_t *state)

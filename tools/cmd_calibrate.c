@@ -20,9 +20,7 @@
 #include "common.h"
 #include "gguf_writer.h"
 
-enum {
-	OPT_TARGET = 2000, OPT_LINES, OPT_SKIP_LINES, OPT_SAMPLES, OPT_METHOD,
-};
+enum { OPT_TARGET = 2000, OPT_SAMPLES, OPT_METHOD };
 
 /* One (token, neuron) pair: what the threshold compares and the energy
  * of the activation a threshold there would drop. */
@@ -216,10 +214,8 @@ int cmd_calibrate(int argc, char **argv)
 		{ "act", required_argument, NULL, OPT_ACT },
 		{ "rope", required_argument, NULL, OPT_ROPE },
 		{ "sparsity", required_argument, NULL, OPT_TARGET },
-		{ "file", required_argument, NULL, 'f' },
+		TEXT_LONG_OPTS,
 		{ "output", required_argument, NULL, 'o' },
-		{ "lines", required_argument, NULL, OPT_LINES },
-		{ "skip-lines", required_argument, NULL, OPT_SKIP_LINES },
 		{ "samples", required_argument, NULL, OPT_SAMPLES },
 		{ "method", required_argument, NULL, OPT_METHOD },
 		{ "help", no_argument, NULL, 'h' },
@@ -227,13 +223,14 @@ int cmd_calibrate(int argc, char **argv)
 	};
 	struct model_opts mo;
 	model_opts_init(&mo);
-	const char *path = NULL, *out_path = NULL, *method = "quantile";
-	long max_lines = -1, skip_lines = 0, samples = 1 << 18;
+	struct text_opts to = TEXT_OPTS_INIT;
+	const char *out_path = NULL, *method = "quantile";
+	long samples = 1 << 18;
 	float target = -1.0f;
 	bool have_target = false;
 	int opt;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, MODEL_SHORT_OPTS "f:o:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, MODEL_SHORT_OPTS TEXT_SHORT_OPTS "o:h", longopts, NULL)) != -1) {
 		int r = model_opts_parse(&mo, opt, optarg, "calibrate");
 		if (r < 0)
 			return 2;
@@ -241,24 +238,13 @@ int cmd_calibrate(int argc, char **argv)
 			continue;
 		const char *bad = NULL;
 		switch (opt) {
-		case 'f': path = optarg; break;
 		case 'o': out_path = optarg; break;
 		case OPT_TARGET:
 			have_target = true;
-			if (!parse_float(optarg, &target) || !(target > 0.0f && target < 1.0f)) {
-				fprintf(stderr, "calibrate: --sparsity is the target fraction of neurons to skip, "
-						"a number between 0 and 1 (exclusive), not '%s'\n", optarg);
-				usage();
-				return 2;
-			}
-			break;
-		case OPT_LINES:
-			if (!parse_int(optarg, 1, __LONG_MAX__, &max_lines))
-				bad = "--lines";
-			break;
-		case OPT_SKIP_LINES:
-			if (!parse_int(optarg, 0, __LONG_MAX__, &skip_lines))
-				bad = "--skip-lines";
+			if (!parse_float(optarg, &target) || !(target > 0.0f && target < 1.0f))
+				return usage_error("calibrate", usage,
+						   "--sparsity is the target fraction of neurons to skip, "
+						   "a number between 0 and 1 (exclusive), not '%s'", optarg);
 			break;
 		case OPT_SAMPLES:
 			if (!parse_int(optarg, 1, 1L << 30, &samples))
@@ -270,36 +256,29 @@ int cmd_calibrate(int argc, char **argv)
 			method = optarg;
 			break;
 		case 'h': usage(); return 0;
-		default: usage(); return 2;
+		default:
+			if (!text_opts_parse(&to, opt, optarg, &bad)) {
+				usage();
+				return 2;
+			}
 		}
-		if (bad) {
-			fprintf(stderr, "calibrate: bad value '%s' for %s\n", optarg, bad);
-			usage();
-			return 2;
-		}
+		if (bad)
+			return usage_error("calibrate", usage, "bad value '%s' for %s", optarg, bad);
 	}
-	if (optind < argc) {
-		fprintf(stderr, "calibrate: unexpected argument '%s'\n", argv[optind]);
-		usage();
-		return 2;
-	}
-	if (!mo.model || !path || !out_path || !have_target) {
-		fprintf(stderr, "calibrate: %s\n", !mo.model ? "no model given (-m MODEL)"
-						 : !path    ? "no text file given (-f TEXT)"
-						 : !out_path ? "no output file given (-o FILE)"
-							     : "no target given (--sparsity S, 0 < S < 1)");
-		usage();
-		return 2;
-	}
+	if (optind < argc)
+		return usage_error("calibrate", usage, "unexpected argument '%s'", argv[optind]);
+	if (!mo.model || !to.path || !out_path || !have_target)
+		return usage_error("calibrate", usage, "%s", !mo.model ? "no model given (-m MODEL)"
+							   : !to.path ? "no text file given (-f TEXT)"
+							   : !out_path ? "no output file given (-o FILE)"
+								       : "no target given (--sparsity S, 0 < S < 1)");
 	mo.params.sparsity = PINFER_SPARSITY_DENSE;
 	mo.params.calibration = NULL;
 
 	size_t len;
-	char *text = slurp(path, &len);
-	if (!text) {
-		fprintf(stderr, "calibrate: cannot read %s\n", path);
+	char *text = text_opts_read(&to, &len, "calibrate");
+	if (!text)
 		return 1;
-	}
 	struct pinfer_model *m = model_opts_open(&mo, "calibrate");
 	if (!m) {
 		free(text);
@@ -327,20 +306,18 @@ int cmd_calibrate(int argc, char **argv)
 	for (int l = 0; l < info->n_layer; l++)
 		if (!(cal.res[l].s = malloc(cal.cap * sizeof(struct sample))))
 			goto oom;
-	struct model_opts ctx_opts = mo;
-	ctx_opts.n_ctx = mo.n_ctx ? mo.n_ctx : info->n_ctx_train;
-	if (!(c = model_opts_ctx(&ctx_opts, m, 0, false, "calibrate")))
+	if (!(c = text_ctx(&mo, m, false, "calibrate")))
 		goto out;
 	if (pinfer_ctx_set_ffn_probe(c, probe, &cal))
 		goto oom;
 	uint64_t tokens;
 	double t0 = now_seconds();
-	long lines = eval_text_lines(c, m, text, len, skip_lines, max_lines, &tokens, "calibrate");
+	long lines = eval_text_lines(c, m, text, len, &to, &tokens, "calibrate");
 	if (lines < 0)
 		goto out;
 	if (tokens == 0) {
-		fprintf(stderr, "calibrate: no tokens to calibrate on in %s (after %ld skipped lines)\n", path,
-			skip_lines);
+		fprintf(stderr, "calibrate: no tokens to calibrate on in %s (after %ld skipped lines)\n", to.path,
+			to.skip);
 		goto out;
 	}
 	for (int l = 0; l < info->n_layer; l++)
@@ -358,9 +335,8 @@ int cmd_calibrate(int argc, char **argv)
 
 	if (!(w = gguf_writer_new()))
 		goto oom;
-	const char *slash = strrchr(mo.model, '/');
 	gguf_writer_set_str(w, "general.architecture", info->arch);
-	gguf_writer_set_str(w, "pinfer.sparsity.model", info->name[0] ? info->name : slash ? slash + 1 : mo.model);
+	gguf_writer_set_str(w, "pinfer.sparsity.model", model_opts_name(&mo, m));
 	gguf_writer_set_f32(w, "pinfer.sparsity.target", target);
 	gguf_writer_set_str(w, "pinfer.sparsity.method", method);
 	gguf_writer_set_u64(w, "pinfer.sparsity.tokens", tokens);

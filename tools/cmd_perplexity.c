@@ -13,7 +13,41 @@
 #include "commands.h"
 #include "common.h"
 
-enum { OPT_LINES = 2000, OPT_SKIP_LINES };
+bool text_opts_parse(struct text_opts *o, int opt, const char *arg, const char **bad)
+{
+	switch (opt) {
+	case 'f':
+		o->path = arg;
+		return true;
+	case OPT_LINES:
+		if (!parse_int(arg, 1, __LONG_MAX__, &o->max))
+			*bad = "--lines";
+		return true;
+	case OPT_SKIP_LINES:
+		if (!parse_int(arg, 0, __LONG_MAX__, &o->skip))
+			*bad = "--skip-lines";
+		return true;
+	default:
+		return false;
+	}
+}
+
+char *text_opts_read(const struct text_opts *o, size_t *len, const char *cmd)
+{
+	char *text = slurp(o->path, len);
+	if (!text)
+		fprintf(stderr, "%s: cannot read %s\n", cmd, o->path);
+	return text;
+}
+
+struct pinfer_ctx *text_ctx(const struct model_opts *mo, struct pinfer_model *m, bool all_logits,
+			    const char *cmd)
+{
+	struct model_opts o = *mo;
+	if (!o.n_ctx)
+		o.n_ctx = pinfer_model_info(m)->n_ctx_train;
+	return model_opts_ctx(&o, m, all_logits ? o.n_ctx : 0, all_logits, cmd);
+}
 
 void text_lines_init(struct text_lines *it, char *text, long skip, long max)
 {
@@ -56,7 +90,7 @@ int tokenize_line(const struct pinfer_model *m, const char *line, size_t n, int 
 }
 
 long eval_text_lines(struct pinfer_ctx *c, const struct pinfer_model *m, char *text, size_t len,
-		     long skip, long max, uint64_t *tokens_out, const char *cmd)
+		     const struct text_opts *o, uint64_t *tokens_out, const char *cmd)
 {
 	int n_ctx = pinfer_ctx_size(c);
 	int32_t *tokens = malloc((len + 2) * sizeof(*tokens));
@@ -65,12 +99,12 @@ long eval_text_lines(struct pinfer_ctx *c, const struct pinfer_model *m, char *t
 		return -1;
 	}
 	struct text_lines it;
-	text_lines_init(&it, text, skip, max);
+	text_lines_init(&it, text, o->skip, o->max);
 	const char *line;
 	size_t n;
 	uint64_t total = 0;
 	while (text_lines_next(&it, &line, &n)) {
-		int nt = tokenize_line(m, line, n, n_ctx, tokens, skip + it.n, cmd);
+		int nt = tokenize_line(m, line, n, n_ctx, tokens, o->skip + it.n, cmd);
 		if (nt < 0)
 			goto fail;
 		if (nt == 0)
@@ -78,7 +112,7 @@ long eval_text_lines(struct pinfer_ctx *c, const struct pinfer_model *m, char *t
 		struct pf_err err;
 		pinfer_ctx_truncate(c, 0);
 		if (pinfer_eval(c, tokens, nt, &err)) {
-			fprintf(stderr, "%s: line %ld: %s\n", cmd, skip + it.n, err.msg);
+			fprintf(stderr, "%s: line %ld: %s\n", cmd, o->skip + it.n, err.msg);
 			goto fail;
 		}
 		total += (uint64_t)nt;
@@ -108,44 +142,34 @@ int cmd_perplexity(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		MODEL_LONG_OPTS,
-		{ "file", required_argument, NULL, 'f' },
-		{ "lines", required_argument, NULL, OPT_LINES },
-		{ "skip-lines", required_argument, NULL, OPT_SKIP_LINES },
+		TEXT_LONG_OPTS,
 		{ 0 },
 	};
 	struct model_opts mo;
 	model_opts_init(&mo);
-	const char *path = NULL;
-	long max_lines = -1, skip_lines = 0;
+	struct text_opts to = TEXT_OPTS_INIT;
 	int opt;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, MODEL_SHORT_OPTS "f:", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, MODEL_SHORT_OPTS TEXT_SHORT_OPTS, longopts, NULL)) != -1) {
 		int r = model_opts_parse(&mo, opt, optarg, "perplexity");
 		if (r < 0)
 			return 2;
 		if (r > 0)
 			continue;
-		if (opt == 'f') {
-			path = optarg;
-		} else if (opt == OPT_LINES && parse_int(optarg, 1, __LONG_MAX__, &max_lines)) {
-			continue;
-		} else if (opt == OPT_SKIP_LINES && parse_int(optarg, 0, __LONG_MAX__, &skip_lines)) {
-			continue;
-		} else {
+		const char *bad = NULL;
+		if (!text_opts_parse(&to, opt, optarg, &bad) || bad) {
 			fprintf(stderr, "usage: pinfer-model perplexity -m MODEL -f TEXT [--lines N] [--skip-lines K] [options]\n" MODEL_OPTS_HELP);
 			return 2;
 		}
 	}
-	if (!path) {
+	if (!to.path) {
 		fprintf(stderr, "perplexity: no text file given (-f TEXT)\n");
 		return 2;
 	}
 	size_t len;
-	char *text = slurp(path, &len);
-	if (!text) {
-		fprintf(stderr, "perplexity: cannot read %s\n", path);
+	char *text = text_opts_read(&to, &len, "perplexity");
+	if (!text)
 		return 1;
-	}
 	struct pinfer_model *m = model_opts_open(&mo, "perplexity");
 	if (!m) {
 		free(text);
@@ -153,22 +177,20 @@ int cmd_perplexity(int argc, char **argv)
 	}
 	int rc = 1;
 	const struct pinfer_model_info *info = pinfer_model_info(m);
-	int n_ctx = mo.n_ctx ? mo.n_ctx : info->n_ctx_train;
-	struct model_opts ctx_opts = mo;
-	ctx_opts.n_ctx = n_ctx;
-	struct pinfer_ctx *c = model_opts_ctx(&ctx_opts, m, n_ctx, true, "perplexity");
+	struct pinfer_ctx *c = text_ctx(&mo, m, true, "perplexity");
 	int32_t *tokens = malloc(((size_t)len + 2) * sizeof(*tokens));
 	if (!c || !tokens)
 		goto out;
+	int n_ctx = pinfer_ctx_size(c);
 	double total = 0.0;
 	long predicted = 0;
 	double t0 = now_seconds();
 	struct text_lines it;
-	text_lines_init(&it, text, skip_lines, max_lines);
+	text_lines_init(&it, text, to.skip, to.max);
 	const char *line;
 	size_t n;
 	while (text_lines_next(&it, &line, &n)) {
-		int nt = tokenize_line(m, line, n, n_ctx, tokens, skip_lines + it.n, "perplexity");
+		int nt = tokenize_line(m, line, n, n_ctx, tokens, to.skip + it.n, "perplexity");
 		if (nt < 0)
 			goto out;
 		if (nt < 2)
@@ -176,7 +198,7 @@ int cmd_perplexity(int argc, char **argv)
 		struct pf_err err;
 		pinfer_ctx_truncate(c, 0);
 		if (pinfer_eval(c, tokens, nt, &err)) {
-			fprintf(stderr, "perplexity: line %ld: %s\n", skip_lines + it.n, err.msg);
+			fprintf(stderr, "perplexity: line %ld: %s\n", to.skip + it.n, err.msg);
 			goto out;
 		}
 		for (int i = 0; i + 1 < nt; i++)
@@ -185,7 +207,7 @@ int cmd_perplexity(int argc, char **argv)
 	}
 	double dt = now_seconds() - t0;
 	if (predicted == 0) {
-		fprintf(stderr, "perplexity: no tokens to predict in %s\n", path);
+		fprintf(stderr, "perplexity: no tokens to predict in %s\n", to.path);
 		goto out;
 	}
 	fprintf(stderr, "lines=%ld predicted_tokens=%ld total_nll=%.6f mean_nll=%.6f (%.1f tok/s)\n",

@@ -16,8 +16,6 @@
 #include "common.h"
 #include "gguf_writer.h"
 
-enum { OPT_LINES = 2000, OPT_SKIP_LINES };
-
 struct profile {
 	int n_layer, n_ff;
 	uint64_t *count;   /* n_layer * n_ff */
@@ -145,20 +143,18 @@ int cmd_profile(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		MODEL_LONG_OPTS,
-		{ "file", required_argument, NULL, 'f' },
+		TEXT_LONG_OPTS,
 		{ "output", required_argument, NULL, 'o' },
-		{ "lines", required_argument, NULL, OPT_LINES },
-		{ "skip-lines", required_argument, NULL, OPT_SKIP_LINES },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct model_opts mo;
 	model_opts_init(&mo);
-	const char *path = NULL, *out_path = NULL;
-	long max_lines = -1, skip_lines = 0;
+	struct text_opts to = TEXT_OPTS_INIT;
+	const char *out_path = NULL;
 	int opt;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, MODEL_SHORT_OPTS "f:o:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, MODEL_SHORT_OPTS TEXT_SHORT_OPTS "o:h", longopts, NULL)) != -1) {
 		int r = model_opts_parse(&mo, opt, optarg, "profile");
 		if (r < 0)
 			return 2;
@@ -166,43 +162,27 @@ int cmd_profile(int argc, char **argv)
 			continue;
 		const char *bad = NULL;
 		switch (opt) {
-		case 'f': path = optarg; break;
 		case 'o': out_path = optarg; break;
-		case OPT_LINES:
-			if (!parse_int(optarg, 1, __LONG_MAX__, &max_lines))
-				bad = "--lines";
-			break;
-		case OPT_SKIP_LINES:
-			if (!parse_int(optarg, 0, __LONG_MAX__, &skip_lines))
-				bad = "--skip-lines";
-			break;
 		case 'h': usage(); return 0;
-		default: usage(); return 2;
+		default:
+			if (!text_opts_parse(&to, opt, optarg, &bad)) {
+				usage();
+				return 2;
+			}
 		}
-		if (bad) {
-			fprintf(stderr, "profile: bad value '%s' for %s\n", optarg, bad);
-			usage();
-			return 2;
-		}
+		if (bad)
+			return usage_error("profile", usage, "bad value '%s' for %s", optarg, bad);
 	}
-	if (optind < argc) {
-		fprintf(stderr, "profile: unexpected argument '%s'\n", argv[optind]);
-		usage();
-		return 2;
-	}
-	if (!path || !out_path || !mo.model) {
-		fprintf(stderr, "profile: %s\n", !mo.model ? "no model given (-m MODEL)"
-					       : !path    ? "no text file given (-f TEXT)"
-							  : "no output file given (-o PROFILE)");
-		usage();
-		return 2;
-	}
+	if (optind < argc)
+		return usage_error("profile", usage, "unexpected argument '%s'", argv[optind]);
+	if (!to.path || !out_path || !mo.model)
+		return usage_error("profile", usage, "%s", !mo.model ? "no model given (-m MODEL)"
+							 : !to.path ? "no text file given (-f TEXT)"
+								    : "no output file given (-o PROFILE)");
 	size_t len;
-	char *text = slurp(path, &len);
-	if (!text) {
-		fprintf(stderr, "profile: cannot read %s\n", path);
+	char *text = text_opts_read(&to, &len, "profile");
+	if (!text)
 		return 1;
-	}
 	struct pinfer_model *m = model_opts_open(&mo, "profile");
 	if (!m) {
 		free(text);
@@ -214,9 +194,7 @@ int cmd_profile(int argc, char **argv)
 	size_t n_all = (size_t)info->n_layer * (size_t)info->n_ff;
 	p.count = calloc(n_all, sizeof(*p.count));
 	uint64_t *tmp = malloc(n_all * sizeof(*tmp));
-	struct model_opts ctx_opts = mo;
-	ctx_opts.n_ctx = mo.n_ctx ? mo.n_ctx : info->n_ctx_train;
-	struct pinfer_ctx *c = model_opts_ctx(&ctx_opts, m, 0, false, "profile");
+	struct pinfer_ctx *c = text_ctx(&mo, m, false, "profile");
 	if (!c || !p.count || !tmp) {
 		if (c)
 			fprintf(stderr, "profile: out of memory\n");
@@ -228,12 +206,12 @@ int cmd_profile(int argc, char **argv)
 	}
 	uint64_t tokens;
 	double t0 = now_seconds();
-	long lines = eval_text_lines(c, m, text, len, skip_lines, max_lines, &tokens, "profile");
+	long lines = eval_text_lines(c, m, text, len, &to, &tokens, "profile");
 	if (lines < 0)
 		goto out;
 	double dt = now_seconds() - t0;
 	if (tokens == 0) {
-		fprintf(stderr, "profile: no tokens to profile in %s\n", path);
+		fprintf(stderr, "profile: no tokens to profile in %s\n", to.path);
 		goto out;
 	}
 	if (tokens != p.tokens) {
@@ -246,9 +224,8 @@ int cmd_profile(int argc, char **argv)
 			(unsigned long long)tokens);
 		goto out;
 	}
-	const char *slash = strrchr(mo.model, '/');
-	const char *model_name = info->name[0] ? info->name : slash ? slash + 1 : mo.model;
-	if (write_profile(out_path, &p, m, model_name, path))
+	const char *model_name = model_opts_name(&mo, m);
+	if (write_profile(out_path, &p, m, model_name, to.path))
 		goto out;
 
 	printf("profile: %s, %s mode, %ld lines, %llu tokens, %d layers x %d neurons (%.0f tok/s)\n",

@@ -9,6 +9,8 @@
 
 #include "pinfer.h"
 
+struct model_opts;
+
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
@@ -25,7 +27,33 @@ int cmd_calibrate(int argc, char **argv);
  * (cmd_perplexity.c): every non-empty line of a text is one sequence
  * [BOS] + encode(line), truncated to the context, in a fresh context.
  *
- * Walks the non-empty lines of text after the first skip of them, at
+ * Their options -f TEXT, --lines N and --skip-lines K; the codes are
+ * above the model options' and below the commands' own (2000 on). */
+enum { OPT_LINES = 1100, OPT_SKIP_LINES };
+#define TEXT_LONG_OPTS                                         \
+	{ "file", required_argument, NULL, 'f' },              \
+	{ "lines", required_argument, NULL, OPT_LINES },       \
+	{ "skip-lines", required_argument, NULL, OPT_SKIP_LINES }
+#define TEXT_SHORT_OPTS "f:"
+struct text_opts {
+	const char *path;
+	long skip, max;  /* the lines skipped, at most max taken (-1: all) */
+};
+#define TEXT_OPTS_INIT { .path = NULL, .skip = 0, .max = -1 }
+/* Handles opt when it is one of TEXT_LONG_OPTS: returns true, with *bad
+ * set to the option's name when the value is bad; false when not ours. */
+bool text_opts_parse(struct text_opts *o, int opt, const char *arg, const char **bad);
+/* The text (a NUL-terminated malloc'd buffer of *len bytes); NULL after
+ * printing why. */
+char *text_opts_read(const struct text_opts *o, size_t *len, const char *cmd);
+/* A context for the lines: of the options' size, else of the model's
+ * training context (longer lines are cut to it). all_logits: a line is
+ * one batch with the logits of every position (perplexity); else the
+ * default batches, for a probe. */
+struct pinfer_ctx *text_ctx(const struct model_opts *mo, struct pinfer_model *m, bool all_logits,
+			    const char *cmd);
+
+/* Walks the non-empty lines of text after the first skip of them, at
  * most max (-1: all); n counts the lines returned. */
 struct text_lines {
 	char *next;
@@ -38,10 +66,10 @@ bool text_lines_next(struct text_lines *it, const char **line, size_t *len);
  * printing why. */
 int tokenize_line(const struct pinfer_model *m, const char *line, size_t n, int n_ctx,
 		  int32_t *tokens, long line_no, const char *cmd);
-/* Evaluates the lines text_lines selects (text is len bytes), each in a
- * fresh sequence of c, for the side effects of a probe. Returns the number
- * of lines and the tokens evaluated, or -1 after printing why. */
+/* Evaluates the lines o selects of text (len bytes), each in a fresh
+ * sequence of c, for the side effects of a probe. Returns the number of
+ * lines and the tokens evaluated, or -1 after printing why. */
 long eval_text_lines(struct pinfer_ctx *c, const struct pinfer_model *m, char *text, size_t len,
-		     long skip, long max, uint64_t *tokens, const char *cmd);
+		     const struct text_opts *o, uint64_t *tokens, const char *cmd);
 
 #endif

@@ -1,6 +1,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,13 @@ struct pinfer_model *model_opts_open(const struct model_opts *o, const char *cmd
 	return m;
 }
 
+const char *model_opts_name(const struct model_opts *o, const struct pinfer_model *m)
+{
+	const struct pinfer_model_info *info = pinfer_model_info(m);
+	const char *slash = strrchr(o->model, '/');
+	return info->name[0] ? info->name : slash ? slash + 1 : o->model;
+}
+
 struct pinfer_ctx *model_opts_ctx(const struct model_opts *o, struct pinfer_model *m,
 				  int n_batch, bool all_logits, const char *cmd)
 {
@@ -99,6 +107,18 @@ struct pinfer_ctx *model_opts_ctx(const struct model_opts *o, struct pinfer_mode
 		return NULL;
 	}
 	return c;
+}
+
+int usage_error(const char *cmd, void (*usage)(void), const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	usage();
+	return 2;
 }
 
 bool parse_int(const char *s, long min, long max, long *out)

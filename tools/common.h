@@ -38,9 +38,16 @@ void model_opts_init(struct model_opts *o);
 int model_opts_parse(struct model_opts *o, int opt, const char *arg, const char *cmd);
 /* Opens o->model, printing the error; NULL on failure. */
 struct pinfer_model *model_opts_open(const struct model_opts *o, const char *cmd);
+/* The model's name: its general.name, else its file's. */
+const char *model_opts_name(const struct model_opts *o, const struct pinfer_model *m);
 /* A context sized by the options. */
 struct pinfer_ctx *model_opts_ctx(const struct model_opts *o, struct pinfer_model *m,
 				  int n_batch, bool all_logits, const char *cmd);
+
+/* A usage error: prints "cmd: " and the message, then the usage; returns
+ * 2, the exit status for it. */
+int usage_error(const char *cmd, void (*usage)(void), const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 bool parse_int(const char *s, long min, long max, long *out);
 bool parse_float(const char *s, float *out);
