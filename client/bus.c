@@ -310,7 +310,7 @@ static bool object_gone(const DBusError *err)
 /* The Model properties behind the ModelInfo fields. */
 enum {
 	P_NAME, P_PATH, P_SIZE, P_ARCH, P_QUANT, P_PARAMS, P_CTX, P_SLOTS, P_MEMORY, P_EXPIRES,
-	P_ACTIVE, P_COUNT
+	P_ACTIVE, P_SPARSITY, P_MEASURED, P_TOKENS, P_SPEED, P_COUNT
 };
 static const struct {
 	const char *name;
@@ -327,6 +327,10 @@ static const struct {
 	[P_MEMORY] = { "MemoryBytes", DBUS_TYPE_UINT64 },
 	[P_EXPIRES] = { "ExpiresAt", DBUS_TYPE_INT64 },
 	[P_ACTIVE] = { "ActiveSessions", DBUS_TYPE_UINT32 },
+	[P_SPARSITY] = { "SparsityMode", DBUS_TYPE_STRING },
+	[P_MEASURED] = { "MeasuredSparsity", DBUS_TYPE_DOUBLE },
+	[P_TOKENS] = { "TokensGenerated", DBUS_TYPE_UINT64 },
+	[P_SPEED] = { "DecodeTokensPerSecond", DBUS_TYPE_DOUBLE },
 };
 
 /* Reads GetAll's a{sv} into m->mi. EXIT_OK or EXIT_PROTO after reporting. */
@@ -340,7 +344,9 @@ static int parse_model(struct bus_conn *b, DBusMessage *reply, const char *objec
 		[P_ARCH] = &mi->arch, [P_QUANT] = &mi->quant, [P_PARAMS] = &mi->n_params,
 		[P_CTX] = &mi->context_length, [P_SLOTS] = &mi->slots_total,
 		[P_MEMORY] = &mi->memory_bytes, [P_EXPIRES] = &expires_us,
-		[P_ACTIVE] = &mi->slots_busy,
+		[P_ACTIVE] = &mi->slots_busy, [P_SPARSITY] = &mi->sparsity,
+		[P_MEASURED] = &mi->measured_sparsity, [P_TOKENS] = &mi->tokens_generated,
+		[P_SPEED] = &mi->decode_tokens_per_second,
 	};
 	unsigned seen = 0;
 	DBusMessageIter it, dict;
@@ -473,12 +479,24 @@ static int list_row(struct bus_conn *b, const char *name, struct bus_model *m, b
 	return EXIT_OK;
 }
 
+/* Appends one {sv} entry of a basic type to an a{sv} being built. */
+static bool append_option(DBusMessageIter *dict, const char *key, int type, const void *value)
+{
+	DBusMessageIter entry, var;
+	char sig[2] = { (char)type, 0 };
+	return dbus_message_iter_open_container(dict, DBUS_TYPE_DICT_ENTRY, NULL, &entry) &&
+	       dbus_message_iter_append_basic(&entry, DBUS_TYPE_STRING, &key) &&
+	       dbus_message_iter_open_container(&entry, DBUS_TYPE_VARIANT, sig, &var) &&
+	       dbus_message_iter_append_basic(&var, type, value) &&
+	       dbus_message_iter_close_container(&entry, &var) &&
+	       dbus_message_iter_close_container(dict, &entry);
+}
+
 int bus_load_model(struct bus_conn *b, const char *name, bool has_keep_alive,
-		   int64_t keep_alive_ms, struct bus_model *m)
+		   int64_t keep_alive_ms, const char *sparsity, struct bus_model *m)
 {
 	DBusMessage *q = method(BUS_MANAGER_PATH, BUS_MANAGER_IFACE, "LoadModel", DBUS_TYPE_INVALID);
-	DBusMessageIter it, dict, entry, var;
-	const char *key = "keep-alive-ms";
+	DBusMessageIter it, dict;
 	dbus_int64_t ms = keep_alive_ms;
 	bool ok = q;
 	if (ok) {
@@ -487,12 +505,9 @@ int bus_load_model(struct bus_conn *b, const char *name, bool has_keep_alive,
 		     dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "{sv}", &dict);
 	}
 	if (ok && has_keep_alive)
-		ok = dbus_message_iter_open_container(&dict, DBUS_TYPE_DICT_ENTRY, NULL, &entry) &&
-		     dbus_message_iter_append_basic(&entry, DBUS_TYPE_STRING, &key) &&
-		     dbus_message_iter_open_container(&entry, DBUS_TYPE_VARIANT, "x", &var) &&
-		     dbus_message_iter_append_basic(&var, DBUS_TYPE_INT64, &ms) &&
-		     dbus_message_iter_close_container(&entry, &var) &&
-		     dbus_message_iter_close_container(&dict, &entry);
+		ok = append_option(&dict, "keep-alive-ms", DBUS_TYPE_INT64, &ms);
+	if (ok && sparsity)
+		ok = append_option(&dict, "sparsity", DBUS_TYPE_STRING, &sparsity);
 	ok = ok && dbus_message_iter_close_container(&it, &dict);
 	if (!ok && q) {
 		/* Out of memory half-way: the message is dropped whole. */

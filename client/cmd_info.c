@@ -104,6 +104,10 @@ static void model_json(const Pinfer__ModelInfo *mi, const char *object)
 	json_cstr(stdout, mi->quant);
 	printf(",\"context_length\":%u,\"chat_template\":", mi->context_length);
 	json_cstr(stdout, mi->chat_template);
+	fputs(",\"sparsity\":", stdout);
+	json_cstr(stdout, mi->sparsity);
+	printf(",\"measured_sparsity\":%.4f,\"tokens_generated\":%" PRIu64 ",\"decode_tokens_per_second\":%.2f",
+	       mi->measured_sparsity, mi->tokens_generated, mi->decode_tokens_per_second);
 	if (object && *object) {
 		fputs(",\"object\":", stdout);
 		json_cstr(stdout, object);
@@ -202,13 +206,21 @@ static void print_ps_models(const struct global *g, Pinfer__ModelInfo *const *mo
 		return;
 	}
 	int w = name_width(models, n);
-	printf("%-*s  %10s  %-7s  %s\n", w, "NAME", "MEMORY", "SLOTS", "EXPIRES");
+	printf("%-*s  %10s  %-7s  %-15s  %7s  %s\n", w, "NAME", "MEMORY", "SLOTS", "SPARSITY", "TOK/S",
+	       "EXPIRES");
 	for (size_t i = 0; i < n; i++) {
 		const Pinfer__ModelInfo *mi = models[i];
-		char mem[32], slots[32], exp[48];
+		char mem[32], slots[32], exp[48], sparsity[48], speed[16] = "-";
 		snprintf(slots, sizeof(slots), "%u/%u", mi->slots_busy, mi->slots_total);
-		printf("%-*s  %10s  %-7s  %s\n", w, mi->name,
-		       human_size(mi->memory_bytes, mem, sizeof(mem)), slots,
+		/* The mode, and what the finished generations measured. */
+		if (mi->tokens_generated && mi->sparsity && strcmp(mi->sparsity, "dense"))
+			snprintf(sparsity, sizeof(sparsity), "%s %.0f%%", mi->sparsity, 100.0 * mi->measured_sparsity);
+		else
+			snprintf(sparsity, sizeof(sparsity), "%s", mi->sparsity && *mi->sparsity ? mi->sparsity : "-");
+		if (mi->tokens_generated)
+			snprintf(speed, sizeof(speed), "%.1f", mi->decode_tokens_per_second);
+		printf("%-*s  %10s  %-7s  %-15s  %7s  %s\n", w, mi->name,
+		       human_size(mi->memory_bytes, mem, sizeof(mem)), slots, sparsity, speed,
 		       expiry_text(mi, exp, sizeof(exp)));
 	}
 }
@@ -318,9 +330,20 @@ static int print_status(const struct reply_ctx *x, const Pinfer__ServerMessage *
 		json_cstr(stdout, x->c->path);
 		printf(",\"uptime_ms\":%" PRIu64 ",\"models_loaded\":%u,\"memory_used_bytes\":%" PRIu64
 		       ",\"memory_budget_bytes\":%" PRIu64 ",\"requests_active\":%u"
-		       ",\"requests_queued\":%u,\"connections\":%u}\n",
+		       ",\"requests_queued\":%u,\"connections\":%u,\"models\":[",
 		       s->uptime_ms, s->models_loaded, s->memory_used_bytes, s->memory_budget_bytes,
 		       s->requests_active, s->requests_queued, s->connections);
+		for (size_t i = 0; i < s->n_models; i++) {
+			const Pinfer__ModelInfo *mi = s->models[i];
+			fputs(i ? ",{\"name\":" : "{\"name\":", stdout);
+			json_cstr(stdout, mi->name);
+			fputs(",\"sparsity\":", stdout);
+			json_cstr(stdout, mi->sparsity);
+			printf(",\"measured_sparsity\":%.4f,\"tokens_generated\":%" PRIu64
+			       ",\"decode_tokens_per_second\":%.2f}",
+			       mi->measured_sparsity, mi->tokens_generated, mi->decode_tokens_per_second);
+		}
+		fputs("]}\n", stdout);
 		return EXIT_OK;
 	}
 	char up[32], used[32], budget[32];
@@ -332,6 +355,15 @@ static int print_status(const struct reply_ctx *x, const Pinfer__ServerMessage *
 	       human_size(s->memory_budget_bytes, budget, sizeof(budget)));
 	printf("requests:     %u active, %u queued\n", s->requests_active, s->requests_queued);
 	printf("connections:  %u\n", s->connections);
+	/* What each loaded model measured: its FFN sparsity and decode speed. */
+	for (size_t i = 0; i < s->n_models; i++) {
+		const Pinfer__ModelInfo *mi = s->models[i];
+		printf("model %s: sparsity %s", mi->name, mi->sparsity);
+		if (mi->tokens_generated)
+			printf(", %.1f%% of FFN neurons skipped, %.1f tok/s over %" PRIu64 " tokens",
+			       100.0 * mi->measured_sparsity, mi->decode_tokens_per_second, mi->tokens_generated);
+		putchar('\n');
+	}
 	return EXIT_OK;
 }
 
@@ -517,6 +549,11 @@ static int print_loaded(const struct reply_ctx *x, const Pinfer__ServerMessage *
 static int load_opt(void *ctx, int opt, char *arg)
 {
 	Pinfer__LoadModel *lm = ctx;
+	if (opt == 's') {
+		lm->opt_sparsity_case = PINFER__LOAD_MODEL__OPT_SPARSITY_SPARSITY;
+		lm->sparsity = arg;
+		return 0;
+	}
 	if (opt != 'k')
 		return -1;
 	lm->opt_keep_alive_ms_case = PINFER__LOAD_MODEL__OPT_KEEP_ALIVE_MS_KEEP_ALIVE_MS;
@@ -531,7 +568,9 @@ static int load_on_bus(struct global *g, struct bus_conn *b, void *ctx)
 	int r = bus_load_model(b, lm->model,
 			       lm->opt_keep_alive_ms_case ==
 				       PINFER__LOAD_MODEL__OPT_KEEP_ALIVE_MS_KEEP_ALIVE_MS,
-			       lm->keep_alive_ms, &m);
+			       lm->keep_alive_ms,
+			       lm->opt_sparsity_case == PINFER__LOAD_MODEL__OPT_SPARSITY_SPARSITY ? lm->sparsity : NULL,
+			       &m);
 	if (r)
 		return r;
 	r = print_loaded_model(g, &m.mi, m.object);
@@ -542,13 +581,15 @@ static int load_on_bus(struct global *g, struct bus_conn *b, void *ctx)
 int cmd_load(struct global *g, int argc, char **argv)
 {
 	static const char usage[] =
-		"usage: pinfer load MODEL [--keep-alive D] [--json]\n"
+		"usage: pinfer load MODEL [--keep-alive D] [--sparsity MODE] [--json]\n"
 		"Loads MODEL now. --keep-alive: how long it stays loaded when idle (5m,\n"
 		"30s, -1 forever, 0 unload when idle; default: pinferd's). For a loaded\n"
-		"model, only sets the keep-alive. Asks pinferd on D-Bus when --bus says\n"
-		"so (Manager.LoadModel), else on the socket.\n";
+		"model, only sets the keep-alive. --sparsity: auto, dense, gate,\n"
+		"threshold or predictor (default: pinferd's setting). Asks pinferd on\n"
+		"D-Bus when --bus says so (Manager.LoadModel), else on the socket.\n";
 	static const struct option opts[] = {
 		{ "keep-alive", required_argument, NULL, 'k' },
+		{ "sparsity", required_argument, NULL, 's' },
 		COMMON_LONG_OPTS,
 	};
 	Pinfer__LoadModel lm = PINFER__LOAD_MODEL__INIT;

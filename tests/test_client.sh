@@ -179,13 +179,14 @@ expect "$tmp/out" "NAME"
 grep -Eq '^stories260K +1\.1 MiB +yes$' "$tmp/out" || { cat "$tmp/out" >&2; fail "list: stories260K not shown as loaded"; }
 grep -Eq '^slow +[0-9.]+ MiB +no$' "$tmp/out" || { cat "$tmp/out" >&2; fail "list: slow not shown as not loaded"; }
 ok ps
-grep -Eq '^stories260K +[0-9.]+ MiB +0/4 +in [45]m [0-9]+s$' "$tmp/out" ||
+grep -Eq '^stories260K +[0-9.]+ MiB +0/4 +dense +[0-9]+\.[0-9] +in [45]m [0-9]+s$' "$tmp/out" ||
 	{ cat "$tmp/out" >&2; fail "ps: stories260K's line is wrong"; }
 grep -q '^slow' "$tmp/out" && fail "ps lists a model that is not loaded"
 ok status
 expect "$tmp/out" "pinferd "
 expect "$tmp/out" "socket:       $sock"
 expect "$tmp/out" "models:       1 loaded"
+expect "$tmp/out" "model stories260K: sparsity dense"
 ok ping
 expect "$tmp/out" "pong from pinferd"
 for cmd in list ps status ping; do
@@ -210,6 +211,20 @@ grep -Eq '^stories260K .* forever$' "$tmp/out" || { cat "$tmp/out" >&2; fail "ps
 ok --json unload stories260K
 json_lines "$tmp/out"
 expect "$tmp/out" '"was_loaded":true'
+# A sparsity mode the SwiGLU model cannot run fails the load and says why;
+# a bad name is a bad request.
+p load stories260K --sparsity gate
+expect_rc 1
+expect "$tmp/err" "ReLU"
+p load stories260K --sparsity sparse
+expect_rc 1
+expect "$tmp/err" "(bad request)"
+ok --json load stories260K --sparsity dense
+expect "$tmp/out" '"sparsity":"dense"'
+p load stories260K --sparsity threshold
+expect_rc 1
+expect "$tmp/err" "(busy)"
+ok unload stories260K
 
 # chat: two turns through a template, history kept; /exit ends it.
 printf 'Hello\nTell me more\n/exit\nnever sent\n' >"$tmp/in"

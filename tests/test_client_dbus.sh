@@ -125,7 +125,7 @@ same_model_json "$tmp/load.sock.json" "$tmp/out" "load --json"
 run --socket "$sock" ps
 expect_rc 0 "ps over the socket"
 cp "$tmp/out" "$tmp/ps.sock"
-grep -Eq '^stories260K +[0-9.]+ [KM]iB +0/[0-9]+ +forever$' "$tmp/ps.sock" || fail "ps over the socket: $(cat "$tmp/ps.sock")"
+grep -Eq '^stories260K +[0-9.]+ [KM]iB +0/[0-9]+ +dense +- +forever$' "$tmp/ps.sock" || fail "ps over the socket: $(cat "$tmp/ps.sock")"
 run --bus session --socket /nonexistent ps
 expect_rc 0 "ps over D-Bus"
 cmp -s "$tmp/out" "$tmp/ps.sock" || { diff "$tmp/ps.sock" "$tmp/out" >&2; fail "ps over D-Bus differs from the socket's (above)"; }
@@ -198,7 +198,7 @@ expect_rc 0 "load mid"
 mid=$(loaded_models | sed 's/^ao 1 "\(.*\)"$/\1/')
 start_generation "$mid"
 run --bus session --socket /nonexistent ps
-grep -Eq '^mid +[0-9.]+ MiB +1/[0-9]+ +when idle$' "$tmp/out" || fail "ps over D-Bus during a generation: $(cat "$tmp/out")"
+grep -Eq '^mid +[0-9.]+ MiB +1/[0-9]+ +dense +- +when idle$' "$tmp/out" || fail "ps over D-Bus during a generation: $(cat "$tmp/out")"
 run --bus session --socket /nonexistent evict mid
 expect_rc 1 "evict over D-Bus of a busy model"
 expect "$tmp/err" "(busy)" "evict of a busy model"
