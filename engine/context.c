@@ -79,8 +79,8 @@ uint64_t pinfer_ctx_estimate_bytes(const struct pinfer_model *m, const struct pi
 		kv, kv, B * hp->n_embd, B * hp->n_embd, B * q_dim, B * q_dim, B * hp->n_ff, B * hp->n_ff,
 		B * hp->rope_dim, (uint64_t)p.n_threads * PF_ATTN_QUERY_BLOCK * p.n_ctx,
 		(p.all_logits ? B : 1) * hp->n_vocab,
-		sparse(hp) ? hp->n_ff : 0, sparse(hp) ? hp->n_ff : 0,
-		sparse(hp) ? (uint64_t)p.n_threads * 2 * hp->n_embd : 0,
+		sparse(hp) ? hp->n_ff : 0,
+		sparse(hp) ? (uint64_t)p.n_threads * hp->n_embd : 0,
 		predictor(m) ? B * (uint64_t)m->pred_rank : 0, predictor(m) ? B * hp->n_ff : 0,
 	};
 	uint64_t bytes = 0;
@@ -140,9 +140,8 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 	if (sparse(hp)) {
 		/* Indices are 4 bytes like floats. */
 		c->active = (int32_t *)(void *)alloc_floats(c, (uint64_t)hp->n_ff, true);
-		c->coef = alloc_floats(c, (uint64_t)hp->n_ff, true);
-		c->partial = alloc_floats(c, (uint64_t)p.n_threads * 2 * hp->n_embd, true);
-		sparse_ok = c->active && c->coef && c->partial;
+		c->partial = alloc_floats(c, (uint64_t)p.n_threads * hp->n_embd, true);
+		sparse_ok = c->active && c->partial;
 	}
 	if (predictor(m)) {
 		c->pred_h = alloc_floats(c, B * (uint64_t)m->pred_rank, true);
@@ -182,7 +181,6 @@ void pinfer_ctx_free(struct pinfer_ctx *c)
 	free(c->scores);
 	free(c->logits);
 	free(c->active);
-	free(c->coef);
 	free(c->partial);
 	free(c->pred_h);
 	free(c->pred_s);

@@ -34,8 +34,7 @@ struct pinfer_ctx {
 	float *logits;   /* (all_logits ? n_batch : 1, n_vocab) */
 	/* Sparse modes only (ffn.c): */
 	int32_t *active; /* (n_ff) neurons computed this layer */
-	float *coef;     /* (n_ff) their activations */
-	float *partial;  /* (n_threads, 2, n_embd) down-projection sums and scratch */
+	float *partial;  /* (n_threads, n_embd) down-projection sums */
 	float *pred_h;   /* (n_batch, rank) predictor mode: hidden layer */
 	float *pred_s;   /* (n_batch, n_ff) predictor mode: scores */
 	struct pinfer_ffn_stats ffn_stats;

@@ -14,6 +14,7 @@
  * with the neurons a sparse mode skips zeroed before the down projection,
  * so prefill and decode agree on which neurons count. */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "ops.h"
@@ -84,36 +85,87 @@ static void ffn_full(struct pinfer_ctx *c, const struct pf_layer *L, int l, int 
 	pf_matmul(c->pool, &c->scratch, &down, 1, c->hb, T);
 }
 
-struct axpy_job {
-	const struct pf_weight *w;
-	const int32_t *rows;
-	const float *coef;
-	float *partial;     /* per thread: dim floats of sum, dim of scratch */
+/* The chosen neurons of one layer, for one pass of the threads. */
+struct neuron_job {
+	const struct pf_layer *L;
+	const int32_t *idx;
+	const float *gate;          /* every neuron's gate (gate and threshold modes) */
+	const uint8_t *xq_gate;     /* x in the gate's and the up's kernel formats */
+	const uint8_t *xq_up;
+	float *partial;             /* per thread: dim floats of down-projection sum */
 	int64_t dim;
+	enum pinfer_sparsity mode;
+	enum pinfer_ffn_act act;
+	float *act_out;             /* with a probe: each neuron's activation */
+	_Atomic uint64_t fired;
 };
 
-static void axpy_rows(void *arg, int64_t begin, int64_t end, int thread)
+static void prefetch_rows(const struct pf_layer *L, int32_t j)
 {
-	const struct axpy_job *j = arg;
-	const struct pf_weight *w = j->w;
-	float *y = j->partial + (size_t)thread * 2 * j->dim;
-	float *tmp = y + j->dim;
-	for (int64_t i = begin; i < end; i++) {
-		const uint8_t *row = w->data + (size_t)j->rows[i] * w->row_bytes;
-		if (w->ops->axpy) {
-			w->ops->axpy((int)j->dim, j->coef[i], row, y);
-		} else {
-			w->ops->to_float_fast(row, tmp, j->dim);
-			float a = j->coef[i];
-			for (int64_t k = 0; k < j->dim; k++)
-				y[k] += a * tmp[k];
-		}
+	const uint8_t *up = L->ffn_up.data + (size_t)j * L->ffn_up.row_bytes;
+	const uint8_t *down = L->ffn_down_t.data + (size_t)j * L->ffn_down_t.row_bytes;
+	for (int k = 0; k < 4; k++) {
+		__builtin_prefetch(up + 64 * k, 0, 0);
+		__builtin_prefetch(down + 64 * k, 0, 0);
 	}
 }
 
-/* Rows of active neurons per chunk a thread takes: enough to amortize
- * taking it, few enough to balance a few hundred active neurons. */
-#define AXPY_CHUNK 16
+/* For each chosen neuron, what its activation still lacks (the gate in
+ * predictor mode, the up), then its down row added into this thread's sum:
+ * a neuron's rows are read back to back, and the next neuron's first cache
+ * lines are requested meanwhile, since the hardware prefetcher does not
+ * follow a jump to another row. */
+static void run_neurons(void *arg, int64_t begin, int64_t end, int thread)
+{
+	struct neuron_job *j = arg;
+	const struct pf_layer *L = j->L;
+	int n = (int)j->dim;
+	float *y = j->partial + (size_t)thread * (size_t)j->dim;
+	uint64_t fired = 0;
+	for (int64_t i = begin; i < end; i++) {
+		int32_t id = j->idx[i];
+		if (i + 1 < end)
+			prefetch_rows(L, j->idx[i + 1]);
+		float g, u, a;
+		if (j->mode == PINFER_SPARSITY_PREDICTOR) {
+			L->ffn_gate.ops->vec_dot(n, &g, L->ffn_gate.data + (size_t)id * L->ffn_gate.row_bytes,
+						 j->xq_gate);
+			if (g <= 0.0f)
+				continue;  /* predicted, but it does not fire */
+		} else {
+			g = j->gate[id];
+		}
+		L->ffn_up.ops->vec_dot(n, &u, L->ffn_up.data + (size_t)id * L->ffn_up.row_bytes, j->xq_up);
+		if (j->mode == PINFER_SPARSITY_THRESHOLD)
+			a = silu(g) * u;
+		else if (j->act == PINFER_ACT_DRELU)
+			a = u > 0.0f ? g * u : 0.0f;
+		else
+			a = g * u;
+		if (a == 0.0f)
+			continue;
+		L->ffn_down_t.ops->axpy(n, a, L->ffn_down_t.data + (size_t)id * L->ffn_down_t.row_bytes, y);
+		if (j->act_out)
+			j->act_out[id] = a;
+		fired++;
+	}
+	atomic_fetch_add_explicit(&j->fired, fired, memory_order_relaxed);
+}
+
+/* x in weight w's kernel format: x itself for float formats, else
+ * converted into buf. */
+static const uint8_t *kernel_input(const struct pf_weight *w, const float *x, int64_t n, uint8_t *buf)
+{
+	enum pf_dtype vt = w->ops->vec_dot_type;
+	if (vt == PF_F32)
+		return (const uint8_t *)x;
+	pf_quant_ops(vt)->from_float(x, buf, n);
+	return buf;
+}
+
+/* Neurons per chunk a thread takes: enough to amortize taking it, few
+ * enough to balance a few hundred chosen neurons. */
+#define NEURON_CHUNK 16
 
 static void ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l)
 {
@@ -121,20 +173,14 @@ static void ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l)
 	const struct pinfer_model_info *hp = &m->info;
 	int n_ff = hp->n_ff;
 	int64_t dim = hp->n_embd;
-	float *gate = c->hb, *up = c->hb2;
+	float *gate = c->hb;
 	int32_t *idx = c->active;
 	int n = 0;
 	if (hp->sparsity == PINFER_SPARSITY_PREDICTOR) {
-		/* The predictor picks the neurons; gate and up only for them. */
 		predict(c, L, 1);
 		for (int j = 0; j < n_ff; j++)
 			if (c->pred_s[j] > m->pred_threshold)
 				idx[n++] = j;
-		struct pf_matmul_out gu[2] = {
-			{ .w = &L->ffn_gate, .y = gate, .rows = idx, .n_rows = n },
-			{ .w = &L->ffn_up, .y = up, .rows = idx, .n_rows = n },
-		};
-		pf_matmul(c->pool, &c->scratch, gu, 2, c->xb, 1);
 	} else {
 		struct pf_matmul_out g = { .w = &L->ffn_gate, .y = gate };
 		pf_matmul(c->pool, &c->scratch, &g, 1, c->xb, 1);
@@ -148,50 +194,34 @@ static void ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l)
 				if (gate[j] > 0.0f)
 					idx[n++] = j;
 		}
-		struct pf_matmul_out u = { .w = &L->ffn_up, .y = up, .rows = idx, .n_rows = n };
-		pf_matmul(c->pool, &c->scratch, &u, 1, c->xb, 1);
 	}
 
-	/* The activations of the chosen neurons, compacted; dReLU drops those
-	 * whose up is not positive. */
-	float *coef = c->coef;
-	int k = 0;
-	for (int i = 0; i < n; i++) {
-		int j = idx[i];
-		float a;
-		if (hp->sparsity == PINFER_SPARSITY_THRESHOLD)
-			a = silu(gate[j]) * up[j];
-		else if (gate[j] <= 0.0f)
-			a = 0.0f;  /* a predicted neuron that does not fire */
-		else if (hp->ffn_act == PINFER_ACT_DRELU)
-			a = up[j] > 0.0f ? gate[j] * up[j] : 0.0f;
-		else
-			a = gate[j] * up[j];
-		if (a != 0.0f) {
-			idx[k] = j;
-			coef[k++] = a;
-		}
-	}
+	int n_threads = pf_pool_threads(c->pool);
+	memset(c->partial, 0, (size_t)n_threads * (size_t)dim * sizeof(float));
+	const uint8_t *xq_up = kernel_input(&L->ffn_up, c->xb, dim, c->scratch.buf[0]);
+	const uint8_t *xq_gate = L->ffn_gate.ops->vec_dot_type == L->ffn_up.ops->vec_dot_type
+					 ? xq_up
+					 : kernel_input(&L->ffn_gate, c->xb, dim, c->scratch.buf[1]);
+	if (c->probe)
+		memset(c->probe_act, 0, (size_t)n_ff * sizeof(float));
+	struct neuron_job j = {
+		.L = L, .idx = idx, .gate = gate, .xq_gate = xq_gate, .xq_up = xq_up,
+		.partial = c->partial, .dim = dim, .mode = hp->sparsity, .act = hp->ffn_act,
+		.act_out = c->probe ? c->probe_act : NULL,
+	};
+	pf_pool_run(c->pool, run_neurons, &j, n, NEURON_CHUNK);
 	c->ffn_stats.neurons += (uint64_t)n_ff;
-	c->ffn_stats.active += (uint64_t)k;
+	c->ffn_stats.active += atomic_load(&j.fired);
 	if (c->probe) {
 		bool pred = hp->sparsity == PINFER_SPARSITY_PREDICTOR;
 		if (!pred)
 			memcpy(c->probe_gate, gate, (size_t)n_ff * sizeof(float));
-		memset(c->probe_act, 0, (size_t)n_ff * sizeof(float));
-		for (int i = 0; i < k; i++)
-			c->probe_act[idx[i]] = coef[i];
 		c->probe(c->probe_data, l, 1, c->xb, pred ? NULL : c->probe_gate, c->probe_act);
 	}
-
-	int n_threads = pf_pool_threads(c->pool);
-	memset(c->partial, 0, (size_t)n_threads * 2 * (size_t)dim * sizeof(float));
-	struct axpy_job j = { &L->ffn_down_t, idx, coef, c->partial, dim };
-	pf_pool_run(c->pool, axpy_rows, &j, k, AXPY_CHUNK);
 	float *y = c->xb;
 	memcpy(y, c->partial, (size_t)dim * sizeof(float));
 	for (int t = 1; t < n_threads; t++) {
-		const float *p = c->partial + (size_t)t * 2 * dim;
+		const float *p = c->partial + (size_t)t * dim;
 		for (int64_t i = 0; i < dim; i++)
 			y[i] += p[i];
 	}

@@ -192,13 +192,8 @@ static void dot_rows(const struct job *j, int o, int64_t r0, int64_t r1)
 	const uint8_t *xq = j->xq[o];
 	int n = (int)w->cols;
 	if (j->T == 1) {
-		const int32_t *rows = j->outs[o].rows;
-		if (rows)
-			for (int64_t i = r0; i < r1; i++)
-				dot(n, &y[rows[i]], w->data + (size_t)rows[i] * w->row_bytes, xq);
-		else
-			for (int64_t r = r0; r < r1; r++)
-				dot(n, &y[r], w->data + (size_t)r * w->row_bytes, xq);
+		for (int64_t r = r0; r < r1; r++)
+			dot(n, &y[r], w->data + (size_t)r * w->row_bytes, xq);
 		return;
 	}
 	pf_vec_dot_multi_fn multi = w->ops->vec_dot_multi;
@@ -244,7 +239,7 @@ void pf_matmul_with(struct pf_pool *pool, struct pf_matmul_scratch *s,
 	struct job j = { .scratch = s, .outs = outs, .n_outs = n_outs, .x = x, .T = T };
 	j.first_row[0] = 0;
 	for (int i = 0; i < n_outs; i++) {
-		j.first_row[i + 1] = j.first_row[i] + (outs[i].rows ? outs[i].n_rows : outs[i].w->rows);
+		j.first_row[i + 1] = j.first_row[i] + outs[i].w->rows;
 		j.sgemm[i] = T > 1 && s->tiles &&
 			     (kind == PF_MATMUL_SGEMM ||
 			      (kind == PF_MATMUL_AUTO && prefill_uses_sgemm(outs[i].w->type, T)));

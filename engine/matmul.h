@@ -20,10 +20,6 @@
 struct pf_matmul_out {
 	const struct pf_weight *w;
 	float *y;  /* T rows of w->rows floats */
-	/* Decode only (T = 1): when set, just these rows of w are multiplied,
-	 * y[rows[i]] written and the rest of y left as it was (sparse FFN). */
-	const int32_t *rows;
-	int64_t n_rows;
 };
 
 /* Scratch the caller owns: room for the converted activations of up to
