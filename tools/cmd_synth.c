@@ -10,7 +10,7 @@
 
 enum {
 	OPT_SHAPE = 2000, OPT_DIM, OPT_FF, OPT_LAYERS, OPT_HEADS, OPT_KV_HEADS, OPT_VOCAB,
-	OPT_TYPE, OPT_SYNTH_ACT, OPT_SYNTH_SPARSITY, OPT_SYNTH_CTX, OPT_SEED,
+	OPT_TYPE, OPT_SYNTH_ACT, OPT_SYNTH_SPARSITY, OPT_SYNTH_CTX, OPT_SEED, OPT_PREDICTOR,
 };
 
 static int usage(FILE *f, int status)
@@ -36,6 +36,12 @@ static int usage(FILE *f, int status)
 		"                      fraction S (0 < S < 1) of its FFN activations are exactly 0\n"
 		"                      for each token, with a few hot neurons firing most often\n"
 		"                      (a bias channel in dimension 0; docs/sparsity-synth.md)\n"
+		"  --predictor R       with --sparsity: also write a low-rank activation predictor\n"
+		"                      of R hidden units per layer (R even, 2..--dim; e.g. 512 for\n"
+		"                      7B) and the transposed down projection, in PowerInfer's\n"
+		"                      format (magic PWRI): blk.N.fc1/fc2/ffn_down_t.weight and\n"
+		"                      powerinfer.sparse_threshold. The gates are made low-rank\n"
+		"                      plus noise so that it finds ~99.5%% of the active neurons\n"
 		"  --ctx N             llama.context_length (default 4096)\n"
 		"  --seed S            weights are a function of S alone (default 1)\n"
 		"  -t, --threads N     threads (default: online CPUs)\n"
@@ -67,6 +73,7 @@ int cmd_synth(int argc, char **argv)
 		{ "sparsity", required_argument, NULL, OPT_SYNTH_SPARSITY },
 		{ "ctx", required_argument, NULL, OPT_SYNTH_CTX },
 		{ "seed", required_argument, NULL, OPT_SEED },
+		{ "predictor", required_argument, NULL, OPT_PREDICTOR },
 		{ "threads", required_argument, NULL, 't' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
@@ -112,6 +119,10 @@ int cmd_synth(int argc, char **argv)
 			ok = parse_int(optarg, 1, 1 << 30, &v);
 			o.n_ctx = (uint32_t)v;
 			break;
+		case OPT_PREDICTOR:
+			ok = parse_int(optarg, 2, 1000000, &v) && v % 2 == 0;
+			o.predictor = (int)v;
+			break;
 		case OPT_SEED:
 			ok = parse_int(optarg, 0, __LONG_MAX__, &v);
 			o.seed = (uint64_t)v;
@@ -156,8 +167,17 @@ int cmd_synth(int argc, char **argv)
 		fprintf(stderr, "synth: --sparsity needs --act relu or drelu (SiLU has no exact zeros)\n");
 		return 2;
 	}
+	if (o.predictor && o.sparsity == 0) {
+		fprintf(stderr, "synth: --predictor needs --sparsity S (and --act relu or drelu)\n");
+		return 2;
+	}
 	if (!o.n_embd || !o.n_ff || !o.n_layer || !o.n_head) {
 		fprintf(stderr, "synth: give --shape NAME, or --dim, --ff, --layers and --heads\n");
+		return 2;
+	}
+	if (o.predictor > o.n_embd) {
+		fprintf(stderr, "synth: --predictor %d: at most --dim (%d) hidden units\n", o.predictor,
+			o.n_embd);
 		return 2;
 	}
 	if (synth_model(out, &o, &err)) {

@@ -17,7 +17,21 @@
  *     few neurons fire often and most rarely, and the mean is 1 - S;
  *   - attn_q, attn_k, attn_v (and ReLU's ffn_up) have column 0 zero, and
  *     attn_q is QUERY_GAIN x attn_k, so that each head attends mostly to
- *     its own token and the energy attention adds is known. */
+ *     its own token and the energy attention adds is known.
+ *
+ * With a predictor of R hidden units (--predictor R, PowerInfer's format):
+ *   - row j of ffn_gate (and of dReLU's ffn_up) is [bias_j, a_j B + e_j]:
+ *     B has K = R/2 - 1 orthonormal rows (random signs on disjoint random
+ *     sets of columns, none in column 0), a_j is random of norm
+ *     sqrt(1 - PRED_NOISE^2) of the row's, and the noise e_j, orthogonal
+ *     to B, has the rest; dReLU's up shares gate's a_j (not its noise), so
+ *     that one linear score predicts both;
+ *   - fc1 = [B'; -B'] with B' = [e_0; B], and fc2 row j = [c_j, a_j, 0,
+ *     -a_j]: fc2 . relu(fc1 . x) = a_j B x + c_j x[0] exactly, the gate
+ *     without its noise, and c_j is the gate's stored bias plus a margin
+ *     chosen from the noise (and the quantization error) for PRED_RECALL;
+ *   - ffn_down's values come from a counter-based generator, so that
+ *     ffn_down_t (its transpose) can be written row by row too. */
 #include "synth.h"
 
 #include <errno.h>
@@ -41,6 +55,13 @@
 #define BIAS_GAIN 0.5f     /* the FFN input's x[0] over the norm of its other dimensions */
 #define QUERY_GAIN 2.0f    /* attn_q = QUERY_GAIN attn_k: each head attends to its own token */
 #define SPREAD 1.4         /* std of the neurons' probit biases: how heavy the hot head is */
+
+/* The predictor's (--predictor). */
+#define PRED_NOISE 0.1     /* a gate row's noise outside the predictor's subspace, over the row's norm */
+#define PRED_RECALL 0.995  /* the share of firing neurons the margin is chosen to predict */
+#define PRED_TYPE PF_Q8_0  /* fc1, fc2: read every token, so 8 bits (F16 would double them) */
+#define PRED_MAX 8192      /* most hidden units: bounds the per-row scratch on the stack */
+#define BLOCK_MAX 256      /* most elements in a block of any weight type (K-quants) */
 
 static const struct shape {
 	const char *name;
@@ -105,6 +126,25 @@ enum role {
 	ROLE_WRITE,      /* random with row 0 zero: never writes the bias channel */
 	ROLE_BIASED,     /* column 0 a neuron's bias, the rest of norm exactly std sqrt(cols - 1) */
 	ROLE_FFN_NORM,   /* ones, but the bias channel's gain in column 0 */
+	/* the predictor's (--predictor) */
+	ROLE_LOWRANK,    /* column 0 a neuron's bias, the rest a_j B + noise (struct lowrank) */
+	ROLE_DOWN_H,     /* ROLE_WRITE from a counter-based generator: element (i, j) alone */
+	ROLE_DOWN_T,     /* the transpose of ROLE_DOWN_H: row j is column j of ffn_down */
+	ROLE_FC1,        /* [B'; -B'], B' = [e_0; B] */
+	ROLE_FC2,        /* row j: [bias_j + margin, a_j, 0, -a_j] */
+};
+
+/* One layer's predictor and the low-rank part of its gate (and dReLU up)
+ * rows. */
+struct lowrank {
+	const uint32_t *group;  /* n_embd: the row of B (1..K) column i is in; 0 for column 0 */
+	const float *w;         /* n_embd: B's entry in column i, +-1/sqrt(the row's columns) */
+	int K, R;               /* B's rows, the predictor's hidden units (2K + 2) */
+	uint64_t akey;          /* seeds the a_j, shared by gate and up */
+	float ca, ce;           /* norms of a row's low-rank part and its noise */
+	float margin;           /* added to fc2's bias weights: M sigma / BIAS_GAIN */
+	float *qbias[2];        /* n_ff: column 0 of gate and (dReLU) up as stored, filled as
+				 * they are written, read by fc2 after them */
 };
 
 /* One tensor to write. */
@@ -121,6 +161,9 @@ struct item {
 	float gain;          /* ROLE_FFN_NORM: the weight of column 0 */
 	uint64_t src_key;    /* ROLE_QUERY: attn_k's key */
 	int head_dim, group; /* ROLE_QUERY: row r copies attn_k row (r / head_dim / group) * head_dim + r % head_dim */
+	/* predictor roles only */
+	struct lowrank *lr;  /* ROLE_LOWRANK, ROLE_FC1, ROLE_FC2 */
+	int half;            /* ROLE_LOWRANK: 0 gate, 1 up */
 };
 
 static uint64_t splitmix64(uint64_t x)
@@ -131,6 +174,14 @@ static uint64_t splitmix64(uint64_t x)
 	return x ^ (x >> 31);
 }
 
+/* The factor that gives the sum of four uniform 16-bit lanes (less its
+ * mean) a standard deviation std: the sum has mean 4 * 32767.5 and
+ * variance 4 * (65536^2 - 1) / 12. */
+static float lanes_scale(float std)
+{
+	return std / (float)sqrt((65536.0 * 65536.0 - 1.0) / 3.0);
+}
+
 /* Row `row` of a tensor seeded by key: its own generator seeded from (tensor,
  * row), so the bytes do not depend on how rows are split among threads. A
  * value is the sum of the four 16-bit lanes of one xorshift64* output: close
@@ -138,8 +189,7 @@ static uint64_t splitmix64(uint64_t x)
  * per value. */
 static void gen_random(uint64_t key, int64_t row, float std, int64_t n, float *dst)
 {
-	/* The lanes' sum has mean 4 * 32767.5 and variance 4 * (65536^2 - 1) / 12. */
-	const float scale = std / (float)sqrt((65536.0 * 65536.0 - 1.0) / 3.0);
+	const float scale = lanes_scale(std);
 	uint64_t x = splitmix64(key + (uint64_t)row) | 1;
 	for (int64_t i = 0; i < n; i++) {
 		x ^= x >> 12;
@@ -163,6 +213,66 @@ static void normalize_tail(float *dst, int64_t n, float std)
 	float s = (float)((double)std * sqrt((double)(n - 1) / ss));
 	for (int64_t i = 1; i < n; i++)
 		dst[i] *= s;
+}
+
+/* Element idx of a tensor seeded by key, from a counter-based generator
+ * (SplitMix64's idx-th output), so any element can be made alone: the same
+ * sum of four 16-bit lanes as gen_random, times scale (lanes_scale). */
+static float hashed_normal(uint64_t key, uint64_t idx, float scale)
+{
+	uint64_t v = splitmix64(key + idx * 0x9e3779b97f4a7c15ull);
+	int32_t s = (int32_t)(v & 0xffff) + (int32_t)(v >> 16 & 0xffff) +
+		    (int32_t)(v >> 32 & 0xffff) + (int32_t)(v >> 48) - 131070;
+	return (float)s * scale;
+}
+
+/* a_j of row j (a[1..K]) at norm lr->ca; a[0] = 0. */
+static void lowrank_coef(const struct lowrank *lr, int64_t row, float *a)
+{
+	a[0] = 0.0f;
+	if (!lr->K)
+		return;
+	gen_random(lr->akey, row, 1.0f, lr->K, a + 1);
+	double ss = 0;
+	for (int k = 1; k <= lr->K; k++)
+		ss += (double)a[k] * a[k];
+	float s = ss > 0 ? (float)(lr->ca / sqrt(ss)) : 0.0f;
+	for (int k = 1; k <= lr->K; k++)
+		a[k] *= s;
+}
+
+/* Row j of a ROLE_LOWRANK matrix: noise made orthogonal to B and scaled to
+ * norm ce, plus a_j B, and the bias in column 0. Remembers the bias as the
+ * weight type stores it (its first block, quantized and read back), which
+ * is what the gate computes with. */
+static void gen_lowrank(const struct item *it, int64_t row, float *dst)
+{
+	const struct lowrank *lr = it->lr;
+	int64_t n = (int64_t)it->ne[0];
+	float acc[PRED_MAX / 2], a[PRED_MAX / 2];
+	gen_random(it->key, row, 1.0f, n, dst);
+	dst[0] = 0.0f;
+	memset(acc, 0, (size_t)(lr->K + 1) * sizeof(acc[0]));
+	for (int64_t i = 1; i < n; i++)
+		acc[lr->group[i]] += lr->w[i] * dst[i];
+	double ss = 0;
+	for (int64_t i = 1; i < n; i++) {
+		dst[i] -= lr->w[i] * acc[lr->group[i]];
+		ss += (double)dst[i] * dst[i];
+	}
+	float s = ss > 0 ? (float)(lr->ce / sqrt(ss)) : 0.0f;
+	lowrank_coef(lr, row, a);
+	for (int64_t i = 1; i < n; i++)
+		dst[i] = dst[i] * s + a[lr->group[i]] * lr->w[i];
+	dst[0] = it->mu[row] * it->std / BIAS_GAIN;
+
+	const struct pf_quant_ops *ops = pf_quant_ops(it->type);
+	int64_t block = pf_dtype_info(it->type)->block;
+	uint8_t q[BLOCK_MAX * sizeof(float)];
+	float back[BLOCK_MAX];
+	ops->from_float(dst, q, block);
+	ops->to_float(q, back, block);
+	lr->qbias[it->half][row] = back[0];
 }
 
 static void gen_row(void *arg, int64_t row, float *dst)
@@ -217,6 +327,57 @@ static void gen_row(void *arg, int64_t row, float *dst)
 		normalize_tail(dst, n, it->std);
 		dst[0] = it->mu[row] * it->std / BIAS_GAIN;
 		break;
+	case ROLE_LOWRANK:
+		gen_lowrank(it, row, dst);
+		break;
+	case ROLE_DOWN_H: {
+		/* element (i, j) is number i * n_ff + j; row 0 stays zero */
+		float scale = lanes_scale(it->std);
+		for (int64_t j = 0; j < n; j++)
+			dst[j] = row ? hashed_normal(it->key, (uint64_t)(row * n + j), scale) : 0.0f;
+		break;
+	}
+	case ROLE_DOWN_T: {
+		uint64_t ff = it->ne[1];
+		float scale = lanes_scale(it->std);
+		dst[0] = 0.0f;
+		for (int64_t i = 1; i < n; i++)
+			dst[i] = hashed_normal(it->key, (uint64_t)i * ff + (uint64_t)row, scale);
+		break;
+	}
+	case ROLE_FC1: {
+		/* rows 0..R/2-1: B' = [e_0; B]; the rest: -B' */
+		const struct lowrank *lr = it->lr;
+		int half = lr->R / 2;
+		uint32_t k = (uint32_t)(row % half);
+		float sign = row < half ? 1.0f : -1.0f;
+		memset(dst, 0, (size_t)n * sizeof(float));
+		if (k == 0)
+			dst[0] = sign;
+		else
+			for (int64_t i = 1; i < n; i++)
+				if (lr->group[i] == k)
+					dst[i] = sign * lr->w[i];
+		break;
+	}
+	case ROLE_FC2: {
+		/* relu(B'x) - relu(-B'x) = B'x: fc2 . relu(fc1 . x) = a_j B x +
+		 * (bias_j + margin) x[0] (relu(-x[0]) = 0 meets weight 0) */
+		const struct lowrank *lr = it->lr;
+		int half = lr->R / 2;
+		float a[PRED_MAX / 2];
+		lowrank_coef(lr, row, a);
+		memset(dst, 0, (size_t)n * sizeof(float));
+		for (int k = 1; k <= lr->K; k++) {
+			dst[k] = a[k];
+			dst[half + k] = -a[k];
+		}
+		float bias = lr->qbias[0][row];
+		if (it->half)  /* dReLU: the smaller of gate's and up's */
+			bias = fminf(bias, lr->qbias[1][row]);
+		dst[0] = bias + lr->margin;
+		break;
+	}
 	}
 }
 
@@ -243,6 +404,14 @@ static int check_shape(const struct synth_opts *o, struct pf_err *err)
 	if (o->sparsity != 0 && o->act != PINFER_ACT_RELU && o->act != PINFER_ACT_DRELU)
 		return pf_errf(err, -EINVAL,
 			       "--sparsity needs --act relu or drelu: a SiLU model has no exact zeros");
+	if (o->predictor && o->sparsity == 0)
+		return pf_errf(err, -EINVAL,
+			       "--predictor needs --sparsity (and --act relu or drelu): it predicts the neurons of a sparse model");
+	if (o->predictor && (o->predictor < 2 || o->predictor % 2 ||
+			     o->predictor > (o->n_embd < PRED_MAX ? o->n_embd : PRED_MAX)))
+		return pf_errf(err, -EINVAL,
+			       "--predictor %d: expected an even number of hidden units from 2 to %d (--dim, at most %d)",
+			       o->predictor, o->n_embd < PRED_MAX ? o->n_embd : PRED_MAX, PRED_MAX);
 	return 0;
 }
 
@@ -268,17 +437,29 @@ static void add_item(struct item *it, const char *name, uint32_t n_dims, uint64_
 	it->key = key;
 }
 
-/* Lists the tensors in the order a forward pass reads them. Returns how
- * many. */
+/* Tensors per layer: the llama ones, then (--predictor) fc1, fc2 and
+ * ffn_down_t. */
+#define LAYER_ITEMS 9
+#define PRED_ITEMS 3
+
+static size_t layer_items(const struct synth_opts *o)
+{
+	return LAYER_ITEMS + (o->predictor ? PRED_ITEMS : 0);
+}
+
+/* Lists the tensors in the order a forward pass reads them (the predictor's
+ * after the layer's FFN: fc2 is made from the gate as written). Returns
+ * how many. */
 static size_t plan(struct item *items, const struct synth_opts *o, uint64_t n_vocab)
 {
 	uint64_t d = (uint64_t)o->n_embd, ff = (uint64_t)o->n_ff;
 	uint64_t kv = d / (uint64_t)o->n_head * (uint64_t)o->n_head_kv;
-	/* Tensor i's rows are seeded from splitmix64(seed) + i, row by row. */
+	/* Tensor i's rows are seeded from splitmix64(seed) + i, row by row, i
+	 * counting the llama tensors only. */
 	uint64_t key = splitmix64(o->seed);
-	size_t n = 0;
-	add_item(&items[n], "token_embd.weight", 2, d, n_vocab, o->type, splitmix64(key + n));
-	n++;
+	size_t n = 0, i = 0;
+	add_item(&items[n], "token_embd.weight", 2, d, n_vocab, o->type, splitmix64(key + i));
+	n++, i++;
 	static const struct {
 		const char *name;
 		uint32_t n_dims;
@@ -289,18 +470,32 @@ static size_t plan(struct item *items, const struct synth_opts *o, uint64_t n_vo
 		{ "ffn_gate", 2, 0, 1 },  { "ffn_up", 2, 0, 1 },   { "ffn_down", 2, 1, 0 },
 	};
 	const uint64_t size[] = { d, ff, kv };
-	for (int l = 0; l < o->n_layer; l++)
+	for (int l = 0; l < o->n_layer; l++) {
 		for (size_t k = 0; k < sizeof(layer) / sizeof(layer[0]); k++) {
 			char name[64];
 			snprintf(name, sizeof(name), "blk.%d.%s.weight", l, layer[k].name);
 			add_item(&items[n], name, layer[k].n_dims, size[layer[k].cols],
 				 layer[k].n_dims == 1 ? 1 : size[layer[k].rows], o->type,
-				 splitmix64(key + n));
+				 splitmix64(key + i));
+			n++, i++;
+		}
+		if (o->predictor) {
+			/* their values come from the layer's struct lowrank and
+			 * ffn_down's key */
+			char name[64];
+			snprintf(name, sizeof(name), "blk.%d.fc1.weight", l);
+			add_item(&items[n++], name, 2, d, (uint64_t)o->predictor, PRED_TYPE, 0);
+			snprintf(name, sizeof(name), "blk.%d.fc2.weight", l);
+			add_item(&items[n++], name, 2, (uint64_t)o->predictor, ff, PRED_TYPE, 0);
+			snprintf(name, sizeof(name), "blk.%d.ffn_down_t.weight", l);
+			add_item(&items[n], name, 2, d, ff, o->type, items[n - 3].key);
+			items[n].std = items[n - 3].std;
 			n++;
 		}
-	add_item(&items[n], "output_norm.weight", 1, d, 1, o->type, splitmix64(key + n));
-	n++;
-	add_item(&items[n], "output.weight", 2, d, n_vocab, o->type, splitmix64(key + n));
+	}
+	add_item(&items[n], "output_norm.weight", 1, d, 1, o->type, splitmix64(key + i));
+	n++, i++;
+	add_item(&items[n], "output.weight", 2, d, n_vocab, o->type, splitmix64(key + i));
 	return n + 1;
 }
 
@@ -363,6 +558,15 @@ struct sparse_plan {
 	float *mu;    /* n_layer * n_ff: gate's standardized bias of each neuron */
 	float *nu;    /* the same for up (dReLU; NULL for ReLU) */
 	float *gain;  /* n_layer: ffn_norm's weight of the bias channel */
+	/* --predictor */
+	struct lowrank *lr;  /* n_layer */
+	uint32_t *group;     /* n_layer * n_embd: struct lowrank's */
+	float *w;            /* n_layer * n_embd */
+	float *qbias;        /* 2 * n_ff: struct lowrank's, shared by the layers */
+	/* the low-rank rows' noise share, the weight type's relative error, the
+	 * margin M (in units of the gate's standard deviation sigma N) and the
+	 * expected predicted / active (predictor_finish) */
+	double noise, quant, margin, ratio;
 };
 
 static void sparse_plan_free(struct sparse_plan *sp)
@@ -370,6 +574,102 @@ static void sparse_plan_free(struct sparse_plan *sp)
 	free(sp->mu);
 	free(sp->nu);
 	free(sp->gain);
+	free(sp->lr);
+	free(sp->group);
+	free(sp->w);
+	free(sp->qbias);
+}
+
+/* dReLU with a predictor: gate and up share the low-rank part L ~ N(0, 1 -
+ * f^2) (over the tokens, in units of the gate's standard deviation) and
+ * have their own noise ~ N(0, f^2), f = PRED_NOISE, so with bias mu a
+ * neuron fires (gate > 0 and up > 0) with probability
+ *     P(mu) = E_L[Phi((mu + L) / f)^2]
+ * and its E[act^2] is E_L[(f^2 Q((mu + L) / f))^2], Q = relu_sq_mean. The
+ * table holds both on a grid of mu (the probability as a normal quantile,
+ * its upper half from 1 - P for precision), by quadrature over L. */
+struct fire_table {
+	double lo, h;
+	int n;
+	double *T;  /* n: the normal quantile of P(lo + i h) */
+	double *E;  /* n: E[act^2] in units of the noise variances */
+};
+
+static void fire_table_free(struct fire_table *ft)
+{
+	free(ft->T);
+	free(ft->E);
+}
+
+static int fire_table_make(struct fire_table *ft, double f)
+{
+	const double h = 0.01, lo = -12.0, hi = 31.0, sdl = sqrt(1.0 - f * f);
+	int n = (int)lround((hi - lo) / h) + 1, kw = (int)ceil(16.0 * sdl / h), nx = n + 2 * kw;
+	*ft = (struct fire_table){ .lo = lo, .h = h, .n = n, .T = malloc((size_t)n * sizeof(double)),
+				   .E = malloc((size_t)n * sizeof(double)) };
+	double *ker = malloc((size_t)(2 * kw + 1) * sizeof(double));
+	double *p2 = malloc((size_t)nx * 3 * sizeof(double)), *c2 = p2 + nx, *e2 = c2 + nx;
+	if (!ft->T || !ft->E || !ker || !p2) {
+		free(ker);
+		free(p2);
+		fire_table_free(ft);
+		return -ENOMEM;
+	}
+	double sum = 0;
+	for (int m = -kw; m <= kw; m++)
+		sum += ker[m + kw] = exp(-0.5 * (m * h / sdl) * (m * h / sdl));
+	for (int m = 0; m <= 2 * kw; m++)
+		ker[m] /= sum;
+	for (int x = 0; x < nx; x++) {
+		double z = (lo + (x - kw) * h) / f, q = f * f * relu_sq_mean(z);
+		p2[x] = norm_cdf(z) * norm_cdf(z);
+		c2[x] = norm_cdf(-z) * (1.0 + norm_cdf(z));
+		e2[x] = q * q;
+	}
+	for (int i = 0; i < n; i++) {
+		double p = 0, c = 0, e = 0;
+		for (int m = 0; m <= 2 * kw; m++) {
+			p += ker[m] * p2[i + m];
+			c += ker[m] * c2[i + m];
+			e += ker[m] * e2[i + m];
+		}
+		ft->T[i] = p < 0.5 ? norm_quantile(p) : -norm_quantile(c);
+		ft->E[i] = e;
+	}
+	free(ker);
+	free(p2);
+	return 0;
+}
+
+/* The bias mu whose firing probability is norm_cdf(t); outside the table,
+ * shifted by the table's last offset. */
+static double fire_table_mu(const struct fire_table *ft, double t)
+{
+	int n = ft->n;
+	if (t <= ft->T[0])
+		return ft->lo + (t - ft->T[0]);
+	if (t >= ft->T[n - 1])
+		return ft->lo + (n - 1) * ft->h + (t - ft->T[n - 1]);
+	int a = 0, b = n - 1;  /* T[a] <= t < T[b] */
+	while (b - a > 1) {
+		int c = (a + b) / 2;
+		if (ft->T[c] <= t)
+			a = c;
+		else
+			b = c;
+	}
+	return ft->lo + (a + (t - ft->T[a]) / (ft->T[b] - ft->T[a])) * ft->h;
+}
+
+static double fire_table_energy(const struct fire_table *ft, double mu)
+{
+	double pos = (mu - ft->lo) / ft->h;
+	if (pos <= 0)
+		return ft->E[0];
+	if (pos >= ft->n - 1)
+		return ft->E[ft->n - 1];
+	int i = (int)pos;
+	return ft->E[i] + (pos - i) * (ft->E[i + 1] - ft->E[i]);
 }
 
 /* Layer l's neurons: each gets a standardized bias t = m + SPREAD * eps,
@@ -379,7 +679,7 @@ static void sparse_plan_free(struct sparse_plan *sp)
  * eps ~ N(0, 1) is 1 - sparsity. Returns the layer's sum of E[act^2] in
  * units of the gate and up noise variances. */
 static double layer_biases(const struct synth_opts *o, int l, uint32_t *perm, float *mu,
-			   float *nu)
+			   float *nu, const struct fire_table *ft)
 {
 	int ff = o->n_ff;
 	double m = norm_quantile(1.0 - o->sparsity) * sqrt(1.0 + SPREAD * SPREAD);
@@ -397,7 +697,12 @@ static double layer_biases(const struct synth_opts *o, int l, uint32_t *perm, fl
 	for (int j = 0; j < ff; j++) {
 		double t = m + SPREAD * norm_quantile((perm[j] + 0.5) / ff);
 		t = fmin(fmax(t, -30.0), 30.0);
-		if (nu) {
+		if (nu && ft) {
+			/* with a predictor: gate and up share a low-rank part */
+			double s = fire_table_mu(ft, t);
+			mu[j] = nu[j] = (float)s;
+			energy += fire_table_energy(ft, s);
+		} else if (nu) {
 			double s = split_sqrt(t);
 			mu[j] = nu[j] = (float)s;
 			energy += relu_sq_mean(s) * relu_sq_mean(s);
@@ -409,6 +714,37 @@ static double layer_biases(const struct synth_opts *o, int l, uint32_t *perm, fl
 	return energy;
 }
 
+/* Layer l's B: column i >= 1 goes to row 1 + perm(i) % K under a seeded
+ * permutation, with a random sign, and the rows are normalized, so they are
+ * orthonormal and do not see the bias channel. */
+static void lowrank_layer(const struct synth_opts *o, int l, int K, uint32_t *group, float *w,
+			  uint32_t *perm)
+{
+	int d = o->n_embd;
+	memset(group, 0, (size_t)d * sizeof(*group));
+	memset(w, 0, (size_t)d * sizeof(*w));
+	if (!K)
+		return;
+	uint64_t x = splitmix64(splitmix64(o->seed ^ 0x9d1c7ab1e5eed001ull) + (uint64_t)l);
+	for (int i = 0; i < d - 1; i++)
+		perm[i] = (uint32_t)i;
+	for (int i = d - 2; i > 0; i--) {
+		x = splitmix64(x);
+		int r = (int)(x % (uint64_t)(i + 1));
+		uint32_t t = perm[i];
+		perm[i] = perm[r];
+		perm[r] = t;
+	}
+	for (int i = 1; i < d; i++) {
+		uint32_t c = perm[i - 1] % (uint32_t)K;
+		/* the values v in 0..d-2 with v % K == c */
+		uint32_t size = (uint32_t)(d - 2 - (int)c) / (uint32_t)K + 1;
+		x = splitmix64(x);
+		group[i] = c + 1;
+		w[i] = (x >> 63 ? -1.0f : 1.0f) / sqrtf((float)size);
+	}
+}
+
 /* The biases of every layer, and the bias channel's gain at every FFN
  * input from the predicted norm of the residual stream's other dimensions
  * (docs/sparsity-synth.md):
@@ -416,31 +752,61 @@ static double layer_biases(const struct synth_opts *o, int l, uint32_t *perm, fl
  *   N^2 = |rmsnorm(x)[1..]|^2        R^2 d / (C^2 + R^2)
  *   attention adds                   (d - 1) / d N^2 (each head sees its own token's v)
  *   the FFN adds                     (d - 1) / n_ff (N^2 / d)^2 sum_j E[act_j^2 / noise^2]
- * and gain = BIAS_GAIN R / C makes the FFN input's bias channel BIAS_GAIN N. */
+ * and gain = BIAS_GAIN R / C makes the FFN input's bias channel BIAS_GAIN N.
+ * With a predictor, also every layer's B and struct lowrank, and dReLU's
+ * biases and energies from struct fire_table (gate and up then share their
+ * low-rank part). */
 static int sparse_plan_make(struct sparse_plan *sp, const struct synth_opts *o,
 			    struct pf_err *err)
 {
-	size_t nl = (size_t)o->n_layer, ff = (size_t)o->n_ff;
+	size_t nl = (size_t)o->n_layer, ff = (size_t)o->n_ff, d_ = (size_t)o->n_embd;
 	bool drelu = o->act == PINFER_ACT_DRELU;
-	uint32_t *perm = malloc(ff * sizeof(*perm));
+	int K = o->predictor ? o->predictor / 2 - 1 : 0;
+	/* the low-rank part's share of a gate row (see struct lowrank) */
+	sp->noise = K ? PRED_NOISE : 1.0;
+	struct fire_table ft = { 0 };
+	bool table = drelu && K > 0;
+	uint32_t *perm = malloc((ff > d_ ? ff : d_) * sizeof(*perm));
 	sp->mu = malloc(nl * ff * sizeof(float));
 	sp->nu = drelu ? malloc(nl * ff * sizeof(float)) : NULL;
 	sp->gain = malloc(nl * sizeof(float));
-	if (!perm || !sp->mu || (drelu && !sp->nu) || !sp->gain) {
+	if (o->predictor) {
+		sp->lr = calloc(nl, sizeof(*sp->lr));
+		sp->group = malloc(nl * d_ * sizeof(*sp->group));
+		sp->w = malloc(nl * d_ * sizeof(*sp->w));
+		sp->qbias = malloc(2 * ff * sizeof(*sp->qbias));
+	}
+	if (!perm || !sp->mu || (drelu && !sp->nu) || !sp->gain ||
+	    (o->predictor && (!sp->lr || !sp->group || !sp->w || !sp->qbias)) ||
+	    (table && fire_table_make(&ft, PRED_NOISE))) {
 		free(perm);
 		return pf_errf(err, -ENOMEM, "out of memory for the biases of %zu neurons", nl * ff);
 	}
 	double d = o->n_embd, C = BIAS_CHANNEL, R2 = d - 1.0;
 	for (size_t l = 0; l < nl; l++) {
 		double energy = layer_biases(o, (int)l, perm, sp->mu + l * ff,
-					     drelu ? sp->nu + l * ff : NULL);
+					     drelu ? sp->nu + l * ff : NULL, table ? &ft : NULL);
 		double N2 = R2 * d / (C * C + R2);
 		R2 += (d - 1.0) / d * N2;
 		sp->gain[l] = (float)(BIAS_GAIN * sqrt(R2) / C);
 		N2 = R2 * d / (C * C + R2);
 		R2 += (d - 1.0) / (double)ff * (N2 / d) * (N2 / d) * energy;
+		if (o->predictor) {
+			struct lowrank *lr = &sp->lr[l];
+			lowrank_layer(o, (int)l, K, sp->group + l * d_, sp->w + l * d_, perm);
+			double tail = sqrt((d - 1.0) / d);  /* sigma sqrt(d - 1) */
+			*lr = (struct lowrank){
+				.group = sp->group + l * d_, .w = sp->w + l * d_, .K = K,
+				.R = o->predictor,
+				.akey = splitmix64(splitmix64(o->seed ^ 0xa11ce5eed0c0ffeeull) + l),
+				.ca = (float)(tail * sqrt(1.0 - sp->noise * sp->noise)),
+				.ce = (float)(tail * sp->noise),
+				.qbias = { sp->qbias, sp->qbias + ff },
+			};
+		}
 	}
 	free(perm);
+	fire_table_free(&ft);
 	return 0;
 }
 
@@ -454,7 +820,8 @@ static void sparse_roles(struct item *items, const struct synth_opts *o,
 	items[0].role = ROLE_EMBD;
 	items[0].std = 1.0f;
 	for (int l = 0; l < o->n_layer; l++) {
-		struct item *it = &items[1 + 9 * (size_t)l];  /* attn_norm .. ffn_down */
+		/* attn_norm .. ffn_down, then fc1, fc2, ffn_down_t */
+		struct item *it = &items[1 + layer_items(o) * (size_t)l];
 		it[1].role = ROLE_QUERY;
 		it[1].src_key = it[2].key;
 		it[1].head_dim = o->n_embd / o->n_head;
@@ -471,7 +838,118 @@ static void sparse_roles(struct item *items, const struct synth_opts *o,
 		} else {
 			it[7].role = ROLE_READ;
 		}
+		if (!o->predictor)
+			continue;
+		struct lowrank *lr = &sp->lr[l];
+		it[6].role = ROLE_LOWRANK;
+		it[6].lr = lr;
+		if (sp->nu) {
+			it[7].role = ROLE_LOWRANK;
+			it[7].lr = lr;
+			it[7].half = 1;
+		}
+		it[8].role = ROLE_DOWN_H;
+		it[9].role = ROLE_FC1;
+		it[9].lr = lr;
+		it[10].role = ROLE_FC2;
+		it[10].lr = lr;
+		it[10].half = sp->nu != NULL;
+		it[11].role = ROLE_DOWN_T;
 	}
+}
+
+/* The predictor's margin M (in units of the gate's standard deviation
+ * sigma N, see docs/sparsity-synth.md). For a token, neuron j's gate is
+ * sigma N (X + noise) with X = mu_j + L_j what the predictor computes: L_j
+ * ~ N(0, sdl^2) over the tokens and mu_j distributed as the layer's biases
+ * (mu; every layer has the same ones, permuted). The noise has standard
+ * deviation fe (PRED_NOISE and the quantization error); the neuron fires
+ * with probability Phi(X / fe)^k given X (k = 2 for dReLU: gate and up have
+ * independent noise) and is predicted when X > -M. So over the tokens and
+ * neurons the recall is E[fire, X > -M] / E[fire]: the smallest M that
+ * makes it PRED_RECALL, found on a grid of X (the biases binned, convolved
+ * with L's density). *ratio: the expected predicted / active. */
+static double predictor_margin(const float *mu, int n, double sdl, double fe, int k,
+			       double *ratio)
+{
+	const double h = 0.01, lo = -30.0;
+	const int ng = 6001;
+	int kw = sdl > 0 ? (int)ceil(8.0 * sdl / h) : 0;
+	double *hist = calloc((size_t)ng * 2 + (size_t)(2 * kw + 1), sizeof(double));
+	if (!hist)
+		return 30.0;  /* predict everything */
+	double *dens = hist + ng, *ker = dens + ng;
+	for (int j = 0; j < n; j++) {
+		double pos = (fmin(fmax(mu[j], -20.0), 20.0) - lo) / h;
+		int i = (int)pos;
+		hist[i] += (1.0 - (pos - i)) / n;
+		hist[i + 1] += (pos - i) / n;
+	}
+	double sum = 0;
+	for (int m = -kw; m <= kw; m++)
+		sum += ker[m + kw] = sdl > 0 ? exp(-0.5 * (m * h / sdl) * (m * h / sdl)) : 1.0;
+	for (int i = 0; i < ng; i++)
+		if (hist[i] > 0)
+			for (int m = -kw; m <= kw; m++)
+				if (i + m >= 0 && i + m < ng)
+					dens[i + m] += hist[i] * ker[m + kw] / sum;
+	double active = 0;
+	for (int i = 0; i < ng; i++)
+		active += dens[i] * pow(norm_cdf((lo + i * h) / fe), k);
+	double miss = 0, pred = 1.0;
+	int last = -1;  /* predicted: X above grid point last */
+	for (int i = 0; i < ng; i++) {
+		double mi = dens[i] * pow(norm_cdf((lo + i * h) / fe), k);
+		if (miss + mi > (1.0 - PRED_RECALL) * active)
+			break;
+		miss += mi;
+		pred -= dens[i];
+		last = i;
+	}
+	free(hist);
+	*ratio = active > 0 ? pred / active : 0;
+	return -(lo + (last + 0.5) * h);
+}
+
+/* The relative error the weight type adds to a low-rank row's columns 1..
+ * (over some rows of layer 0's gate): noise the predictor does not see. */
+static double quant_noise(const struct item *gate)
+{
+	const struct pf_quant_ops *ops = pf_quant_ops(gate->type);
+	int64_t n = (int64_t)gate->ne[0], rows = (int64_t)gate->ne[1];
+	uint64_t row_bytes;
+	if (!pf_dtype_bytes(gate->type, (uint64_t)n, &row_bytes))
+		return 0;
+	float *x = malloc(2 * (size_t)n * sizeof(float));
+	void *q = malloc(row_bytes);
+	double err2 = 0, norm2 = 0;
+	for (int64_t s = 0; x && q && s < 64 && s < rows; s++) {
+		int64_t row = s * rows / (rows < 64 ? rows : 64);
+		gen_lowrank(gate, row, x);
+		ops->from_float(x, q, n);
+		ops->to_float(q, x + n, n);
+		for (int64_t i = 1; i < n; i++) {
+			err2 += (double)(x[n + i] - x[i]) * (x[n + i] - x[i]);
+			norm2 += (double)x[i] * x[i];
+		}
+	}
+	free(x);
+	free(q);
+	return norm2 > 0 ? sqrt(err2 / norm2) : 0;
+}
+
+/* Sets every layer's margin (the same: all layers have the same biases and
+ * noise). */
+static void predictor_finish(struct item *items, const struct synth_opts *o,
+			     struct sparse_plan *sp)
+{
+	const struct item *gate = &items[1 + 6];  /* layer 0's */
+	sp->quant = quant_noise(gate);
+	double fe = sqrt(sp->noise * sp->noise + sp->quant * sp->quant);
+	sp->margin = predictor_margin(sp->mu, o->n_ff, sqrt(1.0 - sp->noise * sp->noise), fe,
+				      sp->nu ? 2 : 1, &sp->ratio);
+	for (int l = 0; l < o->n_layer; l++)
+		sp->lr[l].margin = (float)(sp->margin * gate->std / BIAS_GAIN);
 }
 
 static void set_metadata(struct gguf_writer *w, const struct synth_opts *o, const char *name)
@@ -494,23 +972,32 @@ static void set_metadata(struct gguf_writer *w, const struct synth_opts *o, cons
 		gguf_writer_set_str(w, "pinfer.ffn_act", pinfer_ffn_act_name(o->act));
 	if (o->sparsity > 0)
 		gguf_writer_set_f32(w, "pinfer.synth.sparsity", o->sparsity);
+	if (o->predictor) {
+		/* PowerInfer's: neuron j is predicted when fc2 . relu(fc1 . x) >
+		 * it; the margin is in fc2 (docs/sparsity-synth.md) */
+		gguf_writer_set_powerinfer(w);
+		gguf_writer_set_f32(w, "powerinfer.sparse_threshold", 0.0f);
+	}
 }
 
 /* Says which matrices fell back to F16 and why, once per row length. */
 static void log_fallbacks(FILE *log, const struct item *items, size_t n, enum pf_dtype type)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (items[i].n_dims != 2 || items[i].type == type)
+		if (items[i].n_dims != 2 || items[i].type == type || items[i].role == ROLE_FC1 ||
+		    items[i].role == ROLE_FC2)
 			continue;
 		bool first = true;
 		for (size_t k = 0; k < i && first; k++)
 			first = items[k].n_dims != 2 || items[k].type == type ||
+				items[k].role == ROLE_FC1 || items[k].role == ROLE_FC2 ||
 				items[k].ne[0] != items[i].ne[0];
 		if (!first)
 			continue;
 		int count = 0;
 		for (size_t k = i; k < n; k++)
 			count += items[k].n_dims == 2 && items[k].type != type &&
+				 items[k].role != ROLE_FC1 && items[k].role != ROLE_FC2 &&
 				 items[k].ne[0] == items[i].ne[0];
 		fprintf(log, "synth: %d matrices with rows of %llu (e.g. %s) written as %s: not a whole number of %s blocks of %u\n",
 			count, (unsigned long long)items[i].ne[0], items[i].name,
@@ -555,7 +1042,7 @@ int synth_model(const char *out, const struct synth_opts *o, struct pf_err *err)
 			    o->vocab ? o->vocab : synth_default_vocab(vocab_path, sizeof(vocab_path)),
 			    err)))
 		goto out;
-	size_t n_items = 3 + 9 * (size_t)o->n_layer;
+	size_t n_items = 3 + layer_items(o) * (size_t)o->n_layer;
 	items = calloc(n_items, sizeof(*items));
 	w = gguf_writer_new();
 	if (!items || !w) {
@@ -581,6 +1068,8 @@ int synth_model(const char *out, const struct synth_opts *o, struct pf_err *err)
 		if ((r = sparse_plan_make(&sp, o, err)))
 			goto out;
 		sparse_roles(items, o, &sp);
+		if (o->predictor)
+			predictor_finish(items, o, &sp);
 	}
 	uint64_t total = 0, done = 0;
 	for (size_t i = 0; i < n_items; i++) {
@@ -596,6 +1085,10 @@ int synth_model(const char *out, const struct synth_opts *o, struct pf_err *err)
 			fprintf(o->log, "synth: %s FFN built to be %.3g sparse; bias channel gain %.3g (layer 0) to %.3g (layer %d)\n",
 				pinfer_ffn_act_name(o->act), (double)o->sparsity, (double)sp.gain[0],
 				(double)sp.gain[o->n_layer - 1], o->n_layer - 1);
+		if (o->predictor)
+			fprintf(o->log, "synth: predictor of %d hidden units (rank %d and the bias) in PowerInfer's format: noise %.3g, quantization error %.3g, margin %.3g: expected recall %.3g, predicted/active %.3g\n",
+				o->predictor, o->predictor / 2 - 1, sp.noise, sp.quant, sp.margin,
+				PRED_RECALL, sp.ratio);
 	}
 	if ((r = gguf_writer_write_header(w, out, err)))
 		goto out;
@@ -607,8 +1100,9 @@ int synth_model(const char *out, const struct synth_opts *o, struct pf_err *err)
 		done += gguf_writer_tensor_nbytes(w, (int)i);
 		/* A line per layer (after its last tensor), not per tensor: a 7B
 		 * model has 291 of them. */
-		bool milestone = strncmp(it->name, "blk.", 4) ? it->n_dims == 2
-							      : strstr(it->name, ".ffn_down.") != NULL;
+		bool milestone = strncmp(it->name, "blk.", 4)
+					 ? it->n_dims == 2
+					 : strstr(it->name, o->predictor ? ".ffn_down_t." : ".ffn_down.") != NULL;
 		if (o->log && milestone)
 			fprintf(o->log, "synth: %-22s %5.1f%%  %6.1f s\n", it->name,
 				100.0 * (double)done / (double)total, now_seconds() - t0);

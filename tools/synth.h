@@ -13,7 +13,16 @@
  * gives every gate (and dReLU up) neuron a bias chosen from its target
  * firing probability. No forward pass is run while writing; the scales are
  * predicted analytically (synth.c, docs/sparsity-synth.md). The file then
- * has pinfer.synth.sparsity = S. */
+ * has pinfer.synth.sparsity = S.
+ *
+ * With a predictor of R hidden units as well, the file is in PowerInfer's
+ * format (magic PWRI) and has, per layer, a low-rank activation predictor
+ * (blk.N.fc1.weight, blk.N.fc2.weight) and the down projection transposed
+ * (blk.N.ffn_down_t.weight). The gate matrix (and dReLU's up) is then a
+ * bias, a rank R/2 - 1 part the predictor reproduces exactly and a little
+ * noise, so that fc2 . relu(fc1 . x) > powerinfer.sparse_threshold finds
+ * about 99.5% of the neurons that fire while predicting few more than
+ * fire. */
 #ifndef PINFER_TOOLS_SYNTH_H
 #define PINFER_TOOLS_SYNTH_H
 
@@ -33,6 +42,8 @@ struct synth_opts {
 	enum pinfer_ffn_act act;  /* PINFER_ACT_AUTO: pinfer.ffn_act is not written */
 	float sparsity;           /* 0: plain random weights; else 0 < S < 1, act relu or drelu:
 				   * the FFN's fraction of zero activations per token */
+	int predictor;            /* 0: none; else (with a sparsity) the predictor's hidden
+				   * units R, even, 2 <= R <= n_embd: PowerInfer's format */
 	uint32_t n_ctx;
 	uint64_t seed;
 	int n_threads;  /* 0: online CPUs */
