@@ -32,6 +32,7 @@ struct bus_call {
 	int64_t keep_alive_ms;
 	uint64_t max_bytes;
 	enum pinfer_sparsity sparsity;
+	uint64_t seq;              /* Model.Evict: the load its object stands for */
 	DBusPendingCall *pending;  /* GetConnectionUnixUser, while asked */
 	struct bus_call *next;     /* in bus.asking or bus.loading */
 };
@@ -94,7 +95,8 @@ void bus_sync(struct bus *b);
 
 /* bus_methods.c */
 void bus_method_load_model(struct bus *b, DBusMessage *msg);
-void bus_method_evict(struct bus *b, DBusMessage *msg, const char *name);
+/* seq: Model.Evict of that load's object; 0: Manager.EvictModel. */
+void bus_method_evict(struct bus *b, DBusMessage *msg, const char *name, uint64_t seq);
 void bus_method_list_models(struct bus *b, DBusMessage *msg);
 void bus_call_free(struct bus_call *c);
 /* Sends m and drops it (NULL: out of memory, logged). */

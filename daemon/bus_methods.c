@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "access.h"
+#include "frame.h"
 #include "log.h"
 #include "server.h"
 
@@ -40,6 +41,20 @@ void bus_reply_error(struct bus *b, DBusMessage *msg, const char *name, const ch
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
+	/* libdbus aborts the process on a string that is not UTF-8, and the
+	 * text may quote a caller's bytes or be cut inside a character: such
+	 * bytes become '?'. */
+	for (size_t i = 0; text[i];) {
+		size_t n = 1;
+		while (n < 4 && text[i + n] && !proto_utf8_valid(text + i, n))
+			n++;
+		if (proto_utf8_valid(text + i, n)) {
+			i += n;
+		} else {
+			text[i] = '?';
+			i++;
+		}
+	}
 	if (!dbus_message_get_no_reply(msg))
 		bus_send(b, dbus_message_new_error(msg, name, text));
 }
@@ -182,7 +197,11 @@ static void run_evict(struct bus *b, struct bus_call *c)
 		bus_call_free(c);
 		return;
 	}
-	if (e->state == MODEL_LOADING) {
+	if (c->seq && (e->state != MODEL_LOADED || e->load_seq != c->seq)) {
+		/* Model.Evict of an object whose load is over (while the bus said
+		 * who was calling): not a later load of the same model. */
+		bus_reply_error(b, c->msg, DBUS_ERROR_UNKNOWN_OBJECT, "no object %s", dbus_message_get_path(c->msg));
+	} else if (e->state == MODEL_LOADING) {
 		bus_reply_error(b, c->msg, ERR("Busy"), "model %s is being loaded", e->name);
 	} else if (e->active > 0) {
 		bus_reply_error(b, c->msg, ERR("Busy"), "model %s is in use by %d request%s", e->name, e->active,
@@ -294,7 +313,7 @@ static bool parse_load_options(struct bus *b, DBusMessage *msg, struct bus_call 
 			dbus_int64_t ms;
 			dbus_message_iter_get_basic(&var, &ms);
 			c->has_keep_alive = true;
-			c->keep_alive_ms = ms < 0 ? -1 : ms;
+			c->keep_alive_ms = models_clamp_keep_alive(ms);
 		} else if (!strcmp(key, "max-memory") && type == DBUS_TYPE_UINT64) {
 			dbus_uint64_t bytes;
 			dbus_message_iter_get_basic(&var, &bytes);
@@ -336,11 +355,13 @@ void bus_method_load_model(struct bus *b, DBusMessage *msg)
 	check_caller(b, c);
 }
 
-void bus_method_evict(struct bus *b, DBusMessage *msg, const char *name)
+void bus_method_evict(struct bus *b, DBusMessage *msg, const char *name, uint64_t seq)
 {
 	struct bus_call *c = new_call(b, msg, CALL_EVICT, name);
-	if (c)
+	if (c) {
+		c->seq = seq;
 		check_caller(b, c);
+	}
 }
 
 static int by_name(const void *x, const void *y)

@@ -399,7 +399,7 @@ static void handle_manager(struct bus *b, DBusMessage *msg)
 		const char *name;
 		if (dbus_message_get_args(msg, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_INVALID) &&
 		    dbus_message_has_signature(msg, "s"))
-			bus_method_evict(b, msg, name);
+			bus_method_evict(b, msg, name, 0);
 		else
 			bus_reply_error(b, msg, DBUS_ERROR_INVALID_ARGS, "EvictModel takes (s)");
 	} else if (is_call(msg, BUS_IFACE_MANAGER, "ListModels"))
@@ -417,7 +417,7 @@ static void handle_model(struct bus *b, DBusMessage *msg, struct model_entry *e)
 	if (iface && !strcmp(iface, DBUS_INTERFACE_PROPERTIES))
 		m_properties(b, msg, BUS_IFACE_MODEL, bus_model_props, e);
 	else if (is_call(msg, BUS_IFACE_MODEL, "Evict"))
-		bus_method_evict(b, msg, e->name);
+		bus_method_evict(b, msg, e->name, e->load_seq);
 	else
 		bus_reply_error(b, msg, DBUS_ERROR_UNKNOWN_METHOD, "no method %s.%s on %s", iface ? iface : "",
 				dbus_message_get_member(msg), dbus_message_get_path(msg));

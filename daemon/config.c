@@ -8,6 +8,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "frame.h"
+
 enum kind { K_PATH, K_INT, K_DURATION, K_SIZE, K_LOGLEVEL, K_BUS, K_SPARSITY };
 
 struct option_spec {
@@ -114,7 +116,8 @@ static int apply(struct config *c, const struct option_spec *o, const char *valu
 	long v;
 	switch (o->kind) {
 	case K_PATH:
-		if (!*value || strlen(value) >= PATH_MAX)
+		/* Paths are reported over the protocol and D-Bus: UTF-8 only. */
+		if (!*value || strlen(value) >= PATH_MAX || !proto_utf8_valid(value, strlen(value)))
 			return -EINVAL;
 		snprintf(field, PATH_MAX, "%s", value);
 		return 0;

@@ -16,14 +16,6 @@
 #define MAX_CHAT_BYTES (1u << 24)
 /* Penalties look back at most this far: beyond any context pinfer runs. */
 #define MAX_REPEAT_LAST_N (1 << 20)
-/* Keep-alive beyond a year is forever: it also keeps unix-time arithmetic
- * far from overflow. */
-#define MAX_KEEP_ALIVE_MS (366LL * 24 * 3600 * 1000)
-
-static int64_t clamp_keep_alive(int64_t ms)
-{
-	return ms < 0 || ms > MAX_KEEP_ALIVE_MS ? -1 : ms;
-}
 
 /* ---- worker output ---- */
 
@@ -294,8 +286,11 @@ static void run_load_reply(struct server *s, struct request *r)
 	 * unload at once (keep-alive 0). */
 	Pinfer__LoadModelReply lr = PINFER__LOAD_MODEL_REPLY__INIT;
 	Pinfer__ModelInfo mi = PINFER__MODEL_INFO__INIT;
-	char quant[16];
+	char quant[16], arch[sizeof(((struct pinfer_model_info *)0)->arch)];
 	fill_model_info(s, e, &mi, quant, sizeof(quant));
+	/* The model may be freed by the release: keep what points into it. */
+	snprintf(arch, sizeof(arch), "%s", mi.arch);
+	mi.arch = arch;
 	retire(s, r);
 	/* Released, an idle model's countdown has started, or with keep-alive
 	 * 0 it is gone already. */
@@ -623,7 +618,7 @@ static void handle_generate(struct conn *c, const Pinfer__Generate *g)
 		request_unref(r);
 		return;
 	}
-	admit(c, r, e, g->opt_keep_alive_ms_case, clamp_keep_alive(g->keep_alive_ms));
+	admit(c, r, e, g->opt_keep_alive_ms_case, models_clamp_keep_alive(g->keep_alive_ms));
 }
 
 /* ---- the other requests ---- */
@@ -815,7 +810,7 @@ static void handle_load(struct conn *c, const Pinfer__LoadModel *m)
 		return;
 	}
 	r->kind = REQ_LOAD;
-	admit(c, r, e, m->opt_keep_alive_ms_case, clamp_keep_alive(m->keep_alive_ms));
+	admit(c, r, e, m->opt_keep_alive_ms_case, models_clamp_keep_alive(m->keep_alive_ms));
 }
 
 static void handle_unload(struct conn *c, const Pinfer__UnloadModel *m)

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "frame.h"
 #include "log.h"
 
 struct load_job {
@@ -224,10 +225,12 @@ static void *load_main(void *arg)
 	pthread_mutex_lock(&m->lock);
 	job->next = m->finished;
 	m->finished = job;
+	/* Posted before this load stops counting: once loading reaches 0,
+	 * models_free may free m and its wake-up. */
+	loop_wake_post(m->wake);
 	m->loading--;
 	pthread_cond_broadcast(&m->idle);
 	pthread_mutex_unlock(&m->lock);
-	loop_wake_post(m->wake);
 	return NULL;
 }
 
@@ -274,6 +277,13 @@ int models_unload(struct models *m, struct model_entry *e)
 	if (e->state == MODEL_LOADED)
 		unload(m, e);
 	return 0;
+}
+
+#define MAX_KEEP_ALIVE_MS (366LL * 24 * 3600 * 1000)
+
+int64_t models_clamp_keep_alive(int64_t ms)
+{
+	return ms < 0 || ms > MAX_KEEP_ALIVE_MS ? -1 : ms;
 }
 
 int models_want_sparsity(struct model_entry *e, enum pinfer_sparsity s)
@@ -341,10 +351,13 @@ void models_release(struct models *m, struct model_entry *e)
 	e->expires_at_unix_ms = unix_ms() + e->keep_alive_ms;
 }
 
+/* Model names travel in protocol strings and D-Bus messages, which must be
+ * UTF-8: a file whose name is not is left out. */
 static bool is_model_file(const char *name, size_t *stem)
 {
 	size_t n = strlen(name);
-	if (n <= 5 || strcmp(name + n - 5, ".gguf") != 0 || name[0] == '.' || n - 5 >= MODEL_NAME_MAX)
+	if (n <= 5 || strcmp(name + n - 5, ".gguf") != 0 || name[0] == '.' || n - 5 >= MODEL_NAME_MAX ||
+	    !proto_utf8_valid(name, n))
 		return false;
 	*stem = n - 5;
 	return true;

@@ -92,6 +92,10 @@ int models_unload(struct models *m, struct model_entry *e);
  * NAME.thresholds beside it (pinfer-model calibrate), when that exists. */
 #define MODELS_THRESHOLDS_SUFFIX ".thresholds"
 
+/* A keep-alive a client asked for: negative, or beyond a year, is forever
+ * (which also keeps unix-time arithmetic far from overflow). */
+int64_t models_clamp_keep_alive(int64_t ms);
+
 /* A load asks for sparsity mode s (AUTO: whatever the model has or gets):
  * recorded for the next load of a model not in memory; -EBUSY when the
  * model is loaded or loading in another mode, which only an unload

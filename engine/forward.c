@@ -7,6 +7,7 @@
 #include "blas.h"
 #include "context.h"
 #include "ops.h"
+#include "quant.h"
 #include "sparse.h"
 
 struct attn_job {
@@ -14,6 +15,30 @@ struct attn_job {
 	const float *k, *v;  /* this layer's cache */
 	int T;
 };
+
+/* Decode: one query, so the products are a dot per cached key and a sum
+ * of value rows, done with the float kernels on this thread. sgemm would
+ * add its call overhead per head and take the lock every sgemm call shares
+ * (blas.h), which leaves one thread at a time in attention. */
+static void attend_one(struct pinfer_ctx *c, int64_t h, const float *k, const float *v, float *scores)
+{
+	const struct pinfer_model_info *hp = &c->model->info;
+	const struct pf_quant_ops *f32 = pf_quant_ops(PF_F32);
+	int hd = hp->head_dim;
+	size_t kv_dim = (size_t)hp->n_head_kv * hd;
+	int n_keys = c->pos + 1;
+	float scale = 1.0f / sqrtf((float)hd);
+	const float *q = c->q + (size_t)h * hd;
+	for (int i = 0; i < n_keys; i++) {
+		f32->vec_dot(hd, &scores[i], k + (size_t)i * kv_dim, q);
+		scores[i] *= scale;
+	}
+	pf_softmax(scores, n_keys);
+	float *out = c->att + (size_t)h * hd;
+	memset(out, 0, (size_t)hd * sizeof(float));
+	for (int i = 0; i < n_keys; i++)
+		f32->axpy(hd, scores[i], v + (size_t)i * kv_dim, out);
+}
 
 /* One head at a time, for every new token of the batch: scores = Q K^T
  * over the cached keys, causal softmax per query row, output = scores V.
@@ -34,6 +59,10 @@ static void attend(void *arg, int64_t begin, int64_t end, int thread)
 	for (int64_t h = begin; h < end; h++) {
 		const float *k = j->k + (size_t)(h / group) * hd;
 		const float *v = j->v + (size_t)(h / group) * hd;
+		if (j->T == 1) {
+			attend_one(c, h, k, v, scores);
+			continue;
+		}
 		for (int t0 = 0; t0 < j->T; t0 += PF_ATTN_QUERY_BLOCK) {
 			int nq = j->T - t0 < PF_ATTN_QUERY_BLOCK ? j->T - t0 : PF_ATTN_QUERY_BLOCK;
 			int n_keys = c->pos + t0 + nq;  /* the last query's prefix */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ggml stores tensor names in a fixed 64-byte field. */
@@ -575,6 +576,12 @@ int gguf_writer_write_header(struct gguf_writer *w, const char *path, struct pf_
 		return pf_errf(err, -EINVAL, "%s: header already written", path);
 	w->header_done = true;
 	w->failed = true;  /* until the header is on disk */
+	/* The file is written beside path and renamed over it at the end,
+	 * which would replace a device or a FIFO (-o /dev/null) with a
+	 * regular file. */
+	struct stat st;
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+		return pf_errf(err, -EINVAL, "%s exists and is not a regular file; it will not be replaced", path);
 	size_t plen = strlen(path);
 	w->path = strdup(path);
 	w->tmp = malloc(plen + sizeof(".tmp"));

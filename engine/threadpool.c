@@ -36,7 +36,8 @@ struct worker {
  * generation in the high half, the next chunk in the low half. A thread
  * takes a chunk only while the generation still matches, so one that
  * wakes late never runs a chunk of a job that is over, and never mixes
- * one job's chunk number with another's function. */
+ * one job's chunk number with another's function. A finished job's word
+ * is closed (chunk UINT32_MAX) before the next job is set up. */
 struct pf_pool {
 	int n_threads;
 	struct worker *workers;
@@ -54,7 +55,9 @@ struct pf_pool {
 	pf_task_fn fn;
 	void *arg;
 	int64_t n, align;
-	uint32_t n_chunks;
+	/* Read by late workers while the next job is set up (they then see
+	 * a closed word and stop), hence atomic. */
+	_Atomic uint32_t n_chunks;
 };
 
 int pf_cpu_count(void)
@@ -74,8 +77,9 @@ static void spin_pause(int spins)
 static void run_chunk(struct pf_pool *p, uint32_t c, int thread)
 {
 	int64_t units = (p->n + p->align - 1) / p->align;
-	int64_t begin = units * c / p->n_chunks * p->align;
-	int64_t end = units * (c + 1) / p->n_chunks * p->align;
+	uint32_t n_chunks = atomic_load_explicit(&p->n_chunks, memory_order_relaxed);
+	int64_t begin = units * c / n_chunks * p->align;
+	int64_t end = units * (c + 1) / n_chunks * p->align;
 	if (end > p->n)
 		end = p->n;
 	if (begin < end)
@@ -87,13 +91,15 @@ static void take_chunks(struct pf_pool *p, uint32_t gen, int thread)
 {
 	for (;;) {
 		uint64_t v = atomic_load_explicit(&p->work, memory_order_acquire);
-		if ((uint32_t)(v >> 32) != gen || (uint32_t)v >= p->n_chunks)
+		if ((uint32_t)(v >> 32) != gen ||
+		    (uint32_t)v >= atomic_load_explicit(&p->n_chunks, memory_order_relaxed))
 			return;
 		if (!atomic_compare_exchange_weak_explicit(&p->work, &v, v + 1, memory_order_acq_rel,
 							   memory_order_acquire))
 			continue;
 		run_chunk(p, (uint32_t)v, thread);
-		if (atomic_fetch_add_explicit(&p->chunks_done, 1, memory_order_acq_rel) + 1 == p->n_chunks &&
+		if (atomic_fetch_add_explicit(&p->chunks_done, 1, memory_order_acq_rel) + 1 ==
+			    atomic_load_explicit(&p->n_chunks, memory_order_relaxed) &&
 		    atomic_load(&p->main_sleeping)) {
 			pthread_mutex_lock(&p->lock);
 			pthread_cond_signal(&p->done_cond);
@@ -204,7 +210,8 @@ void pf_pool_run(struct pf_pool *p, pf_task_fn fn, void *arg, int64_t n, int64_t
 	p->arg = arg;
 	p->n = n;
 	p->align = align;
-	p->n_chunks = (uint32_t)(units < chunks ? units : chunks);
+	uint32_t n_chunks = (uint32_t)(units < chunks ? units : chunks);
+	atomic_store_explicit(&p->n_chunks, n_chunks, memory_order_relaxed);
 	atomic_store_explicit(&p->chunks_done, 0, memory_order_relaxed);
 	uint32_t gen = ++p->generation;
 	if (gen == 0)  /* 0 is what workers start out having seen */
@@ -218,16 +225,23 @@ void pf_pool_run(struct pf_pool *p, pf_task_fn fn, void *arg, int64_t n, int64_t
 	take_chunks(p, gen, 0);
 	/* Every chunk is taken; wait for those still running elsewhere. */
 	int spins = 0;
-	while (atomic_load_explicit(&p->chunks_done, memory_order_acquire) < p->n_chunks) {
+	while (atomic_load_explicit(&p->chunks_done, memory_order_acquire) < n_chunks) {
 		if (++spins < SPIN_ITERS) {
 			spin_pause(spins);
 			continue;
 		}
 		pthread_mutex_lock(&p->lock);
 		atomic_store(&p->main_sleeping, true);
-		while (atomic_load(&p->chunks_done) < p->n_chunks)
+		while (atomic_load(&p->chunks_done) < n_chunks)
 			pthread_cond_wait(&p->done_cond, &p->lock);
 		atomic_store(&p->main_sleeping, false);
 		pthread_mutex_unlock(&p->lock);
 	}
+	/* Closed before the next job's fields are written: a worker still
+	 * holding this job's last word (gen, n_chunks) would otherwise compare
+	 * it with the next job's larger n_chunks, and its compare-and-swap on
+	 * the unchanged word would take a chunk of the next job before that
+	 * job exists (run twice, and counted into the wrong job: a wrong sum,
+	 * or a caller waiting forever). */
+	atomic_store(&p->work, ((uint64_t)gen << 32) | UINT32_MAX);
 }

@@ -22,6 +22,22 @@ fi
 echo "== pinfer-model bench -m $model -t $threads -n 16 -p 128"
 "$tool" bench -m "$model" -t "$threads" -n 16 -p 128
 
+# Activation sparsity (docs/sparsity.md): a ReLU model 90% sparse with a
+# predictor, in PowerInfer's format, decoded in each mode one after the
+# other (set BENCH_SPARSE=0 to skip; the file is ~4.9 GB).
+if [ "${BENCH_SPARSE:-1}" = 1 ]; then
+	sparse="$dir/$shape-$type-relu90-pred512.gguf"
+	if [ ! -f "$sparse" ]; then
+		echo "bench: writing $sparse (once)"
+		"$tool" synth --shape "$shape" --type "$type" --act relu --sparsity 0.9 --predictor 512 \
+			--vocab-from "$SHARED/models/llama-2-tiny-random/llama-2-tiny-random.gguf" -o "$sparse"
+	fi
+	for mode in dense gate predictor; do
+		echo "== pinfer-model bench -m $sparse -t $threads -n 32 -p 16 --sparsity $mode"
+		"$tool" bench -m "$sparse" -t "$threads" -n 32 -p 16 --sparsity "$mode" | grep -E "sparsity|decode"
+	done
+fi
+
 # The same model through pinferd: decode rate and time to first token as the
 # client sees them, to set against the in-process figures above. The prompt
 # is empty (BOS alone), as in the in-process first-token figure, so both

@@ -163,6 +163,12 @@ if "member=PropertiesChanged" not in text or '"LoadedModels"' not in text:
     sys.exit("no PropertiesChanged for LoadedModels")
 PY
 check_introspection "$model" systemd/org.pinfer.Pinfer1.Model.xml
+# A keep-alive beyond a year is forever, as on the socket.
+gcall "$mgr" "$iface.LoadModel" stories260K "{'keep-alive-ms': <int64 9223372036854775807>}" >/dev/null ||
+	fail "LoadModel with the largest keep-alive"
+[ "$(prop "$model" org.pinfer.Pinfer1.Model KeepAlive)" = -1 ] || fail "a huge keep-alive is not forever"
+gcall "$mgr" "$iface.LoadModel" stories260K "{'keep-alive-ms': <int64 600000>}" >/dev/null ||
+	fail "LoadModel setting the keep-alive back"
 [ "$(prop "$model" org.pinfer.Pinfer1.Model Name)" = '"stories260K"' ] || fail "Name"
 [ "$(prop "$model" org.pinfer.Pinfer1.Model Architecture)" = '"llama"' ] || fail "Architecture"
 [ "$(prop "$model" org.pinfer.Pinfer1.Model Quantization)" = '"f32"' ] || fail "Quantization"
@@ -248,6 +254,12 @@ expect_error org.freedesktop.DBus.Error.PropertyReadOnly \
 expect_error org.freedesktop.DBus.Error.UnknownProperty \
 	"$(gcall "$mgr" org.freedesktop.DBus.Properties.Get "$iface" Nope)" "Get of an unknown property"
 expect_error org.freedesktop.DBus.Error.UnknownMethod "$(gcall "$mgr" "$iface.Nope")" "an unknown method"
+# A long property name cut inside a character in the error text: the
+# daemon answers (libdbus would abort it on text that is not UTF-8).
+long=$(python3 -c 'print("\u00e9" * 400)')
+expect_error org.freedesktop.DBus.Error.UnknownProperty \
+	"$(gcall "$mgr" org.freedesktop.DBus.Properties.Get "$iface" "$long")" "Get of a long name"
+prop "$mgr" "$iface" Version >/dev/null || fail "the daemon did not survive a long property name"
 expect_error org.freedesktop.DBus.Error.InvalidArgs \
 	"$(dbus-send --session --print-reply --dest="$name" "$mgr" "$iface.LoadModel" string:x 2>&1)" "bad signature"
 

@@ -4,39 +4,11 @@
 # noise (synth --predictor) on lines 101-400 of the TinyStories text,
 # checks the held-out recall on lines 1-100, that the written file runs in
 # predictor mode, how long greedy decoding follows dense, and the refusals.
-set -u
-: "${SHARED:?SHARED must name the shared data directory}"
-: "${BUILD:?BUILD must name the build directory}"
+me=test_fit_predictor
+# shellcheck source=tests/tools_lib.sh
+. "$(dirname "$0")/tools_lib.sh"
 export SHARED
-bin="$BUILD/pinfer-model"
 text="$SHARED/text/tinystories_val_head.txt"
-
-fail() {
-	echo "test_fit_predictor: FAIL: $*" >&2
-	exit 1
-}
-
-[ -x "$bin" ] || fail "$bin not found (build it first)"
-tmp=$(mktemp -d /tmp/pinfer-fitpred-XXXXXX) || fail "cannot create a temporary directory"
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM
-
-run() {
-	"$@" >"$tmp/out" 2>"$tmp/err" && return 0
-	status=$?
-	cat "$tmp/out" "$tmp/err" >&2
-	fail "exit status $status from: $*"
-}
-
-# CODE TEXT COMMAND...: exits with CODE and says TEXT on stderr.
-refuse() {
-	code=$1 msg=$2
-	shift 2
-	"$@" >"$tmp/out" 2>"$tmp/err"
-	status=$?
-	[ "$status" -eq "$code" ] || { cat "$tmp/err" >&2; fail "exit status $status (want $code) from: $*"; }
-	grep -qF -- "$msg" "$tmp/err" || { cat "$tmp/err" >&2; fail "expected '$msg' from: $*"; }
-}
 
 model="$tmp/relu.gguf"
 run "$bin" synth --dim 256 --ff 768 --layers 3 --heads 4 --act relu --sparsity 0.9 --predictor 64 \

@@ -75,15 +75,6 @@ static struct pinfer_ctx *new_ctx(int n_threads, int n_batch, bool all_logits)
 	return c;
 }
 
-static int argmax(const float *x, int n)
-{
-	int best = 0;
-	for (int i = 1; i < n; i++)
-		if (x[i] > x[best])
-			best = i;
-	return best;
-}
-
 static void greedy(int n_threads, int32_t *out)
 {
 	struct pinfer_ctx *c = new_ctx(n_threads, 0, false);
@@ -91,7 +82,7 @@ static void greedy(int n_threads, int32_t *out)
 	assert_int_equal(tok, 1);
 	for (int i = 0; i < N_GREEDY; i++) {
 		assert_int_equal(pinfer_eval(c, &tok, 1, NULL), 0);
-		tok = argmax(pinfer_logits(c, -1), 512);
+		tok = test_argmax(pinfer_logits(c, -1), 512);
 		out[i] = tok;
 	}
 	pinfer_ctx_free(c);
@@ -157,11 +148,11 @@ static void test_chunked_prefill_then_decode(void **state)
 	memcpy(seq + 1, ref_ids, 100 * sizeof(int32_t));
 	assert_int_equal(pinfer_eval(c, seq, 101, NULL), 0);
 	assert_int_equal(pinfer_ctx_pos(c), 101);
-	int32_t tok = argmax(pinfer_logits(c, -1), 512);
+	int32_t tok = test_argmax(pinfer_logits(c, -1), 512);
 	assert_int_equal(tok, ref_ids[100]);
 	for (int i = 101; i < N_GREEDY; i++) {
 		assert_int_equal(pinfer_eval(c, &tok, 1, NULL), 0);
-		tok = argmax(pinfer_logits(c, -1), 512);
+		tok = test_argmax(pinfer_logits(c, -1), 512);
 		assert_int_equal(tok, ref_ids[i]);
 	}
 	pinfer_ctx_free(c);
@@ -202,7 +193,7 @@ static void test_shared_threads_interleaved(void **state)
 			if (at < 0)
 				continue;
 			assert_int_equal(pinfer_eval(c[k], &tok[k], 1, NULL), 0);
-			tok[k] = argmax(pinfer_logits(c[k], -1), 512);
+			tok[k] = test_argmax(pinfer_logits(c[k], -1), 512);
 			assert_int_equal(tok[k], ref_ids[at]);
 		}
 	for (int k = 0; k < 2; k++)

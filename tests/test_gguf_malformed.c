@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -780,6 +781,19 @@ static void test_writer_io_error(void **state)
 	assert_true(gguf_writer_write_header(w, p, &err) < 0);
 	assert_non_null(strstr(err.msg, p));
 	gguf_writer_free(w);
+
+	/* A path that is not a regular file (-o /dev/null) is refused, not
+	 * replaced by the rename at the end. */
+	w = gguf_writer_new();
+	tmp_path(p, "fifo.gguf");
+	assert_int_equal(mkfifo(p, 0600), 0);
+	assert_int_equal(gguf_writer_write_header(w, p, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "not a regular file"));
+	struct stat st;
+	assert_int_equal(stat(p, &st), 0);
+	assert_true(S_ISFIFO(st.st_mode));
+	gguf_writer_free(w);
+	unlink(p);
 }
 
 static void assert_same_kv(const struct gguf_file *a, const struct gguf_kv *x,

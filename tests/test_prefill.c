@@ -12,20 +12,6 @@
 
 #define N_TOKENS 160
 
-static char dir[] = "/tmp/pinfer-test-prefill-XXXXXX";
-
-static int setup(void **state)
-{
-	(void)state;
-	return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return test_rmtree(dir);
-}
-
 static struct pinfer_ctx *ctx(struct pinfer_model *m, int n_batch, bool all_logits)
 {
 	struct pinfer_ctx_params p;
@@ -43,7 +29,7 @@ static struct pinfer_ctx *ctx(struct pinfer_model *m, int n_batch, bool all_logi
 
 static void check_type(enum pf_dtype type)
 {
-	const char *path = test_synth(dir, pf_dtype_info(type)->name, 512, 2, type, PINFER_ACT_AUTO);
+	const char *path = test_synth(test_dir, pf_dtype_info(type)->name, 512, 2, type, PINFER_ACT_AUTO);
 	struct pf_err err;
 	struct pinfer_model *m;
 	if (pinfer_model_open(&m, path, NULL, &err))
@@ -104,5 +90,5 @@ int main(void)
 		cmocka_unit_test(test_f32),  cmocka_unit_test(test_f16),  cmocka_unit_test(test_q4_0),
 		cmocka_unit_test(test_q8_0), cmocka_unit_test(test_q4_k), cmocka_unit_test(test_q6_k),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown);
 }

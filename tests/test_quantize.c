@@ -38,13 +38,6 @@ static void synth_opts_for_test(struct synth_opts *o, const char *shape)
 		assert_int_equal(synth_set_shape(o, shape), 0);
 }
 
-static void synth_or_fail(const char *out, const struct synth_opts *o)
-{
-	struct pf_err err = { { 0 } };
-	if (synth_model(out, o, &err))
-		fail_msg("synth %s: %s", out, err.msg);
-}
-
 static int setup(void **state)
 {
 	(void)state;
@@ -54,7 +47,7 @@ static int setup(void **state)
 	struct synth_opts o;
 	synth_opts_for_test(&o, "tiny");
 	o.type = PF_F32;
-	synth_or_fail(tmp_path(tiny_f32, "tiny-f32.gguf"), &o);
+	test_synth_or_fail(tmp_path(tiny_f32, "tiny-f32.gguf"), &o);
 	/* Rows of 256 and 768 fit the K formats' 256-element blocks. */
 	synth_opts_for_test(&o, NULL);
 	o.type = PF_F32;
@@ -62,7 +55,7 @@ static int setup(void **state)
 	o.n_ff = 768;
 	o.n_layer = 2;
 	o.n_head = o.n_head_kv = 4;
-	synth_or_fail(tmp_path(k_f32, "k-f32.gguf"), &o);
+	test_synth_or_fail(tmp_path(k_f32, "k-f32.gguf"), &o);
 	return 0;
 }
 
@@ -110,15 +103,6 @@ static float *eval_logits(const char *path)
 	pinfer_ctx_free(c);
 	pinfer_model_free(m);
 	return out;
-}
-
-static int argmax(const float *x, int n)
-{
-	int best = 0;
-	for (int i = 1; i < n; i++)
-		if (x[i] > x[best])
-			best = i;
-	return best;
 }
 
 static void quantize_or_fail(const char *in, const char *out, enum pf_dtype type,
@@ -183,7 +167,7 @@ static void check_quantized(const char *ref, const char *name, enum pf_dtype typ
 			if (fabs(d) > max_diff)
 				max_diff = fabs(d);
 		}
-		agree += argmax(f, n_vocab) == argmax(q, n_vocab);
+		agree += test_argmax(f, n_vocab) == test_argmax(q, n_vocab);
 	}
 	free(lf);
 	free(lq);
@@ -284,12 +268,12 @@ static void test_synth_deterministic(void **state)
 	struct synth_opts o;
 	synth_opts_for_test(&o, "tiny");
 	o.type = PF_Q4_0;
-	synth_or_fail(tmp_path(a, "seed1-a.gguf"), &o);
+	test_synth_or_fail(tmp_path(a, "seed1-a.gguf"), &o);
 	/* The bytes must not depend on how rows were split among threads. */
 	o.n_threads = 1;
-	synth_or_fail(tmp_path(b, "seed1-b.gguf"), &o);
+	test_synth_or_fail(tmp_path(b, "seed1-b.gguf"), &o);
 	o.seed = 2;
-	synth_or_fail(tmp_path(c, "seed2.gguf"), &o);
+	test_synth_or_fail(tmp_path(c, "seed2.gguf"), &o);
 	size_t na, nb, nc;
 	char *da = read_file(a, &na), *db = read_file(b, &nb), *dc = read_file(c, &nc);
 	assert_int_equal(na, nb);
@@ -315,7 +299,7 @@ static void test_synth_hparams(void **state)
 	o.n_ctx = 512;
 	o.type = PF_Q8_0;
 	o.act = PINFER_ACT_RELU;
-	synth_or_fail(tmp_path(out, "custom.gguf"), &o);
+	test_synth_or_fail(tmp_path(out, "custom.gguf"), &o);
 	struct pinfer_model *m = open_model(out);
 	const struct pinfer_model_info *i = pinfer_model_info(m);
 	assert_string_equal(i->arch, "llama");

@@ -22,23 +22,9 @@
 
 #define N_GEN 64
 
-static char dir[] = "/tmp/pinfer-test-sparsity-XXXXXX";
-
-static int setup(void **state)
-{
-	(void)state;
-	return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return test_rmtree(dir);
-}
-
 static const char *synth(const char *name, enum pf_dtype type, enum pinfer_ffn_act act)
 {
-	return test_synth(dir, name, 768, 3, type, act);
+	return test_synth(test_dir, name, 768, 3, type, act);
 }
 
 static struct pinfer_model *open_model(const char *path, enum pinfer_sparsity mode, const char *calibration)
@@ -54,28 +40,6 @@ static struct pinfer_model *open_model(const char *path, enum pinfer_sparsity mo
 	return m;
 }
 
-static struct pinfer_ctx *new_ctx(struct pinfer_model *m, int n_threads)
-{
-	struct pinfer_ctx_params p;
-	pinfer_ctx_params_default(&p);
-	p.n_ctx = 128;
-	p.n_threads = n_threads;
-	struct pinfer_ctx *c;
-	struct pf_err err;
-	if (pinfer_ctx_new(&c, m, &p, &err))
-		fail_msg("%s", err.msg);
-	return c;
-}
-
-static int32_t argmax(const float *v, int n)
-{
-	int32_t best = 0;
-	for (int i = 1; i < n; i++)
-		if (v[i] > v[best])
-			best = i;
-	return best;
-}
-
 /* Generates N_GEN greedy tokens with the reference model after a short
  * prompt, feeding the same tokens to the other, and returns the largest
  * relative RMS difference of their logits over the steps. */
@@ -83,7 +47,7 @@ static double compare(struct pinfer_model *ref, struct pinfer_model *other, int 
 		      struct pinfer_ffn_stats *ref_stats, struct pinfer_ffn_stats *other_stats)
 {
 	int n_vocab = pinfer_model_info(ref)->n_vocab;
-	struct pinfer_ctx *a = new_ctx(ref, 2), *b = new_ctx(other, other_threads);
+	struct pinfer_ctx *a = test_new_ctx(ref, 128, 2), *b = test_new_ctx(other, 128, other_threads);
 	int32_t prompt[8];
 	int n = pinfer_tokenize(ref, "Once upon a time", 16, true, false, prompt, 8);
 	assert_true(n > 1);
@@ -101,7 +65,7 @@ static double compare(struct pinfer_model *ref, struct pinfer_model *other, int 
 		double rel = sqrt(num / den);
 		if (rel > worst)
 			worst = rel;
-		int32_t t = argmax(la, n_vocab);
+		int32_t t = test_argmax(la, n_vocab);
 		assert_int_equal(pinfer_eval(a, &t, 1, NULL), 0);
 		assert_int_equal(pinfer_eval(b, &t, 1, NULL), 0);
 	}
@@ -150,7 +114,7 @@ static void test_gate_relu_q4_0(void **state) { (void)state; check_gate("relu-q4
 static const char *write_thresholds(const char *name, const char *arch, const float *thr, int n)
 {
 	static char path[512];
-	snprintf(path, sizeof(path), "%s/%s.gguf", dir, name);
+	snprintf(path, sizeof(path), "%s/%s.gguf", test_dir, name);
 	struct gguf_writer *w = gguf_writer_new();
 	assert_non_null(w);
 	struct pf_err err;
@@ -193,7 +157,7 @@ static void test_threshold(void **state)
 	uint64_t seed = 5;
 	for (int i = 0; i < 40; i++)
 		toks[i] = (int32_t)(test_rand(&seed) % (uint64_t)n_vocab);
-	struct pinfer_ctx *one = new_ctx(m, 2), *batch = new_ctx(m, 2);
+	struct pinfer_ctx *one = test_new_ctx(m, 128, 2), *batch = test_new_ctx(m, 128, 2);
 	for (int i = 0; i < 40; i++)
 		assert_int_equal(pinfer_eval(one, &toks[i], 1, NULL), 0);
 	assert_int_equal(pinfer_eval(batch, toks, 40, NULL), 0);
@@ -252,7 +216,7 @@ static void test_refusals(void **state)
 	expect_refusal(silu, PINFER_SPARSITY_AUTO, write_thresholds("negative", "llama", bad, 3), -EINVAL,
 		       "threshold 1");
 	char missing[600];
-	snprintf(missing, sizeof(missing), "%s/none.gguf", dir);
+	snprintf(missing, sizeof(missing), "%s/none.gguf", test_dir);
 	expect_refusal(silu, PINFER_SPARSITY_AUTO, missing, -ENOENT, "none.gguf");
 
 	enum pinfer_sparsity s;
@@ -268,7 +232,7 @@ static void test_refusals(void **state)
 static const char *oracle_pwri(const char *path, const char *name)
 {
 	static char out[512];
-	snprintf(out, sizeof(out), "%s/%s.gguf", dir, name);
+	snprintf(out, sizeof(out), "%s/%s.gguf", test_dir, name);
 	struct gguf_file *f;
 	struct pf_err err;
 	if (gguf_open(&f, path, &err))
@@ -377,7 +341,7 @@ static void test_probe(void **state)
 	const char *path = synth("probe", PF_F32, PINFER_ACT_RELU);
 	for (int mode = PINFER_SPARSITY_DENSE; mode <= PINFER_SPARSITY_GATE; mode++) {
 		struct pinfer_model *m = open_model(path, (enum pinfer_sparsity)mode, NULL);
-		struct pinfer_ctx *c = new_ctx(m, 2);
+		struct pinfer_ctx *c = test_new_ctx(m, 128, 2);
 		struct probe_count pc = { { 0 }, 0, 0 };
 		assert_int_equal(pinfer_ctx_set_ffn_probe(c, probe, &pc), 0);
 		int32_t toks[6] = { 1, 300, 301, 302, 303, 304 };
@@ -411,5 +375,5 @@ int main(void)
 		cmocka_unit_test(test_predictor_oracle),
 		cmocka_unit_test(test_probe),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown);
 }

@@ -3,44 +3,12 @@
 # thresholds on text disjoint from the evaluation lines, check the
 # perplexity they give against dense, profile neuron activity and read the
 # profile back, and refuse bad calibration files and bad options.
-set -u
-: "${SHARED:?SHARED must name the shared data directory}"
-: "${BUILD:?BUILD must name the build directory}"
-bin="$BUILD/pinfer-model"
+me=test_sparsity_tools
+# shellcheck source=tests/tools_lib.sh
+. "$(dirname "$0")/tools_lib.sh"
 stories="$SHARED/models/stories260K/stories260K.gguf"
 text="$SHARED/text/tinystories_val_head.txt"
-
-fail() {
-	echo "test_sparsity_tools: FAIL: $*" >&2
-	exit 1
-}
-
-[ -x "$bin" ] || fail "$bin not found (build it first)"
 command -v python3 >/dev/null || fail "python3 is needed to read the GGUF files"
-tmp=$(mktemp -d /tmp/pinfer-sparsity-XXXXXX) || fail "cannot create a temporary directory"
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM
-
-run() {
-	"$@" >"$tmp/out" 2>"$tmp/err" && return 0
-	status=$?
-	cat "$tmp/out" "$tmp/err" >&2
-	fail "exit status $status from: $*"
-}
-
-expect() {  # FILE TEXT: FILE contains TEXT
-	grep -qF -- "$2" "$1" || { cat "$1" >&2; fail "expected '$2' in the output above"; }
-}
-
-# CODE TEXT COMMAND...: exits with CODE and says TEXT on stderr.
-refuse() {
-	code=$1 msg=$2
-	shift 2
-	"$@" >"$tmp/out" 2>"$tmp/err"
-	status=$?
-	[ "$status" -eq "$code" ] || { cat "$tmp/err" >&2; fail "exit status $status (want $code) from: $*"; }
-	expect "$tmp/err" "$msg"
-}
 
 # A GGUF v3 reader and writer small enough to trust: `gguf.py dump FILE`
 # prints every key (arrays as their elements) and every tensor's name,

@@ -30,24 +30,6 @@
 #define N_FF 1024
 #define R_HIDDEN 64
 
-static const char prompt[] =
-	"Once upon a time, there was a little girl named Lily. She loved to play outside "
-	"in the sunshine with her dog.";
-
-static char dir[] = "/tmp/pinfer-test-synth-predictor-XXXXXX";
-
-static int setup(void **state)
-{
-	(void)state;
-	return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return test_rmtree(dir);
-}
-
 static void opts(struct synth_opts *o, enum pinfer_ffn_act act, enum pf_dtype type, uint64_t seed)
 {
 	synth_opts_init(o);
@@ -64,13 +46,6 @@ static void opts(struct synth_opts *o, enum pinfer_ffn_act act, enum pf_dtype ty
 	o->n_threads = 2;
 	o->n_ctx = 256;
 	o->vocab = shared_path("models/llama-2-tiny-random/llama-2-tiny-random.gguf");
-}
-
-static void synth_or_fail(const char *path, const struct synth_opts *o)
-{
-	struct pf_err err;
-	if (synth_model(path, o, &err))
-		fail_msg("synth %s: %s", path, err.msg);
 }
 
 static struct gguf_file *open_or_fail(const char *path)
@@ -191,51 +166,16 @@ static void probe(void *data, int layer, int T, const float *x, const float *gat
 	}
 }
 
-static int32_t argmax(const float *logits, int n)
-{
-	int32_t best = 0;
-	for (int32_t v = 1; v < n; v++)
-		if (logits[v] > logits[best])
-			best = v;
-	return best;
-}
-
-/* Runs the model at path in the given mode over the prompt (one prefill)
+/* Runs the model at path in the given mode over a story (one prefill)
  * and greedy decode up to N_TOKENS tokens, with the predictor p probing;
  * the tokens go to toks. */
 static void run(const char *path, enum pinfer_sparsity mode, struct pred *p, int32_t *toks)
 {
-	struct pinfer_model_params mp;
-	pinfer_model_params_default(&mp);
-	mp.sparsity = mode;
-	struct pinfer_model *m;
-	struct pf_err err;
-	if (pinfer_model_open(&m, path, &mp, &err))
-		fail_msg("%s", err.msg);
-	const struct pinfer_model_info *hp = pinfer_model_info(m);
-	assert_int_equal(hp->n_embd, N_EMBD);
-	assert_int_equal(hp->n_ff, N_FF);
-	assert_int_equal(hp->n_layer, N_LAYER);
-	struct pinfer_ctx_params cp;
-	pinfer_ctx_params_default(&cp);
-	cp.n_ctx = N_TOKENS + 8;
-	cp.n_threads = 2;
-	struct pinfer_ctx *ctx;
-	if (pinfer_ctx_new(&ctx, m, &cp, &err))
-		fail_msg("%s", err.msg);
+	const struct test_probe tp = { probe, p, N_EMBD, N_FF, N_LAYER };
 	pred_reset(p);
-	assert_int_equal(pinfer_ctx_set_ffn_probe(ctx, probe, p), 0);
-	int n = pinfer_tokenize(m, prompt, strlen(prompt), true, false, toks, N_TOKENS);
-	assert_true(n > 16 && n < N_TOKENS);
-	assert_int_equal(pinfer_eval(ctx, toks, n, NULL), 0);
-	for (; n < N_TOKENS; n++) {
-		toks[n] = argmax(pinfer_logits(ctx, -1), hp->n_vocab);
-		assert_int_equal(pinfer_eval(ctx, &toks[n], 1, NULL), 0);
-	}
+	test_probe_run(path, mode, &tp, N_TOKENS, toks, NULL);
 	for (int l = 0; l < N_LAYER; l++)
 		assert_int_equal(p->rows[l], N_TOKENS);
-	pinfer_ctx_free(ctx);
-	pinfer_model_free(m);
 }
 
 /* Feeds toks (N_TOKENS) one at a time (decode steps) in the given mode and
@@ -252,16 +192,10 @@ static int forced(const char *path, enum pinfer_sparsity mode, const int32_t *to
 		print_message("%s mode does not open: %s\n", pinfer_sparsity_name(mode), err.msg);
 		return -1;
 	}
-	struct pinfer_ctx_params cp;
-	pinfer_ctx_params_default(&cp);
-	cp.n_ctx = N_TOKENS + 8;
-	cp.n_threads = 2;
-	struct pinfer_ctx *ctx;
-	if (pinfer_ctx_new(&ctx, m, &cp, &err))
-		fail_msg("%s", err.msg);
+	struct pinfer_ctx *ctx = test_new_ctx(m, N_TOKENS + 8, 2);
 	for (int i = 0; i < N_TOKENS; i++) {
 		assert_int_equal(pinfer_eval(ctx, &toks[i], 1, NULL), 0);
-		best[i] = argmax(pinfer_logits(ctx, -1), pinfer_model_info(m)->n_vocab);
+		best[i] = test_argmax(pinfer_logits(ctx, -1), pinfer_model_info(m)->n_vocab);
 	}
 	pinfer_ctx_free(ctx);
 	pinfer_model_free(m);
@@ -317,7 +251,7 @@ static struct result check_layers(const struct pred *p, const char *what, bool s
 static void path_of(char *path, size_t size, enum pinfer_ffn_act act, enum pf_dtype type,
 		    uint64_t seed)
 {
-	snprintf(path, size, "%s/%s-%s-%llu.gguf", dir, pinfer_ffn_act_name(act),
+	snprintf(path, size, "%s/%s-%s-%llu.gguf", test_dir, pinfer_ffn_act_name(act),
 		 pf_dtype_info(type)->name, (unsigned long long)seed);
 }
 
@@ -336,7 +270,7 @@ static void check(enum pinfer_ffn_act act, enum pf_dtype type, uint64_t seed)
 	path_of(path, sizeof(path), act, type, seed);
 	struct synth_opts o;
 	opts(&o, act, type, seed);
-	synth_or_fail(path, &o);
+	test_synth_or_fail(path, &o);
 	static struct pred p;
 	pred_load(&p, path);
 	assert_true(p.theta == 0.0f);
@@ -363,33 +297,16 @@ static void check(enum pinfer_ffn_act act, enum pf_dtype type, uint64_t seed)
 	remove(path);
 }
 
-static void test_relu_f32(void **state)
+static void check_seeds(enum pinfer_ffn_act act, enum pf_dtype type)
 {
-	(void)state;
 	for (uint64_t seed = 1; seed <= 3; seed++)
-		check(PINFER_ACT_RELU, PF_F32, seed);
+		check(act, type, seed);
 }
 
-static void test_relu_q8_0(void **state)
-{
-	(void)state;
-	for (uint64_t seed = 1; seed <= 3; seed++)
-		check(PINFER_ACT_RELU, PF_Q8_0, seed);
-}
-
-static void test_drelu_f32(void **state)
-{
-	(void)state;
-	for (uint64_t seed = 1; seed <= 3; seed++)
-		check(PINFER_ACT_DRELU, PF_F32, seed);
-}
-
-static void test_drelu_q8_0(void **state)
-{
-	(void)state;
-	for (uint64_t seed = 1; seed <= 3; seed++)
-		check(PINFER_ACT_DRELU, PF_Q8_0, seed);
-}
+static void test_relu_f32(void **state) { (void)state; check_seeds(PINFER_ACT_RELU, PF_F32); }
+static void test_relu_q8_0(void **state) { (void)state; check_seeds(PINFER_ACT_RELU, PF_Q8_0); }
+static void test_drelu_f32(void **state) { (void)state; check_seeds(PINFER_ACT_DRELU, PF_F32); }
+static void test_drelu_q8_0(void **state) { (void)state; check_seeds(PINFER_ACT_DRELU, PF_Q8_0); }
 
 /* The checks can fail: another seed's predictor on a model finds neither
  * its neurons nor few enough, and the model's own without its margin
@@ -402,9 +319,9 @@ static void test_controls(void **state)
 	path_of(b, sizeof(b), PINFER_ACT_RELU, PF_Q8_0, 12);
 	struct synth_opts o;
 	opts(&o, PINFER_ACT_RELU, PF_Q8_0, 11);
-	synth_or_fail(a, &o);
+	test_synth_or_fail(a, &o);
 	opts(&o, PINFER_ACT_RELU, PF_Q8_0, 12);
-	synth_or_fail(b, &o);
+	test_synth_or_fail(b, &o);
 	static struct pred p;
 	int32_t toks[N_TOKENS];
 
@@ -447,7 +364,7 @@ static void test_down_t(void **state)
 		struct synth_opts o;
 		opts(&o, PINFER_ACT_DRELU, types[k], 7);
 		o.n_layer = 2;
-		synth_or_fail(path, &o);
+		test_synth_or_fail(path, &o);
 		struct gguf_file *f = open_or_fail(path);
 		for (int l = 0; l < 2; l++) {
 			char name[64];
@@ -487,7 +404,7 @@ static void test_format(void **state)
 	struct synth_opts o;
 	opts(&o, PINFER_ACT_RELU, PF_Q4_0, 1);
 	o.n_layer = 2;
-	synth_or_fail(path, &o);
+	test_synth_or_fail(path, &o);
 	size_t len;
 	char *bytes = read_file(path, &len);
 	assert_true(len > 8);
@@ -528,7 +445,7 @@ static void test_format(void **state)
 
 	/* without --predictor: GGUF, none of them */
 	o.predictor = 0;
-	synth_or_fail(path, &o);
+	test_synth_or_fail(path, &o);
 	bytes = read_file(path, &len);
 	assert_memory_equal(bytes, "GGUF", 4);
 	free(bytes);
@@ -542,16 +459,6 @@ static void test_format(void **state)
 	remove(path);
 }
 
-static bool same_bytes(const char *a, const char *b)
-{
-	size_t na, nb;
-	char *x = read_file(a, &na), *y = read_file(b, &nb);
-	bool same = na == nb && !memcmp(x, y, na);
-	free(x);
-	free(y);
-	return same;
-}
-
 /* Same seed, any thread count: the same bytes; another seed or another R:
  * others. */
 static void test_deterministic(void **state)
@@ -559,48 +466,20 @@ static void test_deterministic(void **state)
 	(void)state;
 	const enum pinfer_ffn_act acts[] = { PINFER_ACT_RELU, PINFER_ACT_DRELU };
 	for (size_t k = 0; k < 2; k++) {
-		char a[512], b[512], c[512];
-		snprintf(a, sizeof(a), "%s/det-a.gguf", dir);
-		snprintf(b, sizeof(b), "%s/det-b.gguf", dir);
-		snprintf(c, sizeof(c), "%s/det-c.gguf", dir);
-		struct synth_opts o;
+		struct synth_opts o, other;
 		opts(&o, acts[k], PF_Q4_0, 5);
 		o.n_layer = 2;
-		o.n_threads = 1;
-		synth_or_fail(a, &o);
-		o.n_threads = 2;
-		synth_or_fail(b, &o);
-		assert_true(same_bytes(a, b));
-		o.n_threads = 3;
-		synth_or_fail(b, &o);
-		assert_true(same_bytes(a, b));
-		o.seed = 6;
-		synth_or_fail(c, &o);
-		assert_false(same_bytes(a, c));
-		o.seed = 5;
-		o.predictor = 32;
-		synth_or_fail(c, &o);
-		assert_false(same_bytes(a, c));
-		remove(a);
-		remove(b);
-		remove(c);
+		other = o;
+		other.predictor = 32;
+		test_synth_is_pure(&o, &other);
 	}
-}
-
-static int synth_cli(int argc, const char *const *args)
-{
-	char *argv[32];
-	for (int i = 0; i < argc; i++)
-		argv[i] = (char *)args[i];
-	argv[argc] = NULL;
-	return cmd_synth(argc, argv);
 }
 
 static void test_bad_options(void **state)
 {
 	(void)state;
 	char path[512];
-	snprintf(path, sizeof(path), "%s/bad.gguf", dir);
+	snprintf(path, sizeof(path), "%s/bad.gguf", test_dir);
 	struct synth_opts o;
 	struct pf_err err;
 	/* no sparsity */
@@ -623,29 +502,29 @@ static void test_bad_options(void **state)
 	const char *vocab = shared_path("models/llama-2-tiny-random/llama-2-tiny-random.gguf");
 	const char *no_sparsity[] = { "synth", "--shape", "tiny", "--vocab-from", vocab, "--act",
 				      "relu", "--predictor", "16", "-o", path };
-	assert_int_equal(synth_cli(11, no_sparsity), 2);
+	assert_int_equal(test_synth_cli(11, no_sparsity), 2);
 	const char *odd[] = { "synth", "--shape", "tiny", "--vocab-from", vocab, "--act", "relu",
 			      "--sparsity", "0.9", "--predictor", "15", "-o", path };
-	assert_int_equal(synth_cli(13, odd), 2);
+	assert_int_equal(test_synth_cli(13, odd), 2);
 	const char *zero[] = { "synth", "--shape", "tiny", "--vocab-from", vocab, "--act", "relu",
 			       "--sparsity", "0.9", "--predictor", "0", "-o", path };
-	assert_int_equal(synth_cli(13, zero), 2);
+	assert_int_equal(test_synth_cli(13, zero), 2);
 	const char *junk[] = { "synth", "--shape", "tiny", "--vocab-from", vocab, "--act", "relu",
 			       "--sparsity", "0.9", "--predictor", "16x", "-o", path };
-	assert_int_equal(synth_cli(13, junk), 2);
+	assert_int_equal(test_synth_cli(13, junk), 2);
 	/* tiny has dim 128 */
 	const char *wide[] = { "synth", "--shape", "tiny", "--vocab-from", vocab, "--act", "relu",
 			       "--sparsity", "0.9", "--predictor", "130", "-o", path };
-	assert_int_equal(synth_cli(13, wide), 2);
+	assert_int_equal(test_synth_cli(13, wide), 2);
 	const char *ok[] = { "synth", "--shape", "tiny", "--vocab-from", vocab, "--act", "drelu",
 			     "--sparsity", "0.9", "--predictor", "128", "-t", "2", "-o", path };
-	assert_int_equal(synth_cli(15, ok), 0);
+	assert_int_equal(test_synth_cli(15, ok), 0);
 	struct gguf_file *f = open_or_fail(path);
 	assert_true(f->powerinfer);
 	gguf_close(f);
 	const char *two[] = { "synth", "--shape", "tiny", "--vocab-from", vocab, "--act", "relu",
 			      "--sparsity", "0.9", "--predictor", "2", "-t", "2", "-o", path };
-	assert_int_equal(synth_cli(15, two), 0);
+	assert_int_equal(test_synth_cli(15, two), 0);
 	remove(path);
 }
 
@@ -662,5 +541,5 @@ int main(void)
 		cmocka_unit_test(test_deterministic),
 		cmocka_unit_test(test_bad_options),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown);
 }

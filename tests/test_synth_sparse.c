@@ -19,31 +19,14 @@
 
 #define N_TOKENS 64
 #define N_LAYER 4
+#define N_EMBD 256
 #define N_FF 1024
-
-static const char prompt[] =
-	"Once upon a time, there was a little girl named Lily. She loved to play outside "
-	"in the sunshine with her dog.";
-
-static char dir[] = "/tmp/pinfer-test-synth-sparse-XXXXXX";
-
-static int setup(void **state)
-{
-	(void)state;
-	return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return test_rmtree(dir);
-}
 
 static void opts(struct synth_opts *o, enum pinfer_ffn_act act, float sparsity, enum pf_dtype type,
 		 uint64_t seed)
 {
 	synth_opts_init(o);
-	o->n_embd = 256;
+	o->n_embd = N_EMBD;
 	o->n_ff = N_FF;
 	o->n_layer = N_LAYER;
 	o->n_head = 4;
@@ -55,13 +38,6 @@ static void opts(struct synth_opts *o, enum pinfer_ffn_act act, float sparsity, 
 	o->n_threads = 2;
 	o->n_ctx = 256;
 	o->vocab = shared_path("models/llama-2-tiny-random/llama-2-tiny-random.gguf");
-}
-
-static void synth_or_fail(const char *path, const struct synth_opts *o)
-{
-	struct pf_err err;
-	if (synth_model(path, o, &err))
-		fail_msg("synth %s: %s", path, err.msg);
 }
 
 /* What the FFN probe counts: tokens whose activation is not zero, per
@@ -86,45 +62,14 @@ static void probe(void *data, int layer, int T, const float *x, const float *gat
 	c->rows[layer] += (uint64_t)T;
 }
 
-/* Runs the prompt (one prefill) and greedy decode up to N_TOKENS tokens;
+/* Runs a story (one prefill) and greedy decode up to N_TOKENS tokens;
  * returns the measured sparsity, 1 - active / neurons. */
 static double run(const char *path, enum pinfer_sparsity mode, struct counts *c)
 {
-	struct pinfer_model_params mp;
-	pinfer_model_params_default(&mp);
-	mp.sparsity = mode;
-	struct pinfer_model *m;
-	struct pf_err err;
-	if (pinfer_model_open(&m, path, &mp, &err))
-		fail_msg("%s", err.msg);
-	const struct pinfer_model_info *hp = pinfer_model_info(m);
-	assert_int_equal(hp->n_ff, N_FF);
-	assert_int_equal(hp->n_layer, N_LAYER);
-	struct pinfer_ctx_params cp;
-	pinfer_ctx_params_default(&cp);
-	cp.n_ctx = N_TOKENS + 8;
-	cp.n_threads = 2;
-	struct pinfer_ctx *ctx;
-	if (pinfer_ctx_new(&ctx, m, &cp, &err))
-		fail_msg("%s", err.msg);
+	const struct test_probe tp = { probe, c, N_EMBD, N_FF, N_LAYER };
 	memset(c, 0, sizeof(*c));
-	assert_int_equal(pinfer_ctx_set_ffn_probe(ctx, probe, c), 0);
-
-	int32_t toks[N_TOKENS];
-	int n = pinfer_tokenize(m, prompt, strlen(prompt), true, false, toks, N_TOKENS);
-	assert_true(n > 16 && n < N_TOKENS);
-	assert_int_equal(pinfer_eval(ctx, toks, n, NULL), 0);
-	for (; n < N_TOKENS; n++) {
-		const float *logits = pinfer_logits(ctx, -1);
-		int32_t best = 0;
-		for (int32_t v = 1; v < hp->n_vocab; v++)
-			if (logits[v] > logits[best])
-				best = v;
-		assert_int_equal(pinfer_eval(ctx, &best, 1, NULL), 0);
-	}
-
 	struct pinfer_ffn_stats st;
-	pinfer_ctx_ffn_stats(ctx, &st);
+	test_probe_run(path, mode, &tp, N_TOKENS, NULL, &st);
 	assert_int_equal(st.tokens, N_TOKENS);
 	assert_int_equal(st.neurons, (uint64_t)N_TOKENS * N_LAYER * N_FF);
 	uint64_t probed = 0;
@@ -133,8 +78,6 @@ static double run(const char *path, enum pinfer_sparsity mode, struct counts *c)
 		probed += c->active[l];
 	}
 	assert_int_equal(probed, st.active);
-	pinfer_ctx_free(ctx);
-	pinfer_model_free(m);
 	return 1.0 - (double)st.active / (double)st.neurons;
 }
 
@@ -172,11 +115,11 @@ static double head_share(const uint64_t *neuron)
 static void check(enum pinfer_ffn_act act, float sparsity, enum pf_dtype type, uint64_t seed)
 {
 	char path[512];
-	snprintf(path, sizeof(path), "%s/%s-%g-%s-%llu.gguf", dir, pinfer_ffn_act_name(act),
+	snprintf(path, sizeof(path), "%s/%s-%g-%s-%llu.gguf", test_dir, pinfer_ffn_act_name(act),
 		 (double)sparsity, pf_dtype_info(type)->name, (unsigned long long)seed);
 	struct synth_opts o;
 	opts(&o, act, sparsity, type, seed);
-	synth_or_fail(path, &o);
+	test_synth_or_fail(path, &o);
 	static struct counts c;
 	const enum pinfer_sparsity modes[] = { PINFER_SPARSITY_DENSE, PINFER_SPARSITY_GATE };
 	for (size_t k = 0; k < 2; k++) {
@@ -239,10 +182,10 @@ static void test_plain_relu_is_not_sparse(void **state)
 {
 	(void)state;
 	char path[512];
-	snprintf(path, sizeof(path), "%s/plain-relu.gguf", dir);
+	snprintf(path, sizeof(path), "%s/plain-relu.gguf", test_dir);
 	struct synth_opts o;
 	opts(&o, PINFER_ACT_RELU, 0.0f, PF_Q8_0, 1);
-	synth_or_fail(path, &o);
+	test_synth_or_fail(path, &o);
 	static struct counts c;
 	double s = run(path, PINFER_SPARSITY_GATE, &c);
 	double h = head_share(c.neuron[0]);
@@ -252,52 +195,18 @@ static void test_plain_relu_is_not_sparse(void **state)
 	remove(path);
 }
 
-static uint8_t *slurp_file(const char *path, size_t *len)
-{
-	return (uint8_t *)read_file(path, len);
-}
-
-static bool same_bytes(const char *a, const char *b)
-{
-	size_t na, nb;
-	uint8_t *x = slurp_file(a, &na), *y = slurp_file(b, &nb);
-	bool same = na == nb && !memcmp(x, y, na);
-	free(x);
-	free(y);
-	return same;
-}
-
-/* Same seed, any thread count: the same bytes; another seed: others. */
+/* Same seed, any thread count: the same bytes; another seed or another
+ * sparsity (it is part of the model): others. */
 static void test_deterministic(void **state)
 {
 	(void)state;
 	const enum pinfer_ffn_act acts[] = { PINFER_ACT_RELU, PINFER_ACT_DRELU };
 	for (size_t k = 0; k < 2; k++) {
-		char a[512], b[512], c[512];
-		snprintf(a, sizeof(a), "%s/det-a.gguf", dir);
-		snprintf(b, sizeof(b), "%s/det-b.gguf", dir);
-		snprintf(c, sizeof(c), "%s/det-c.gguf", dir);
-		struct synth_opts o;
+		struct synth_opts o, other;
 		opts(&o, acts[k], 0.9f, PF_Q4_0, 5);
-		o.n_threads = 1;
-		synth_or_fail(a, &o);
-		o.n_threads = 3;
-		synth_or_fail(b, &o);
-		assert_true(same_bytes(a, b));
-		o.n_threads = 2;
-		synth_or_fail(b, &o);
-		assert_true(same_bytes(a, b));
-		o.seed = 6;
-		synth_or_fail(c, &o);
-		assert_false(same_bytes(a, c));
-		/* and the sparsity is part of the model */
-		o.seed = 5;
-		o.sparsity = 0.8f;
-		synth_or_fail(c, &o);
-		assert_false(same_bytes(a, c));
-		remove(a);
-		remove(b);
-		remove(c);
+		other = o;
+		other.sparsity = 0.8f;
+		test_synth_is_pure(&o, &other);
 	}
 }
 
@@ -305,11 +214,11 @@ static void test_metadata(void **state)
 {
 	(void)state;
 	char path[512];
-	snprintf(path, sizeof(path), "%s/meta.gguf", dir);
+	snprintf(path, sizeof(path), "%s/meta.gguf", test_dir);
 	struct synth_opts o;
 	opts(&o, PINFER_ACT_DRELU, 0.85f, PF_Q8_0, 1);
 	o.n_layer = 1;
-	synth_or_fail(path, &o);
+	test_synth_or_fail(path, &o);
 	struct gguf_file *f;
 	struct pf_err err;
 	if (gguf_open(&f, path, &err))
@@ -324,7 +233,7 @@ static void test_metadata(void **state)
 
 	opts(&o, PINFER_ACT_RELU, 0.0f, PF_Q8_0, 1);
 	o.n_layer = 1;
-	synth_or_fail(path, &o);
+	test_synth_or_fail(path, &o);
 	if (gguf_open(&f, path, &err))
 		fail_msg("%s", err.msg);
 	assert_false(gguf_get_f32(f, "pinfer.synth.sparsity", &v));
@@ -332,20 +241,11 @@ static void test_metadata(void **state)
 	remove(path);
 }
 
-static int synth_cli(int argc, const char *const *args)
-{
-	char *argv[32];
-	for (int i = 0; i < argc; i++)
-		argv[i] = (char *)args[i];
-	argv[argc] = NULL;
-	return cmd_synth(argc, argv);
-}
-
 static void test_bad_options(void **state)
 {
 	(void)state;
 	char path[512];
-	snprintf(path, sizeof(path), "%s/bad.gguf", dir);
+	snprintf(path, sizeof(path), "%s/bad.gguf", test_dir);
 	struct synth_opts o;
 	struct pf_err err;
 	const enum pinfer_ffn_act no_zeros[] = { PINFER_ACT_AUTO, PINFER_ACT_SILU };
@@ -363,19 +263,19 @@ static void test_bad_options(void **state)
 	const char *vocab = shared_path("models/llama-2-tiny-random/llama-2-tiny-random.gguf");
 	const char *no_act[] = { "synth", "--shape", "tiny", "--vocab-from", vocab, "--sparsity", "0.9",
 				 "-o", path };
-	assert_int_equal(synth_cli(9, no_act), 2);
+	assert_int_equal(test_synth_cli(9, no_act), 2);
 	const char *silu[] = { "synth", "--shape", "tiny", "--vocab-from", vocab, "--act", "silu",
 			       "--sparsity", "0.9", "-o", path };
-	assert_int_equal(synth_cli(11, silu), 2);
+	assert_int_equal(test_synth_cli(11, silu), 2);
 	const char *range[] = { "synth", "--shape", "tiny", "--vocab-from", vocab, "--act", "relu",
 				"--sparsity", "1", "-o", path };
-	assert_int_equal(synth_cli(11, range), 2);
+	assert_int_equal(test_synth_cli(11, range), 2);
 	const char *junk[] = { "synth", "--shape", "tiny", "--vocab-from", vocab, "--act", "relu",
 			       "--sparsity", "0.9x", "-o", path };
-	assert_int_equal(synth_cli(11, junk), 2);
+	assert_int_equal(test_synth_cli(11, junk), 2);
 	const char *ok[] = { "synth", "--shape", "tiny", "--vocab-from", vocab, "--act", "drelu",
 			     "--sparsity", "0.9", "-t", "2", "-o", path };
-	assert_int_equal(synth_cli(13, ok), 0);
+	assert_int_equal(test_synth_cli(13, ok), 0);
 	remove(path);
 }
 
@@ -391,5 +291,5 @@ int main(void)
 		cmocka_unit_test(test_metadata),
 		cmocka_unit_test(test_bad_options),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown);
 }

@@ -1,34 +1,10 @@
 #!/bin/sh
 # pinfer-model end to end through its command line: synth a model, inspect
 # and run it; quantize stories260K and check it still tells the same story.
-set -u
-: "${SHARED:?SHARED must name the shared data directory}"
-: "${BUILD:?BUILD must name the build directory}"
-bin="$BUILD/pinfer-model"
+me=test_tools
+# shellcheck source=tests/tools_lib.sh
+. "$(dirname "$0")/tools_lib.sh"
 stories="$SHARED/models/stories260K/stories260K.gguf"
-
-fail() {
-	echo "test_tools: FAIL: $*" >&2
-	exit 1
-}
-
-[ -x "$bin" ] || fail "$bin not found (build it first)"
-tmp=$(mktemp -d /tmp/pinfer-tools-XXXXXX) || fail "cannot create a temporary directory"
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM
-
-# Runs a command, keeping its output in $tmp/out and $tmp/err; fails with
-# both shown when it exits non-zero.
-run() {
-	"$@" >"$tmp/out" 2>"$tmp/err" && return 0
-	status=$?
-	cat "$tmp/out" "$tmp/err" >&2
-	fail "exit status $status from: $*"
-}
-
-expect() {  # FILE TEXT: FILE contains TEXT
-	grep -qF -- "$2" "$1" || { cat "$1" >&2; fail "expected '$2' in the output above"; }
-}
 
 # synth: the default vocabulary comes from $SHARED.
 run "$bin" synth --shape tiny --type q4_0 --seed 7 -o "$tmp/tiny.gguf"

@@ -207,12 +207,7 @@ int cmd_calibrate(int argc, char **argv)
 	/* The model options minus --sparsity (the target here) and
 	 * --calibration: calibration always runs densely. */
 	static const struct option longopts[] = {
-		{ "model", required_argument, NULL, 'm' },
-		{ "threads", required_argument, NULL, 't' },
-		{ "ctx-size", required_argument, NULL, 'c' },
-		{ "mlock", no_argument, NULL, OPT_MLOCK },
-		{ "act", required_argument, NULL, OPT_ACT },
-		{ "rope", required_argument, NULL, OPT_ROPE },
+		DENSE_MODEL_LONG_OPTS,
 		{ "sparsity", required_argument, NULL, OPT_TARGET },
 		TEXT_LONG_OPTS,
 		{ "output", required_argument, NULL, 'o' },
@@ -231,7 +226,7 @@ int cmd_calibrate(int argc, char **argv)
 	int opt;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, MODEL_SHORT_OPTS TEXT_SHORT_OPTS "o:h", longopts, NULL)) != -1) {
-		int r = model_opts_parse(&mo, opt, optarg, "calibrate");
+		int r = text_cmd_opts_parse(&mo, &to, opt, optarg, "calibrate", usage);
 		if (r < 0)
 			return 2;
 		if (r > 0)
@@ -256,22 +251,17 @@ int cmd_calibrate(int argc, char **argv)
 			method = optarg;
 			break;
 		case 'h': usage(); return 0;
-		default:
-			if (!text_opts_parse(&to, opt, optarg, &bad)) {
-				usage();
-				return 2;
-			}
+		default: usage(); return 2;
 		}
 		if (bad)
 			return usage_error("calibrate", usage, "bad value '%s' for %s", optarg, bad);
 	}
-	if (optind < argc)
-		return usage_error("calibrate", usage, "unexpected argument '%s'", argv[optind]);
-	if (!mo.model || !to.path || !out_path || !have_target)
-		return usage_error("calibrate", usage, "%s", !mo.model ? "no model given (-m MODEL)"
-							   : !to.path ? "no text file given (-f TEXT)"
-							   : !out_path ? "no output file given (-o FILE)"
-								       : "no target given (--sparsity S, 0 < S < 1)");
+	int r = text_cmd_opts_check(&mo, &to, argc, argv, "calibrate", usage);
+	if (r)
+		return r;
+	if (!out_path || !have_target)
+		return usage_error("calibrate", usage, "%s", !out_path ? "no output file given (-o FILE)"
+							   : "no target given (--sparsity S, 0 < S < 1)");
 	mo.params.sparsity = PINFER_SPARSITY_DENSE;
 	mo.params.calibration = NULL;
 

@@ -284,12 +284,7 @@ static void usage(void)
 int cmd_fit_predictor(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "model", required_argument, NULL, 'm' },
-		{ "threads", required_argument, NULL, 't' },
-		{ "ctx-size", required_argument, NULL, 'c' },
-		{ "mlock", no_argument, NULL, OPT_MLOCK },
-		{ "act", required_argument, NULL, OPT_ACT },
-		{ "rope", required_argument, NULL, OPT_ROPE },
+		DENSE_MODEL_LONG_OPTS,
 		TEXT_LONG_OPTS,
 		{ "output", required_argument, NULL, 'o' },
 		{ "rank", required_argument, NULL, OPT_RANK },
@@ -318,7 +313,7 @@ int cmd_fit_predictor(int argc, char **argv)
 	int opt;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, MODEL_SHORT_OPTS TEXT_SHORT_OPTS "o:h", longopts, NULL)) != -1) {
-		int r = model_opts_parse(&mo, opt, optarg, CMD);
+		int r = text_cmd_opts_parse(&mo, &to, opt, optarg, CMD, usage);
 		if (r < 0)
 			return 2;
 		if (r > 0)
@@ -377,22 +372,17 @@ int cmd_fit_predictor(int argc, char **argv)
 				bad = "--type (f16 or f32)";
 			break;
 		case 'h': usage(); return 0;
-		default:
-			if (!text_opts_parse(&to, opt, optarg, &bad)) {
-				usage();
-				return 2;
-			}
+		default: usage(); return 2;
 		}
 		if (bad)
 			return usage_error(CMD, usage, "bad value '%s' for %s", optarg, bad);
 	}
-	if (optind < argc)
-		return usage_error(CMD, usage, "unexpected argument '%s'", argv[optind]);
-	if (!mo.model || !to.path || !out_path || !rank)
-		return usage_error(CMD, usage, "%s", !mo.model ? "no model given (-m MODEL)"
-						     : !to.path ? "no text file given (-f TEXT)"
-						     : !out_path ? "no output file given (-o OUT.gguf)"
-								 : "no rank given (--rank R)");
+	int r = text_cmd_opts_check(&mo, &to, argc, argv, CMD, usage);
+	if (r)
+		return r;
+	if (!out_path || !rank)
+		return usage_error(CMD, usage, "%s", !out_path ? "no output file given (-o OUT.gguf)"
+						     : "no rank given (--rank R)");
 	if (mo.params.ffn_act == PINFER_ACT_SILU)
 		return usage_error(CMD, usage, "--act silu: predictors are for ReLU-family models (relu, drelu)");
 	/* Held-out lines: by default the ones after the training lines. On

@@ -32,6 +32,33 @@ bool text_opts_parse(struct text_opts *o, int opt, const char *arg, const char *
 	}
 }
 
+int text_cmd_opts_parse(struct model_opts *mo, struct text_opts *to, int opt, const char *arg,
+			const char *cmd, void (*usage)(void))
+{
+	int r = model_opts_parse(mo, opt, arg, cmd);
+	if (r)
+		return r;
+	const char *bad = NULL;
+	if (!text_opts_parse(to, opt, arg, &bad))
+		return 0;
+	if (bad) {
+		usage_error(cmd, usage, "bad value '%s' for %s", arg, bad);
+		return -1;
+	}
+	return 1;
+}
+
+int text_cmd_opts_check(const struct model_opts *mo, const struct text_opts *to, int argc, char **argv,
+			const char *cmd, void (*usage)(void))
+{
+	if (optind < argc)
+		return usage_error(cmd, usage, "unexpected argument '%s'", argv[optind]);
+	if (!mo->model || !to->path)
+		return usage_error(cmd, usage, "%s", !mo->model ? "no model given (-m MODEL)"
+								: "no text file given (-f TEXT)");
+	return 0;
+}
+
 char *text_opts_read(const struct text_opts *o, size_t *len, const char *cmd)
 {
 	char *text = slurp(o->path, len);

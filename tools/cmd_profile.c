@@ -155,30 +155,22 @@ int cmd_profile(int argc, char **argv)
 	int opt;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, MODEL_SHORT_OPTS TEXT_SHORT_OPTS "o:h", longopts, NULL)) != -1) {
-		int r = model_opts_parse(&mo, opt, optarg, "profile");
+		int r = text_cmd_opts_parse(&mo, &to, opt, optarg, "profile", usage);
 		if (r < 0)
 			return 2;
 		if (r > 0)
 			continue;
-		const char *bad = NULL;
 		switch (opt) {
 		case 'o': out_path = optarg; break;
 		case 'h': usage(); return 0;
-		default:
-			if (!text_opts_parse(&to, opt, optarg, &bad)) {
-				usage();
-				return 2;
-			}
+		default: usage(); return 2;
 		}
-		if (bad)
-			return usage_error("profile", usage, "bad value '%s' for %s", optarg, bad);
 	}
-	if (optind < argc)
-		return usage_error("profile", usage, "unexpected argument '%s'", argv[optind]);
-	if (!to.path || !out_path || !mo.model)
-		return usage_error("profile", usage, "%s", !mo.model ? "no model given (-m MODEL)"
-							 : !to.path ? "no text file given (-f TEXT)"
-								    : "no output file given (-o PROFILE)");
+	int r = text_cmd_opts_check(&mo, &to, argc, argv, "profile", usage);
+	if (r)
+		return r;
+	if (!out_path)
+		return usage_error("profile", usage, "no output file given (-o PROFILE)");
 	size_t len;
 	char *text = text_opts_read(&to, &len, "profile");
 	if (!text)

@@ -44,6 +44,15 @@ struct text_opts {
 /* Handles opt when it is one of TEXT_LONG_OPTS: returns true, with *bad
  * set to the option's name when the value is bad; false when not ours. */
 bool text_opts_parse(struct text_opts *o, int opt, const char *arg, const char **bad);
+/* For a command with the model and the text options: handles opt when it
+ * is one of them. Returns 1 when handled, 0 when not theirs, -1 when the
+ * value is bad, after printing why (for a text option, with the usage). */
+int text_cmd_opts_parse(struct model_opts *mo, struct text_opts *to, int opt, const char *arg,
+			const char *cmd, void (*usage)(void));
+/* After such a command's options: a usage error, with its exit status 2,
+ * for an argument left over or a missing -m MODEL or -f TEXT; else 0. */
+int text_cmd_opts_check(const struct model_opts *mo, const struct text_opts *to, int argc, char **argv,
+			const char *cmd, void (*usage)(void));
 /* The text (a NUL-terminated malloc'd buffer of *len bytes); NULL after
  * printing why. */
 char *text_opts_read(const struct text_opts *o, size_t *len, const char *cmd);

@@ -18,14 +18,18 @@ struct model_opts {
 /* getopt_long entries for model_opts; the codes are above any short option. */
 enum { OPT_MLOCK = 1000, OPT_ACT, OPT_ROPE, OPT_CTX, OPT_SPARSITY, OPT_CALIBRATION };
 #define MODEL_LONG_OPTS                                                   \
+	DENSE_MODEL_LONG_OPTS,                                            \
+	{ "sparsity", required_argument, NULL, OPT_SPARSITY },            \
+	{ "calibration", required_argument, NULL, OPT_CALIBRATION }
+/* Those of a command that always runs densely: all but --sparsity and
+ * --calibration. */
+#define DENSE_MODEL_LONG_OPTS                                             \
 	{ "model", required_argument, NULL, 'm' },                        \
 	{ "threads", required_argument, NULL, 't' },                      \
 	{ "ctx-size", required_argument, NULL, 'c' },                     \
 	{ "mlock", no_argument, NULL, OPT_MLOCK },                        \
 	{ "act", required_argument, NULL, OPT_ACT },                      \
-	{ "rope", required_argument, NULL, OPT_ROPE },                    \
-	{ "sparsity", required_argument, NULL, OPT_SPARSITY },            \
-	{ "calibration", required_argument, NULL, OPT_CALIBRATION }
+	{ "rope", required_argument, NULL, OPT_ROPE }
 /* Their help line, for every command's usage. */
 #define MODEL_OPTS_HELP                                                              \
 	"  -t, --threads N  -c, --ctx-size N  --mlock  --act silu|relu|drelu  --rope norm|neox\n" \
