@@ -120,6 +120,10 @@ static void finish_load_call(struct bus *b, struct bus_call *c, struct model_ent
 	if (status) {
 		bus_reply_error(b, c->msg, status == -ENOMEM ? ERR("OutOfMemory") : ERR("LoadFailed"), "%s",
 				error ? error : "the model could not be loaded");
+	} else if (c->max_bytes && e->mem_bytes > c->max_bytes) {
+		/* A load this call joined, started without its limit. */
+		bus_reply_error(b, c->msg, ERR("OutOfMemory"), "model %s takes %llu bytes, more than the %llu asked for",
+				e->name, (unsigned long long)e->mem_bytes, (unsigned long long)c->max_bytes);
 	} else {
 		/* InterfacesAdded before the reply. */
 		bus_sync(b);

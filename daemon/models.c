@@ -221,6 +221,7 @@ static void *load_main(void *arg)
 	job->status = pinfer_model_open(&job->model, job->path, &params, &job->err);
 	if (!job->status)
 		job->estimate = pinfer_model_info(job->model)->file_bytes +
+				pinfer_model_info(job->model)->heap_bytes +
 				sched_estimate_bytes(job->model, &m->cfg.sched);
 	pthread_mutex_lock(&m->lock);
 	job->next = m->finished;

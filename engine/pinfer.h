@@ -81,6 +81,9 @@ struct pinfer_model_info {
 	 * layer (its up row and its neuron-major down row). */
 	uint64_t sparse_base_bytes;
 	uint64_t neuron_bytes;
+	/* Heap the model holds beyond its mapped file: the neuron-major down
+	 * matrices a sparse mode builds at load. */
+	uint64_t heap_bytes;
 };
 
 PINFER_API void pinfer_model_params_default(struct pinfer_model_params *p);

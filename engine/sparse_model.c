@@ -193,6 +193,10 @@ static int transpose_down(struct pinfer_model *m, struct pf_err *err)
 	if (j.failed_layer >= 0)
 		return pf_errf(err, -ENOMEM, "layer %d: out of memory for the transposed down projection",
 			       j.failed_layer);
+	for (int l = 0; l < n_layer; l++) {
+		const struct pf_weight *t = &m->layers[l].ffn_down_t;
+		m->info.heap_bytes += (uint64_t)t->rows * t->row_bytes;
+	}
 	return 0;
 }
 
