@@ -686,40 +686,62 @@ static void handle_detokenize(struct conn *c, const Pinfer__Detokenize *m)
 	admit(c, r, e, false, 0);
 }
 
+/* The ModelInfo of every model, or of the loaded ones: the arrays a
+ * ListModelsReply or StatusReply points into. */
+struct model_infos {
+	Pinfer__ModelInfo *infos;
+	Pinfer__ModelInfo **ptrs;
+	char (*quant)[16];
+	size_t n;
+};
+
+static bool model_infos_build(struct server *s, bool loaded_only, struct model_infos *out)
+{
+	size_t n = 0;
+	for (struct model_entry *e = models_first(s->models); e; e = e->next)
+		n += !loaded_only || e->state == MODEL_LOADED;
+	out->infos = calloc(n ? n : 1, sizeof(*out->infos));
+	out->ptrs = calloc(n ? n : 1, sizeof(*out->ptrs));
+	out->quant = calloc(n ? n : 1, sizeof(*out->quant));
+	out->n = 0;
+	if (!out->infos || !out->ptrs || !out->quant)
+		return false;
+	for (struct model_entry *e = models_first(s->models); e; e = e->next) {
+		if (loaded_only && e->state != MODEL_LOADED)
+			continue;
+		size_t i = out->n++;
+		pinfer__model_info__init(&out->infos[i]);
+		fill_model_info(s, e, &out->infos[i], out->quant[i], sizeof(out->quant[i]));
+		out->ptrs[i] = &out->infos[i];
+	}
+	return true;
+}
+
+static void model_infos_free(struct model_infos *mi)
+{
+	free(mi->infos);
+	free(mi->ptrs);
+	free(mi->quant);
+}
+
 static void handle_list(struct conn *c, const Pinfer__ListModels *m)
 {
 	struct server *s = c->srv;
 	models_scan(s->models);
-	size_t n = 0;
-	for (struct model_entry *e = models_first(s->models); e; e = e->next)
-		n += !m->loaded_only || e->state == MODEL_LOADED;
-	Pinfer__ModelInfo *infos = calloc(n ? n : 1, sizeof(*infos));
-	Pinfer__ModelInfo **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
-	char (*quant)[16] = calloc(n ? n : 1, sizeof(*quant));
-	if (!infos || !ptrs || !quant) {
+	struct model_infos mi;
+	if (!model_infos_build(s, m->loaded_only, &mi)) {
 		conn_send_error(c, m->request_id, PINFER__ERROR_CODE__ERR_INTERNAL, "out of memory");
 	} else {
-		size_t i = 0;
-		for (struct model_entry *e = models_first(s->models); e; e = e->next) {
-			if (m->loaded_only && e->state != MODEL_LOADED)
-				continue;
-			pinfer__model_info__init(&infos[i]);
-			fill_model_info(s, e, &infos[i], quant[i], sizeof(quant[i]));
-			ptrs[i] = &infos[i];
-			i++;
-		}
 		Pinfer__ListModelsReply lr = PINFER__LIST_MODELS_REPLY__INIT;
 		lr.request_id = m->request_id;
-		lr.n_models = n;
-		lr.models = ptrs;
+		lr.n_models = mi.n;
+		lr.models = mi.ptrs;
 		Pinfer__ServerMessage out = PINFER__SERVER_MESSAGE__INIT;
 		out.msg_case = PINFER__SERVER_MESSAGE__MSG_LIST_MODELS_REPLY;
 		out.list_models_reply = &lr;
 		conn_send(c, &out);
 	}
-	free(infos);
-	free(ptrs);
-	free(quant);
+	model_infos_free(&mi);
 }
 
 static void handle_status(struct conn *c, const Pinfer__Status *m)
@@ -732,15 +754,6 @@ static void handle_status(struct conn *c, const Pinfer__Status *m)
 	sr.models_loaded = (uint32_t)models_loaded_count(s->models);
 	sr.memory_used_bytes = models_used_bytes(s->models);
 	sr.memory_budget_bytes = models_budget_bytes(s->models);
-	size_t n = sr.models_loaded;
-	Pinfer__ModelInfo *infos = calloc(n ? n : 1, sizeof(*infos));
-	Pinfer__ModelInfo **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
-	char (*quant)[16] = calloc(n ? n : 1, sizeof(*quant));
-	if (!infos || !ptrs || !quant) {
-		conn_send_error(c, m->request_id, PINFER__ERROR_CODE__ERR_INTERNAL, "out of memory");
-		goto out;
-	}
-	size_t i = 0;
 	for (struct model_entry *e = models_first(s->models); e; e = e->next) {
 		if (e->state != MODEL_LOADED)
 			continue;
@@ -748,22 +761,20 @@ static void handle_status(struct conn *c, const Pinfer__Status *m)
 		sched_stats(e->sched, &st);
 		sr.requests_active += (uint32_t)st.busy;
 		sr.requests_queued += (uint32_t)st.queued;
-		pinfer__model_info__init(&infos[i]);
-		fill_model_info(s, e, &infos[i], quant[i], sizeof(quant[i]));
-		ptrs[i] = &infos[i];
-		i++;
 	}
-	sr.n_models = i;
-	sr.models = ptrs;
 	sr.connections = (uint32_t)s->n_conns;
-	Pinfer__ServerMessage out = PINFER__SERVER_MESSAGE__INIT;
-	out.msg_case = PINFER__SERVER_MESSAGE__MSG_STATUS_REPLY;
-	out.status_reply = &sr;
-	conn_send(c, &out);
-out:
-	free(infos);
-	free(ptrs);
-	free(quant);
+	struct model_infos mi;
+	if (!model_infos_build(s, true, &mi)) {
+		conn_send_error(c, m->request_id, PINFER__ERROR_CODE__ERR_INTERNAL, "out of memory");
+	} else {
+		sr.n_models = mi.n;
+		sr.models = mi.ptrs;
+		Pinfer__ServerMessage out = PINFER__SERVER_MESSAGE__INIT;
+		out.msg_case = PINFER__SERVER_MESSAGE__MSG_STATUS_REPLY;
+		out.status_reply = &sr;
+		conn_send(c, &out);
+	}
+	model_infos_free(&mi);
 }
 
 static void handle_ping(struct conn *c, const Pinfer__Ping *m)
