@@ -199,6 +199,7 @@ static DBusHandlerResult on_filter(DBusConnection *conn, DBusMessage *msg, void 
 	if (dbus_message_is_signal(msg, DBUS_INTERFACE_DBUS, "NameLost")) {
 		log_warn("D-Bus: lost the name %s; serving the socket only from now on", BUS_NAME);
 		b->lost = true;
+		b->name_lost = true;
 		return DBUS_HANDLER_RESULT_HANDLED;
 	}
 	return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
@@ -268,14 +269,24 @@ void bus_open(struct bus **out, struct server *s, enum config_bus which)
 	*out = b;
 }
 
-static void fail_calls(struct bus *b, struct bus_call **list)
+/* Sends what is queued, for at most a second: at exit, a bus that stopped
+ * reading must not hold the daemon up. */
+static void flush_bounded(struct bus *b)
+{
+	uint64_t end = loop_now_ms() + 1000;
+	while (dbus_connection_has_messages_to_send(b->conn) && loop_now_ms() < end &&
+	       dbus_connection_read_write(b->conn, 100))
+		;
+}
+
+static void fail_calls(struct bus *b, struct bus_call **list, const char *why)
 {
 	while (*list) {
 		struct bus_call *c = *list;
 		*list = c->next;
 		if (c->pending)
 			dbus_pending_call_cancel(c->pending);
-		bus_reply_error(b, c->msg, BUS_ERROR_PREFIX "Busy", "the daemon is stopping");
+		bus_reply_error(b, c->msg, BUS_ERROR_PREFIX "Busy", "%s", why);
 		if (list == &b->loading) {
 			struct model_entry *e = models_find(b->srv->models, c->name);
 			if (e)
@@ -290,10 +301,10 @@ void bus_close(struct bus *b)
 	if (!b)
 		return;
 	if (b->conn) {
-		fail_calls(b, &b->asking);
-		fail_calls(b, &b->loading);
-		/* At exit only: the replies just queued must reach the callers. */
-		dbus_connection_flush(b->conn);
+		fail_calls(b, &b->asking, "the daemon is stopping");
+		fail_calls(b, &b->loading, "the daemon is stopping");
+		/* At exit only: the replies just queued should reach the callers. */
+		flush_bounded(b);
 		disconnect(b);
 	}
 	free(b->watches);
@@ -307,6 +318,12 @@ void bus_before_sleep(struct bus *b)
 		return;
 	while (!b->lost && dbus_connection_get_dispatch_status(b->conn) == DBUS_DISPATCH_DATA_REMAINS)
 		dbus_connection_dispatch(b->conn);
+	if (b->lost && b->name_lost) {
+		/* The connection still works: the waiting callers hear why. */
+		fail_calls(b, &b->asking, "the daemon left the bus");
+		fail_calls(b, &b->loading, "the daemon left the bus");
+		flush_bounded(b);
+	}
 	if (b->lost) {
 		/* Nobody can be answered any more; the models they held are
 		 * released. */

@@ -47,6 +47,7 @@ struct bus {
 	struct server *srv;
 	DBusConnection *conn;
 	bool lost;                 /* disconnected: close at the next iteration */
+	bool name_lost;            /* ... because the name went, on a working connection */
 	DBusWatch **watches;
 	int n_watches, cap_watches;
 	struct bus_object *objects;  /* exported, by seq */

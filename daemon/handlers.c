@@ -809,15 +809,16 @@ static void handle_load(struct conn *c, const Pinfer__LoadModel *m)
 	struct model_entry *e = find_model(c, m->request_id, m->model);
 	if (!e)
 		return;
+	struct request *r = request_new(m->request_id);
+	if (!r) {
+		conn_send_error(c, m->request_id, PINFER__ERROR_CODE__ERR_INTERNAL, "out of memory");
+		return;
+	}
 	if (models_want_sparsity(e, mode)) {
 		conn_send_error(c, m->request_id, PINFER__ERROR_CODE__ERR_BUSY,
 				"model %s is loaded or loading with another sparsity mode; unload it to change that",
 				e->name);
-		return;
-	}
-	struct request *r = request_new(m->request_id);
-	if (!r) {
-		conn_send_error(c, m->request_id, PINFER__ERROR_CODE__ERR_INTERNAL, "out of memory");
+		request_unref(r);
 		return;
 	}
 	r->kind = REQ_LOAD;

@@ -240,8 +240,10 @@ int models_load(struct models *m, struct model_entry *e)
 	if (e->state != MODEL_UNLOADED)
 		return 0;
 	struct load_job *job = calloc(1, sizeof(*job));
-	if (!job)
+	if (!job) {
+		e->sparsity = PINFER_SPARSITY_AUTO;
 		return -ENOMEM;
+	}
 	job->models = m;
 	job->entry = e;
 	snprintf(job->path, sizeof(job->path), "%s", e->path);
@@ -264,8 +266,11 @@ int models_load(struct models *m, struct model_entry *e)
 	pthread_attr_destroy(&attr);
 	if (r) {
 		free(job);
+		e->sparsity = PINFER_SPARSITY_AUTO;  /* asked for a load that never began */
 		return -r;
 	}
+	/* What the load runs in, so a later request can be told apart. */
+	e->sparsity = job->sparsity;
 	e->state = MODEL_LOADING;
 	log_info("loading model %s from %s", e->name, e->path);
 	return 0;
