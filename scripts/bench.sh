@@ -24,12 +24,12 @@ echo "== pinfer-model bench -m $model -t $threads -n 16 -p 128"
 
 # Activation sparsity (docs/sparsity.md): a ReLU model 90% sparse with a
 # predictor, in PowerInfer's format, decoded in each mode one after the
-# other (set BENCH_SPARSE=0 to skip; the file is ~4.9 GB).
+# other (set BENCH_SPARSE=0 to skip; the file is ~4.7 GB).
 if [ "${BENCH_SPARSE:-1}" = 1 ]; then
-	sparse="$dir/$shape-$type-relu90-pred512.gguf"
+	sparse="$dir/$shape-$type-relu90-pred256.gguf"
 	if [ ! -f "$sparse" ]; then
 		echo "bench: writing $sparse (once)"
-		"$tool" synth --shape "$shape" --type "$type" --act relu --sparsity 0.9 --predictor 512 \
+		"$tool" synth --shape "$shape" --type "$type" --act relu --sparsity 0.9 --predictor 256 \
 			--vocab-from "$SHARED/models/llama-2-tiny-random/llama-2-tiny-random.gguf" -o "$sparse"
 	fi
 	for mode in dense gate predictor; do
