@@ -272,8 +272,11 @@ static void test_malformed_frames(void **state)
 	client_generate(&good, 1, &greedy);
 	struct gen_result r;
 	memset(&r, 0, sizeof(r));
-	for (int i = 0; i < 20; i++)
-		client_step(&good, 1, &r);
+	/* Some of its output first. A loaded machine batches many tokens into
+	 * one frame, so the whole reply may take fewer than 20 frames. */
+	bool over = false;
+	for (int i = 0; i < 20 && !over; i++)
+		over = client_step(&good, 1, &r);
 
 	uint8_t buf[256];
 	uint64_t seed = 17;
@@ -311,8 +314,8 @@ static void test_malformed_frames(void **state)
 	client_send_bytes(&t, partial, sizeof(partial));
 	client_close(&t);
 
-	while (!client_step(&good, 1, &r))
-		;
+	while (!over)
+		over = client_step(&good, 1, &r);
 	assert_int_equal(r.n_ids, 200);
 	assert_memory_equal(r.ids, ref_ids, sizeof(ref_ids));
 	client_close(&good);
