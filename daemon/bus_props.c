@@ -139,7 +139,7 @@ static void p_sparsity(struct bus *b, struct model_entry *e, struct bus_value *v
 static void p_measured_sparsity(struct bus *b, struct model_entry *e, struct bus_value *v)
 {
 	(void)b;
-	v_dbl(v, e->ffn_neurons ? 1.0 - (double)e->ffn_active / (double)e->ffn_neurons : 0.0);
+	v_dbl(v, models_measured_sparsity(e));
 }
 
 static void p_loaded_at(struct bus *b, struct model_entry *e, struct bus_value *v)
@@ -186,7 +186,7 @@ static void p_tokens(struct bus *b, struct model_entry *e, struct bus_value *v)
 static void p_speed(struct bus *b, struct model_entry *e, struct bus_value *v)
 {
 	(void)b;
-	v_dbl(v, e->decode_ns ? (double)e->tokens_generated * 1e9 / (double)e->decode_ns : 0.0);
+	v_dbl(v, models_decode_tps(e));
 }
 
 static void p_zero_bytes(struct bus *b, struct model_entry *e, struct bus_value *v)

@@ -193,9 +193,9 @@ static void fill_model_info(struct server *s, struct model_entry *e, Pinfer__Mod
 	const char *tmpl = pinfer_chat_template_detect(e->model);
 	mi->chat_template = tmpl ? (char *)tmpl : empty;
 	mi->sparsity = (char *)pinfer_sparsity_name(info->sparsity);
-	mi->measured_sparsity = e->ffn_neurons ? 1.0 - (double)e->ffn_active / (double)e->ffn_neurons : 0.0;
+	mi->measured_sparsity = models_measured_sparsity(e);
 	mi->tokens_generated = e->tokens_generated;
-	mi->decode_tokens_per_second = e->decode_ns ? (double)e->tokens_generated * 1e9 / (double)e->decode_ns : 0.0;
+	mi->decode_tokens_per_second = models_decode_tps(e);
 }
 
 /* ---- requests that need a loaded model ---- */

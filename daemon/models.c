@@ -304,6 +304,16 @@ int models_want_sparsity(struct model_entry *e, enum pinfer_sparsity s)
 	return 0;
 }
 
+double models_measured_sparsity(const struct model_entry *e)
+{
+	return e->ffn_neurons ? 1.0 - (double)e->ffn_active / (double)e->ffn_neurons : 0.0;
+}
+
+double models_decode_tps(const struct model_entry *e)
+{
+	return e->decode_ns ? (double)e->tokens_generated * 1e9 / (double)e->decode_ns : 0.0;
+}
+
 int models_evict_idle(struct models *m)
 {
 	int n = 0;

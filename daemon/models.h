@@ -102,6 +102,11 @@ int64_t models_clamp_keep_alive(int64_t ms);
  * changes. */
 int models_want_sparsity(struct model_entry *e, enum pinfer_sparsity s);
 
+/* What e's finished generations measured since its load: the share of
+ * FFN neurons skipped, and the mean decode speed (0 before any). */
+double models_measured_sparsity(const struct model_entry *e);
+double models_decode_tps(const struct model_entry *e);
+
 /* Unloads every loaded model that no request uses; returns how many. */
 int models_evict_idle(struct models *m);
 
