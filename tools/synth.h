@@ -12,7 +12,7 @@
  * of the activations at S = 0.9): a constant bias channel in dimension 0
  * gives every gate (and dReLU up) neuron a bias chosen from its target
  * firing probability. No forward pass is run while writing; the scales are
- * predicted analytically (synth.c, docs/sparsity-synth.md). The file then
+ * predicted analytically (synth_sparse.c, docs/sparsity-synth.md). The file then
  * has pinfer.synth.sparsity = S.
  *
  * With a predictor of R hidden units as well, the file is in PowerInfer's
