@@ -2,12 +2,17 @@
  * tells which fds and timeouts it needs through watch and timeout
  * functions, the loop reports readiness back with dbus_watch_handle, and
  * the messages read are dispatched once per iteration, before the loop
- * sleeps. No thread of its own, no blocking call after startup. */
+ * sleeps. No blocking call after startup, and at startup none longer than
+ * BUS_CONNECT_TIMEOUT_MS: connecting runs on a thread the daemon stops
+ * waiting for. */
 #include "bus_internal.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "server.h"
@@ -216,6 +221,161 @@ static void disconnect(struct bus *b)
 	b->conn = NULL;
 }
 
+/* ---- connecting, bounded ---- */
+
+/* How long startup waits for the bus: connecting, authenticating, Hello and
+ * RequestName together. A working bus answers in milliseconds, even on a
+ * busy phone at boot; one that has not answered in this long is wedged,
+ * and the daemon goes on without it (docs/dbus-api.md) rather than keep its
+ * socket clients and the service manager waiting. */
+#define BUS_CONNECT_TIMEOUT_MS 5000
+
+/* libdbus's calls block without a bound the caller can set: connect(2)
+ * waits for as long as a bus that does not accept has a full backlog, and
+ * dbus_bus_get_private's Hello for 25 s. So they run on a thread of their
+ * own, which the loop thread waits for with a deadline. */
+struct connect_job {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;                 /* the thread is finished with the bus */
+	bool abandoned;            /* the daemon stopped waiting: the thread cleans up */
+	DBusBusType type;
+	const char *bus_name;      /* "system" or "session", static */
+	DBusConnection *conn;      /* when done: owns the name, or NULL */
+	char why[384];             /* when done without conn */
+};
+
+static void job_free(struct connect_job *j)
+{
+	pthread_mutex_destroy(&j->lock);
+	pthread_cond_destroy(&j->cond);
+	free(j);
+}
+
+static void close_conn(DBusConnection *conn)
+{
+	dbus_connection_close(conn);
+	dbus_connection_unref(conn);
+}
+
+static void *connect_main(void *arg)
+{
+	struct connect_job *j = arg;
+	char why[sizeof(j->why)] = "";
+	DBusError err;
+	dbus_error_init(&err);
+	/* Private: nothing else in the process may share it or close it. */
+	DBusConnection *conn = dbus_bus_get_private(j->type, &err);
+	if (!conn) {
+		snprintf(why, sizeof(why), "cannot connect to the %s bus: %s", j->bus_name, err.message);
+	} else {
+		dbus_connection_set_exit_on_disconnect(conn, FALSE);
+		int r = dbus_bus_request_name(conn, BUS_NAME, DBUS_NAME_FLAG_DO_NOT_QUEUE, &err);
+		if (r != DBUS_REQUEST_NAME_REPLY_PRIMARY_OWNER) {
+			if (r < 0)
+				snprintf(why, sizeof(why), "cannot own %s on the %s bus: %s", BUS_NAME, j->bus_name,
+					 err.message);
+			else
+				snprintf(why, sizeof(why), "%s is already owned on the %s bus (another pinferd?)",
+					 BUS_NAME, j->bus_name);
+			close_conn(conn);
+			conn = NULL;
+		}
+	}
+	dbus_error_free(&err);
+	pthread_mutex_lock(&j->lock);
+	bool abandoned = j->abandoned;
+	if (!abandoned) {
+		j->conn = conn;
+		memcpy(j->why, why, sizeof(why));
+		j->done = true;
+		pthread_cond_signal(&j->cond);
+	}
+	pthread_mutex_unlock(&j->lock);
+	/* Too late: a bus that answers now is left at once (releasing the
+	 * name), since the daemon already told the manager it is ready
+	 * without it. */
+	if (abandoned) {
+		if (conn)
+			close_conn(conn);
+		job_free(j);
+	}
+	return NULL;
+}
+
+/* A private connection to the bus that owns BUS_NAME, or NULL with why
+ * (and *wedged when the bus did not answer in time). */
+static DBusConnection *connect_bounded(enum config_bus which, char *why, size_t why_size, bool *wedged)
+{
+	*wedged = false;
+	const char *bus_name = config_bus_name(which);
+	struct connect_job *j = calloc(1, sizeof(*j));
+	if (!j) {
+		snprintf(why, why_size, "out of memory");
+		return NULL;
+	}
+	j->type = which == CONFIG_BUS_SESSION ? DBUS_BUS_SESSION : DBUS_BUS_SYSTEM;
+	j->bus_name = bus_name;
+	pthread_condattr_t ca;
+	int r = pthread_condattr_init(&ca);
+	if (r) {
+		free(j);
+		snprintf(why, why_size, "cannot set up the connection: %s", strerror(r));
+		return NULL;
+	}
+	/* Monotonic: a clock set at boot must not stretch the wait. */
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_mutex_init(&j->lock, NULL);
+	r = pthread_cond_init(&j->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (r) {
+		pthread_mutex_destroy(&j->lock);
+		free(j);
+		snprintf(why, why_size, "cannot set up the connection: %s", strerror(r));
+		return NULL;
+	}
+	pthread_t t;
+	if ((r = pthread_create(&t, NULL, connect_main, j))) {
+		job_free(j);
+		snprintf(why, why_size, "cannot start connecting: %s", strerror(r));
+		return NULL;
+	}
+	struct timespec deadline;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += BUS_CONNECT_TIMEOUT_MS / 1000;
+	deadline.tv_nsec += (long)(BUS_CONNECT_TIMEOUT_MS % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&j->lock);
+	while (!j->done && pthread_cond_timedwait(&j->cond, &j->lock, &deadline) != ETIMEDOUT)
+		;
+	/* done is read again under the lock: the thread may have finished
+	 * just as the wait timed out. */
+	bool done = j->done;
+	if (!done)
+		j->abandoned = true;
+	pthread_mutex_unlock(&j->lock);
+	if (!done) {
+		/* The thread may stay in connect(2) for good: it is left to end
+		 * (and free j) on its own, or with the process. */
+		pthread_detach(t);
+		*wedged = true;
+		snprintf(why, why_size,
+			 "the %s bus did not answer within %d s (connecting to it and taking %s); "
+			 "restart pinferd once the bus works",
+			 bus_name, BUS_CONNECT_TIMEOUT_MS / 1000, BUS_NAME);
+		return NULL;
+	}
+	pthread_join(t, NULL);
+	DBusConnection *conn = j->conn;
+	if (!conn)
+		snprintf(why, why_size, "%s", j->why);
+	job_free(j);
+	return conn;
+}
+
 void bus_open(struct bus **out, struct server *s, enum config_bus which)
 {
 	*out = NULL;
@@ -228,27 +388,17 @@ void bus_open(struct bus **out, struct server *s, enum config_bus which)
 		return;
 	}
 	b->srv = s;
-	DBusError err;
-	dbus_error_init(&err);
-	/* Private: nothing else in the process may share it or close it. */
-	b->conn = dbus_bus_get_private(which == CONFIG_BUS_SESSION ? DBUS_BUS_SESSION : DBUS_BUS_SYSTEM, &err);
+	char why[512];
+	bool wedged;
+	b->conn = connect_bounded(which, why, sizeof(why), &wedged);
 	if (!b->conn) {
-		log_warn("D-Bus off: cannot connect to the %s bus: %s", bus_name, err.message);
-		dbus_error_free(&err);
-		free(b);
-		return;
-	}
-	dbus_connection_set_exit_on_disconnect(b->conn, FALSE);
-	int r = dbus_bus_request_name(b->conn, BUS_NAME, DBUS_NAME_FLAG_DO_NOT_QUEUE, &err);
-	if (r != DBUS_REQUEST_NAME_REPLY_PRIMARY_OWNER) {
-		if (r < 0)
-			log_warn("D-Bus off: cannot own %s on the %s bus: %s", BUS_NAME, bus_name, err.message);
+		/* An error, not a warning, when the bus is there but wedged: the
+		 * daemon will not try again, and whoever relies on the name
+		 * needs someone to look. */
+		if (wedged)
+			log_error("D-Bus off: %s", why);
 		else
-			log_warn("D-Bus off: %s is already owned on the %s bus (another pinferd?)", BUS_NAME,
-				 bus_name);
-		dbus_error_free(&err);
-		dbus_connection_close(b->conn);
-		dbus_connection_unref(b->conn);
+			log_warn("D-Bus off: %s", why);
 		free(b);
 		return;
 	}
@@ -335,7 +485,10 @@ void bus_before_sleep(struct bus *b)
 		while (b->asking) {
 			struct bus_call *c = b->asking;
 			b->asking = c->next;
-			dbus_pending_call_cancel(c->pending);
+			/* A call waiting for the user database has no pending call;
+			 * bus_call_free stops that wait. */
+			if (c->pending)
+				dbus_pending_call_cancel(c->pending);
 			bus_call_free(c);
 		}
 		while (b->loading) {

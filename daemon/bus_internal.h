@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "access.h"
 #include "bus.h"
 #include "models.h"
 
@@ -20,7 +21,8 @@
 /* libdbus names the other standard interfaces, not this one. */
 #define DBUS_INTERFACE_OBJECT_MANAGER "org.freedesktop.DBus.ObjectManager"
 
-/* A method call that waits: for the bus to say who sent it, then (LoadModel)
+/* A method call that waits: for the bus to say who sent it, maybe for the
+ * user database to say whether that user may (access.h), then (LoadModel)
  * for the load. Holds a reference to the call and, while it waits for a
  * load, one use of the model (models_use). */
 struct bus_call {
@@ -34,7 +36,9 @@ struct bus_call {
 	enum pinfer_sparsity sparsity;
 	uint64_t seq;              /* Model.Evict: the load its object stands for */
 	DBusPendingCall *pending;  /* GetConnectionUnixUser, while asked */
-	struct bus_call *next;     /* in bus.asking or bus.loading */
+	uid_t uid;                 /* the caller's, once the bus said */
+	struct access_wait access_wait;  /* then, while its groups are looked up */
+	struct bus_call *next;     /* in bus.asking (either wait) or bus.loading */
 };
 
 /* A model object: the load it stands for. */

@@ -1,7 +1,8 @@
 /* The methods that change what is loaded (LoadModel, EvictModel and
  * Model.Evict) and ListModels. Each replies exactly once, when its work is
  * done: LoadModel after the load. Those that change anything first ask the
- * bus who is calling (GetConnectionUnixUser) without blocking the loop. */
+ * bus who is calling (GetConnectionUnixUser), then whether that user may
+ * (access.h), neither blocking the loop. */
 #include "bus_internal.h"
 
 #include <errno.h>
@@ -65,6 +66,9 @@ void bus_call_free(struct bus_call *c)
 {
 	if (!c)
 		return;
+	/* However the call ends, its answer from the user database, if any
+	 * is awaited, must not come back to it. */
+	access_cancel(&c->access_wait);
 	if (c->pending)
 		dbus_pending_call_unref(c->pending);
 	dbus_message_unref(c->msg);
@@ -219,6 +223,36 @@ static void run_evict(struct bus *b, struct bus_call *c)
 	bus_call_free(c);
 }
 
+/* Goes on with c once the caller's access is known. Takes c. */
+static void authorized(struct bus *b, struct bus_call *c, enum access_answer answer)
+{
+	if (answer != ACCESS_ALLOWED) {
+		log_info("D-Bus: %s refused to uid %u (%s)%s", dbus_message_get_member(c->msg), (unsigned)c->uid,
+			 dbus_message_get_sender(c->msg),
+			 answer == ACCESS_UNKNOWN ? ": its groups are unknown" : "");
+		if (answer == ACCESS_UNKNOWN)
+			bus_reply_error(b, c->msg, ERR("PermissionDenied"),
+					"cannot tell whether uid %u is in the daemon's group: the user database failed or did not answer in time",
+					(unsigned)c->uid);
+		else
+			bus_reply_error(b, c->msg, ERR("PermissionDenied"),
+					"loading and evicting models is for root and the daemon's user or group");
+		bus_call_free(c);
+		return;
+	}
+	if (c->kind == CALL_LOAD)
+		run_load(b, c);
+	else
+		run_evict(b, c);
+}
+
+static void on_access_known(void *data, enum access_answer answer)
+{
+	struct bus_call *c = data;
+	unlink_call(&c->bus->asking, c);
+	authorized(c->bus, c, answer);
+}
+
 static void on_caller_known(DBusPendingCall *pending, void *data)
 {
 	struct bus_call *c = data;
@@ -241,18 +275,15 @@ static void on_caller_known(DBusPendingCall *pending, void *data)
 	}
 	dbus_pending_call_unref(c->pending);
 	c->pending = NULL;
-	if (!access_may_control_models((uid_t)uid, (gid_t)-1)) {
-		log_info("D-Bus: %s refused to uid %u (%s)", dbus_message_get_member(c->msg), (unsigned)uid,
-			 dbus_message_get_sender(c->msg));
-		bus_reply_error(b, c->msg, ERR("PermissionDenied"),
-				"loading and evicting models is for root and the daemon's user or group");
-		bus_call_free(c);
+	c->uid = (uid_t)uid;
+	enum access_answer answer = access_check(b->srv->access, c->uid, (gid_t)-1, &c->access_wait,
+						 on_access_known, c);
+	if (answer == ACCESS_PENDING) {
+		c->next = b->asking;
+		b->asking = c;
 		return;
 	}
-	if (c->kind == CALL_LOAD)
-		run_load(b, c);
-	else
-		run_evict(b, c);
+	authorized(b, c, answer);
 }
 
 /* Takes c: asks the bus for the caller's uid, then goes on in

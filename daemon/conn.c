@@ -23,6 +23,7 @@
 
 static void arm_timer(struct conn *c);
 static bool flush(struct conn *c);
+static void process_frames(struct conn *c);
 
 static void on_close_deadline(struct loop *l, void *data)
 {
@@ -58,12 +59,16 @@ static void on_timeout(struct loop *l, void *data)
 }
 
 /* Before Hello the handshake timeout runs; after it, the idle timeout runs
- * whenever no request is in flight. */
+ * whenever no request is in flight. Neither while Hello's reply waits for
+ * the access check: that wait has a deadline of its own (ACCESS_WAIT_MS),
+ * and the peer did its part. */
 static void arm_timer(struct conn *c)
 {
 	struct server *s = c->srv;
 	loop_timer_cancel(s->loop, c->timer);
 	c->timer = 0;
+	if (c->hello_held)
+		return;
 	uint64_t ms = c->hello_done ? s->cfg->idle_timeout_ms : s->cfg->handshake_timeout_ms;
 	if (ms && (!c->hello_done || c->n_requests == 0))
 		c->timer = loop_timer_add(s->loop, ms, on_timeout, c);
@@ -100,13 +105,16 @@ struct request *conn_request_find(struct conn *c, uint64_t id)
 	return NULL;
 }
 
+/* Reads, unless Hello's reply waits: what the peer sends after its Hello
+ * stays in the socket until then. A peer that hangs up altogether is still
+ * heard (LOOP_HUP comes regardless); one that only shuts down its writing
+ * side, having sent all its requests, is answered first. */
 static void update_watch(struct conn *c)
 {
-	bool want = frame_out_pending(&c->out) > 0;
-	if (want != c->want_write) {
-		c->want_write = want;
-		loop_modify(c->srv->loop, c->fd, LOOP_READ | LOOP_HUP | (want ? LOOP_WRITE : 0));
-	}
+	uint32_t events = (c->hello_held ? 0 : LOOP_READ | LOOP_HUP) |
+			  (frame_out_pending(&c->out) > 0 ? LOOP_WRITE : 0);
+	if (events != c->events && !loop_modify(c->srv->loop, c->fd, events))
+		c->events = events;
 }
 
 static void free_conn(struct conn *c)
@@ -119,6 +127,7 @@ static void free_conn(struct conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->n_conns--;
+	access_cancel(&c->access_wait);
 	loop_timer_cancel(s->loop, c->timer);
 	loop_unwatch(s->loop, c->fd);
 	close(c->fd);
@@ -223,7 +232,7 @@ void conn_send_error(struct conn *c, uint64_t request_id, Pinfer__ErrorCode code
 
 bool conn_may_control_models(const struct conn *c)
 {
-	return access_may_control_models(c->uid, c->gid);
+	return c->access == ACCESS_ALLOWED;
 }
 
 static void fatal(struct conn *c, Pinfer__ErrorCode code, const char *msg)
@@ -231,6 +240,8 @@ static void fatal(struct conn *c, Pinfer__ErrorCode code, const char *msg)
 	conn_send_error(c, 0, code, "%s", msg);
 	conn_begin_close(c);
 }
+
+static void hello_reply(struct conn *c);
 
 static void handshake(struct conn *c, const Pinfer__ClientMessage *m)
 {
@@ -250,6 +261,20 @@ static void handshake(struct conn *c, const Pinfer__ClientMessage *m)
 	log_debug("connection %llu is %s (protocol %u.%u)", (unsigned long long)c->id,
 		  h->client_name && *h->client_name ? h->client_name : "unnamed", h->protocol_major,
 		  h->protocol_minor);
+	if (c->access == ACCESS_PENDING) {
+		/* The reply says whether the peer may control models, which the
+		 * user database has not told yet. This connection waits for it,
+		 * with whatever it sent after its Hello; the others do not. */
+		c->hello_held = true;
+		arm_timer(c);
+		update_watch(c);
+		return;
+	}
+	hello_reply(c);
+}
+
+static void hello_reply(struct conn *c)
+{
 	Pinfer__HelloReply reply = PINFER__HELLO_REPLY__INIT;
 	reply.server_version = (char *)PINFERD_VERSION;
 	reply.protocol_major = PROTO_MAJOR;
@@ -265,13 +290,30 @@ static void handshake(struct conn *c, const Pinfer__ClientMessage *m)
 	arm_timer(c);
 }
 
+/* The access check asked at accept is answered. */
+static void on_access(void *data, enum access_answer answer)
+{
+	struct conn *c = data;
+	c->access = answer;
+	if (answer == ACCESS_UNKNOWN)
+		log_info("connection %llu (uid %u) may not load or unload models: its groups are unknown",
+			 (unsigned long long)c->id, (unsigned)c->uid);
+	if (!c->hello_held)
+		return;
+	c->hello_held = false;
+	hello_reply(c);
+	update_watch(c);
+	/* The frames that came with the Hello; the rest arrive as before. */
+	process_frames(c);
+}
+
 /* Decodes and dispatches every complete frame held. */
 static void process_frames(struct conn *c)
 {
 	struct pf_err err;
 	const uint8_t *frame;
 	size_t len;
-	while (!c->closing) {
+	while (!c->closing && !c->hello_held) {
 		enum frame_status st = frame_in_next(&c->in, &frame, &len, &err);
 		if (st == FRAME_NEED_MORE)
 			return;
@@ -349,6 +391,7 @@ void conn_accept(struct server *s)
 		c->pid = cred.pid;
 		c->uid = cred.uid;
 		c->gid = cred.gid;
+		c->events = LOOP_READ | LOOP_HUP;
 		frame_in_init(&c->in, s->cfg->max_frame);
 		frame_out_init(&c->out, s->cfg->max_frame, s->cfg->max_queued_output + s->cfg->max_frame + 8);
 		proto_arena_init(&c->arena, (size_t)s->cfg->max_frame * ARENA_FACTOR + 65536);
@@ -365,6 +408,8 @@ void conn_accept(struct server *s)
 			s->conns->prev = c;
 		s->conns = c;
 		s->n_conns++;
+		/* Asked now, so that a lookup overlaps the peer's Hello. */
+		c->access = access_check(s->access, c->uid, c->gid, &c->access_wait, on_access, c);
 		arm_timer(c);
 		log_info("connection %llu from pid %d, uid %u, gid %u", (unsigned long long)c->id,
 			 (int)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "access.h"
 #include "config.h"
 #include "log.h"
 #include "loop.h"
@@ -54,6 +55,10 @@ static void on_reload(struct loop *l, int signo, void *data)
 		log_info("reloaded %s: log level %s, default keep-alive %lld ms", d->cfg.config_file,
 			 log_level_name(fresh.log_level), (long long)fresh.keep_alive_ms);
 	}
+	/* Whatever the file said: an administrator who changed a user's
+	 * groups reloads to have them count now, not when the cached
+	 * answer expires. */
+	access_forget(d->srv.access);
 	char status[128];
 	server_status_text(&d->srv, status, sizeof(status));
 	notify_ready(status);

@@ -93,6 +93,8 @@ int server_init(struct server *s, const struct config *cfg, struct loop *l, stru
 	int r = loop_wake_new(l, &s->ready_wake, on_ready, s);
 	if (r)
 		return pf_errf(err, r, "cannot create the worker wake-up: %s", strerror(-r));
+	if ((r = access_new(&s->access, l, NULL)))
+		return pf_errf(err, r, "cannot set up access checks: %s", strerror(-r));
 	struct models_config mc = {
 		.dir = cfg->models_dir,
 		.budget_bytes = cfg->memory_budget,
@@ -131,6 +133,9 @@ void server_destroy(struct server *s)
 		conn_close(s->conns, "the daemon is stopping");
 	bus_close(s->bus);
 	s->bus = NULL;
+	/* After the connections and the bus: nothing waits for an answer. */
+	access_free(s->access);
+	s->access = NULL;
 	pressure_close(s->pressure);
 	s->pressure = NULL;
 	/* Cancels whatever still runs; the final notifications land on the

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "access.h"
 #include "arena.h"
 #include "config.h"
 #include "frame.h"
@@ -34,7 +35,12 @@ struct conn {
 	struct request *requests;  /* unfinished requests (conn_next links) */
 	int n_requests;
 	uint64_t timer;            /* handshake or idle timeout */
-	bool want_write;
+	uint32_t events;           /* the LOOP_* bits watched */
+	/* May the peer load and unload models (access.h)? Asked at accept,
+	 * answered by Hello's reply at the latest, which waits for it. */
+	enum access_answer access;
+	struct access_wait access_wait;
+	bool hello_held;           /* Hello received, its reply waits for access */
 	struct conn *prev, *next;
 };
 
@@ -43,6 +49,7 @@ struct server {
 	struct loop *loop;
 	struct models *models;
 	struct bus *bus;           /* NULL: D-Bus off */
+	struct access *access;     /* who may load and evict models */
 	struct pressure *pressure; /* NULL: no memory-pressure source */
 	int listen_fd;
 	bool remove_socket;        /* we created the socket file */
@@ -91,7 +98,8 @@ void conn_flush_all(struct server *s);
 void conn_request_add(struct conn *c, struct request *r);
 void conn_request_remove(struct conn *c, struct request *r);
 struct request *conn_request_find(struct conn *c, uint64_t id);
-/* Root, the daemon's user and its group may load and unload models. */
+/* Root, the daemon's user and its group may load and unload models:
+ * decided once per connection, before the reply to its Hello. */
 bool conn_may_control_models(const struct conn *c);
 
 /* handlers.c: one ClientMessage after the handshake. */

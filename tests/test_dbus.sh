@@ -6,12 +6,17 @@
 # / ListModels with their signals and errors, properties, a generation on
 # the socket showing up in them, the uid check, the shipped bus policy, a
 # loop that keeps answering while a load hangs and while a generation
-# runs, memory pressure, and a bus that is missing or goes away.
+# runs, memory pressure, a bus that is missing, goes away or is wedged at
+# startup, and a slow user database behind the uid check.
 me=test_dbus
 # shellcheck source=tests/dbus_lib.sh
 . "$(dirname "$0")/dbus_lib.sh"
 monitor=
-cleanup_test() { [ -z "$monitor" ] || kill "$monitor" 2>/dev/null; }
+wedged=
+cleanup_test() {
+	[ -z "$monitor" ] || kill "$monitor" 2>/dev/null
+	[ -z "$wedged" ] || kill "$wedged" 2>/dev/null
+}
 dbus_setup dbus-send dbus-monitor gdbus
 # SIGTERM must end pinferd cleanly (with SANITIZE=1: without leaks).
 stop_daemon_checked() {
@@ -356,5 +361,244 @@ out=$(as_nobody dbus-send --session --print-reply --dest=org.freedesktop.DBus /o
 	org.freedesktop.DBus.RequestName string:$name uint32:0 2>&1)
 expect_error org.freedesktop.DBus.Error.AccessDenied "$out" "the policy: nobody owning the name"
 stop_daemon_checked
+stop_bus
+
+# (14) A slow user database (LDAP, sssd) holds up only the caller it is
+# asked about. A shim preloaded into pinferd stands in for a slow NSS
+# backend: getpwuid_r of nobody touches $tmp/lookup, then takes 4 s. While
+# it runs, the loop answers Ping, property reads and root's LoadModel; the
+# answer is cached afterwards, and SIGHUP forgets it.
+cat >"$tmp/slowdb.c" <<'EOF'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+int getpwuid_r(uid_t uid, struct passwd *pw, char *buf, size_t size, struct passwd **out)
+{
+	int (*real)(uid_t, struct passwd *, char *, size_t, struct passwd **) =
+		(int (*)(uid_t, struct passwd *, char *, size_t, struct passwd **))dlsym(RTLD_NEXT, "getpwuid_r");
+	const char *slow = getenv("SLOWDB_UID"), *mark = getenv("SLOWDB_MARK");
+	if (slow && mark && uid == (uid_t)strtoul(slow, NULL, 10)) {
+		int fd = open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (fd >= 0)
+			close(fd);
+		struct timespec t = { 4, 0 };
+		while (nanosleep(&t, &t) < 0)
+			;
+	}
+	return real(uid, pw, buf, size, out);
+}
+EOF
+"${CC:-cc}" -shared -fPIC -O1 -o "$tmp/slowdb.so" "$tmp/slowdb.c" -ldl 2>"$tmp/cc.log" ||
+	fail "cannot build the slow user database: $(cat "$tmp/cc.log")"
+now_ms() { date +%s%3N; }
+start_bus open
+# ASan insists on coming first among the preloaded libraries; the shim
+# forwards to the next getpwuid_r, whichever that is.
+LD_PRELOAD=$tmp/slowdb.so SLOWDB_UID=65534 SLOWDB_MARK=$tmp/lookup \
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
+	"$pinferd" --config "$tmp/pinferd.conf" --socket "$tmp/sock" --models "$tmp/models" --session-bus \
+	--threads 1 >>"$tmp/pinferd.log" 2>&1 &
+daemon=$!
+wait_for "the name $name" bctl status "$name"
+wait_for "the socket" test -S "$tmp/sock"
+# What a blocked loop would hold up while nobody is looked up; t1 and t2
+# bracket them.
+others_answer() {  # what
+	t1=$(now_ms)
+	"$pinfer" --socket "$tmp/sock" ping >/dev/null || fail "ping while $1"
+	prop "$mgr" "$iface" Version >/dev/null || fail "property read while $1"
+	bctl call "$name" "$mgr" "$iface" LoadModel 'sa{sv}' stories260K 0 >/dev/null || fail "root's LoadModel while $1"
+	t2=$(now_ms)
+	# Before the fix, these waited for the lookup: ~4000 ms.
+	[ $((t2 - t1)) -lt 3000 ] || fail "the loop waited for the user database while $1: $((t2 - t1)) ms"
+}
+# On D-Bus: nobody's LoadModel waits for the lookup, then is refused.
+rm -f "$tmp/lookup"
+t0=$(now_ms)
+as_nobody gdbus call --address "$addr" --dest "$name" --object-path "$mgr" --method "$iface.LoadModel" \
+	stories260K '{}' >"$tmp/slow.out" 2>&1 &
+slow=$!
+wait_for "the slow lookup" test -e "$tmp/lookup"
+others_answer "nobody's groups are looked up for D-Bus"
+kill -0 "$slow" 2>/dev/null || fail "nobody's LoadModel ended before its lookup did: $(cat "$tmp/slow.out")"
+wait "$slow"
+t3=$(now_ms)
+expect_error org.pinfer.Pinfer1.Error.PermissionDenied "$(cat "$tmp/slow.out")" "LoadModel as nobody, looked up slowly"
+[ $((t3 - t0)) -ge 3500 ] || fail "nobody's LoadModel took $((t3 - t0)) ms; its lookup takes 4000"
+# The answer is cached: no second lookup.
+rm -f "$tmp/lookup"
+out=$(as_nobody dbus-send --session --print-reply --dest="$name" "$mgr" "$iface.EvictModel" string:stories260K 2>&1)
+expect_error org.pinfer.Pinfer1.Error.PermissionDenied "$out" "EvictModel as nobody, cached"
+[ ! -e "$tmp/lookup" ] || fail "nobody was looked up again instead of from the cache"
+# SIGHUP forgets it. On the socket (open to nobody for this), nobody's
+# Hello waits for the lookup, and its LoadModel is refused after it.
+reloads_above() { [ "$(grep -c "reloaded " "$tmp/pinferd.log")" -gt "$1" ]; }
+forget_cache() {
+	n=$(grep -c "reloaded " "$tmp/pinferd.log")
+	kill -HUP "$daemon"
+	wait_for "the reload" reloads_above "$n"
+	rm -f "$tmp/lookup"
+}
+forget_cache
+chmod 666 "$tmp/sock"
+as_nobody "$pinfer" --bus none --socket "$tmp/sock" load stories260K >"$tmp/slow.out" 2>&1 &
+slow=$!
+wait_for "the slow lookup" test -e "$tmp/lookup"
+others_answer "nobody's groups are looked up for the socket"
+kill -0 "$slow" 2>/dev/null || fail "nobody's load on the socket ended before its lookup did: $(cat "$tmp/slow.out")"
+wait "$slow" && fail "nobody's load on the socket succeeded: $(cat "$tmp/slow.out")"
+grep -qi "permission" "$tmp/slow.out" || fail "nobody's load on the socket: $(cat "$tmp/slow.out")"
+# What a client sends right after its Hello waits with the Hello, and is
+# then answered in order.
+forget_cache
+# A python3 nobody can run: a shim under root's home (pyenv) is not one.
+for py in /usr/bin/python3 /usr/local/bin/python3 "$(command -v python3)" ""; do
+	[ -n "$py" ] && as_nobody "$py" -c '' 2>/dev/null && break
+done
+[ -n "$py" ] || fail "no python3 that nobody may run"
+as_nobody "$py" - "$tmp/sock" <<'PY' || fail "frames sent with a Hello that waits for the user database (above)"
+import socket, struct, sys
+
+def varint(n):
+    out = b""
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+def field(num, payload):  # length-delimited
+    return varint(num << 3 | 2) + varint(len(payload)) + payload
+
+def uint(num, n):
+    return varint(num << 3) + varint(n)
+
+def frame(msg):
+    return struct.pack(">I", len(msg)) + msg
+
+def fields(buf):  # {number: [value or bytes]}
+    out, i = {}, 0
+    while i < len(buf):
+        key = shift = 0
+        while True:
+            key |= (buf[i] & 0x7F) << shift
+            shift += 7
+            i += 1
+            if not buf[i - 1] & 0x80:
+                break
+        if key & 7 == 0:
+            v = shift = 0
+            while True:
+                v |= (buf[i] & 0x7F) << shift
+                shift += 7
+                i += 1
+                if not buf[i - 1] & 0x80:
+                    break
+        else:
+            n = shift = 0
+            while True:
+                n |= (buf[i] & 0x7F) << shift
+                shift += 7
+                i += 1
+                if not buf[i - 1] & 0x80:
+                    break
+            v, i = buf[i:i + n], i + n
+        out.setdefault(key >> 3, []).append(v)
+    return out
+
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(20)
+s.connect(sys.argv[1])
+s.sendall(frame(field(1, uint(1, 1)))                                  # Hello{1}
+          + frame(field(8, uint(1, 7)))                                # Ping{7}
+          + frame(field(9, uint(1, 8) + field(2, b"stories260K"))))    # LoadModel{8}
+data = b""
+def recv_frame():
+    global data
+    while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+        chunk = s.recv(65536)
+        if not chunk:
+            sys.exit("the daemon hung up")
+        data += chunk
+    n = struct.unpack(">I", data[:4])[0]
+    msg, data = data[4:4 + n], data[4 + n:]
+    (num, body), = fields(msg).items()
+    return num, fields(body[0])
+num, hello = recv_frame()
+if num != 1 or b"model_control" in hello.get(5, []):
+    sys.exit("first reply: %d %r, expected a HelloReply without model_control" % (num, hello))
+num, pong = recv_frame()
+if num != 9 or pong.get(1) != [7]:
+    sys.exit("second reply: %d %r, expected Pong{7}" % (num, pong))
+num, err = recv_frame()
+if num != 2 or err.get(1) != [8] or err.get(2) != [13]:
+    sys.exit("third reply: %d %r, expected Error{8, ERR_PERMISSION_DENIED}" % (num, err))
+PY
+[ -e "$tmp/lookup" ] || fail "the pipelined Hello did not wait for a lookup"
+stop_daemon_checked
+stop_bus
+
+# (15) A wedged bus holds startup up for 5 s at most (docs/dbus-api.md):
+# then an error, READY=1, and the socket without D-Bus. Wedged two ways: a
+# bus socket that accepts connections into its backlog and never answers
+# (the Hello waits), and one whose backlog is full (connect(2) waits).
+wedged_bus() {  # full|room
+	rm -f "$tmp/wedged" "$tmp/wedged.ready"
+	python3 - "$tmp/wedged" "$1" <<'PY' &
+import errno, socket, sys, time
+path, how = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(0 if how == "full" else 16)
+held = []
+if how == "full":
+    # Backlog 0 takes one connection; the next connect(2) blocks.
+    for _ in range(2):
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.setblocking(False)
+        try:
+            c.connect(path)
+        except BlockingIOError:
+            break
+        held.append(c)
+    else:
+        sys.exit("test_dbus: FAIL: cannot fill the backlog of the wedged bus")
+open(path + ".ready", "w").close()
+time.sleep(120)
+PY
+	wedged=$!
+	wait_for "the wedged bus" test -e "$tmp/wedged.ready"
+}
+wedged_start() {  # system|session
+	t0=$(now_ms)
+	DBUS_SESSION_BUS_ADDRESS=unix:path=$tmp/wedged DBUS_SYSTEM_BUS_ADDRESS=unix:path=$tmp/wedged \
+		"$pinferd" --config "$tmp/pinferd.conf" --socket "$tmp/sock" --models "$tmp/models" \
+		--bus "$1" >"$tmp/wedged.log" 2>&1 &
+	daemon=$!
+	wait_for "pinferd ready with a wedged bus" grep -q "ready: models in" "$tmp/wedged.log"
+	t1=$(now_ms)
+	grep -q "D-Bus off: the $1 bus did not answer within 5 s" "$tmp/wedged.log" ||
+		fail "no error about the wedged $1 bus: $(cat "$tmp/wedged.log")"
+	[ $((t1 - t0)) -ge 4500 ] && [ $((t1 - t0)) -lt 8000 ] ||
+		fail "with a wedged $1 bus, pinferd was ready after $((t1 - t0)) ms, not after 5 s"
+	"$pinfer" --socket "$tmp/sock" ping >/dev/null || fail "ping with a wedged $1 bus"
+	# Stopping does not wait for the connection attempt left behind.
+	t0=$(now_ms)
+	stop_daemon_checked
+	t1=$(now_ms)
+	[ $((t1 - t0)) -lt 3000 ] || fail "with a wedged $1 bus, pinferd took $((t1 - t0)) ms to stop"
+	kill "$wedged" 2>/dev/null
+	wait "$wedged" 2>/dev/null
+	wedged=
+}
+wedged_bus room
+wedged_start session
+wedged_bus full
+wedged_start system
 
 echo "test_dbus: ok"
