@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ffn_store.h"
+
 void pinfer_ctx_params_default(struct pinfer_ctx_params *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -60,6 +62,13 @@ static int64_t widest_row(const struct pinfer_model_info *hp)
 	return q_dim > w ? q_dim : w;
 }
 
+/* Neurons of the largest run of clusters an offloaded model's prefill
+ * stages at once; 0 for models in memory. */
+static uint64_t chunk_neurons(const struct pinfer_model *m)
+{
+	return m->store ? (uint64_t)pf_ffn_store_run_neurons(m->store) : 0;
+}
+
 /* Everything pinfer_ctx_new allocates, buffer by buffer in the same order
  * (tests/test_memory.c holds the two together). */
 uint64_t pinfer_ctx_estimate_bytes(const struct pinfer_model *m, const struct pinfer_ctx_params *params)
@@ -80,7 +89,10 @@ uint64_t pinfer_ctx_estimate_bytes(const struct pinfer_model *m, const struct pi
 		B * hp->rope_dim, (uint64_t)p.n_threads * PF_ATTN_QUERY_BLOCK * p.n_ctx,
 		(p.all_logits ? B : 1) * hp->n_vocab,
 		sparse(hp) ? hp->n_ff : 0,
+		sparse(hp) ? 2 * (uint64_t)hp->n_ff : 0,  /* bundle pointers */
 		sparse(hp) ? (uint64_t)p.n_threads * hp->n_embd : 0,
+		sparse(hp) ? B * hp->n_embd : 0,
+		2 * B * chunk_neurons(m),
 		predictor(m) ? B * (uint64_t)m->pred_rank : 0, predictor(m) ? B * hp->n_ff : 0,
 	};
 	uint64_t bytes = 0;
@@ -140,8 +152,14 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 	if (sparse(hp)) {
 		/* Indices are 4 bytes like floats. */
 		c->active = (int32_t *)(void *)alloc_floats(c, (uint64_t)hp->n_ff, true);
+		c->bundle = (const uint8_t **)(void *)alloc_floats(c, 2 * (uint64_t)hp->n_ff, true);
 		c->partial = alloc_floats(c, (uint64_t)p.n_threads * hp->n_embd, true);
-		sparse_ok = c->active && c->partial;
+		c->ffn_out = alloc_floats(c, B * hp->n_embd, true);
+		sparse_ok = c->active && c->bundle && c->partial && c->ffn_out;
+		if (m->store) {
+			c->chunk = alloc_floats(c, 2 * B * chunk_neurons(m), true);
+			sparse_ok = sparse_ok && c->chunk;
+		}
 	}
 	if (predictor(m)) {
 		c->pred_h = alloc_floats(c, B * (uint64_t)m->pred_rank, true);
@@ -159,6 +177,14 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 			       (unsigned long long)(want >> 20));
 	}
 	c->bytes += c->scratch.bytes;
+	/* An offloaded model's budget covers its contexts too. */
+	if (m->store) {
+		if ((r = pf_ffn_store_add_ctx(m->store, (int64_t)c->bytes, err))) {
+			pinfer_ctx_free(c);
+			return r;
+		}
+		c->registered = true;
+	}
 	*out = c;
 	return 0;
 }
@@ -180,8 +206,13 @@ void pinfer_ctx_free(struct pinfer_ctx *c)
 	free(c->rope_cs);
 	free(c->scores);
 	free(c->logits);
+	if (c->registered)
+		pf_ffn_store_add_ctx(c->model->store, -(int64_t)c->bytes, NULL);
 	free(c->active);
+	free(c->bundle);
 	free(c->partial);
+	free(c->ffn_out);
+	free(c->chunk);
 	free(c->pred_h);
 	free(c->pred_s);
 	free(c->probe_gate);
@@ -244,7 +275,9 @@ int pinfer_eval(struct pinfer_ctx *c, const int32_t *tokens, int n, struct pf_er
 	c->n_logits = 0;
 	for (int done = 0; done < n;) {
 		int T = n - done < c->n_batch ? n - done : c->n_batch;
-		pf_forward(c, tokens + done, T);
+		int r = pf_forward(c, tokens + done, T, err);
+		if (r)
+			return r;
 		c->ffn_stats.tokens += (uint64_t)T;
 		done += T;
 	}

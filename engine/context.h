@@ -34,7 +34,10 @@ struct pinfer_ctx {
 	float *logits;   /* (all_logits ? n_batch : 1, n_vocab) */
 	/* Sparse modes only (ffn.c): */
 	int32_t *active; /* (n_ff) neurons computed this layer */
+	const uint8_t **bundle;  /* (n_ff) their bundles */
 	float *partial;  /* (n_threads, n_embd) down-projection sums */
+	float *ffn_out;  /* (n_batch, n_embd) prefill's FFN output */
+	float *chunk;    /* offloaded models: a run of clusters' gate and up outputs */
 	float *pred_h;   /* (n_batch, rank) predictor mode: hidden layer */
 	float *pred_s;   /* (n_batch, n_ff) predictor mode: scores */
 	struct pinfer_ffn_stats ffn_stats;
@@ -44,9 +47,11 @@ struct pinfer_ctx {
 	float *probe_act;   /* (n_ff) activations of a sparse step, with a probe */
 	struct pf_matmul_scratch scratch;
 	uint64_t bytes;
+	bool registered;    /* counted in an offloaded model's budget */
 };
 
-/* Runs the model over tokens[0..T) at positions pos..pos+T-1, T <= n_batch. */
-void pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T);
+/* Runs the model over tokens[0..T) at positions pos..pos+T-1, T <= n_batch.
+ * On failure (an offloaded model's read) pos stays where it was. */
+int pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T, struct pf_err *err);
 
 #endif

@@ -345,6 +345,58 @@ void pf_q4_0_axpy_neon(int n, float a, const void *w, float *y)
 	}
 }
 
+/* Multi-row axpy: a block's 32 elements of y stay in eight registers while
+ * each row's block is added as the single-row kernels add it, so the sums
+ * are theirs bit for bit. */
+static inline void fma16(float32x4_t acc[4], struct f32x16 q, float s)
+{
+	PF_UNROLL(4)
+	for (int k = 0; k < 4; k++)
+		acc[k] = vfmaq_n_f32(acc[k], q.v[k], s);
+}
+
+#define AXPY_MULTI(name, block_t, add_block) \
+	void pf_##name##_axpy_multi_neon(int n, int k, const float *a, const uint8_t *const *w, float *y) \
+	{ \
+		const block_t *bw[PF_AXPY_MULTI_MAX]; \
+		for (int r = 0; r < k; r++) \
+			bw[r] = (const block_t *)(const void *)w[r]; \
+		for (int i = 0; i < n / QK; i++) { \
+			float *yb = y + QK * i; \
+			float32x4_t lo[4], hi[4]; \
+			PF_UNROLL(4) \
+			for (int e = 0; e < 4; e++) { \
+				lo[e] = vld1q_f32(yb + 4 * e); \
+				hi[e] = vld1q_f32(yb + 16 + 4 * e); \
+			} \
+			for (int r = 0; r < k; r++) \
+				add_block(&bw[r][i], a[r] * ld_f16(bw[r][i].d), lo, hi); \
+			PF_UNROLL(4) \
+			for (int e = 0; e < 4; e++) { \
+				vst1q_f32(yb + 4 * e, lo[e]); \
+				vst1q_f32(yb + 16 + 4 * e, hi[e]); \
+			} \
+		} \
+	}
+
+static inline void add_q4_0(const struct pf_block_q4_0 *b, float s, float32x4_t lo[4], float32x4_t hi[4])
+{
+	const int8x16_t eight = vdupq_n_s8(8);
+	uint8x16_t v = vld1q_u8(b->qs);
+	fma16(lo, widen_s8(vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0f))), eight)), s);
+	fma16(hi, widen_s8(vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight)), s);
+}
+
+static inline void add_q8_0(const struct pf_block_q8_0 *b, float s, float32x4_t lo[4], float32x4_t hi[4])
+{
+	fma16(lo, widen_s8(vld1q_s8(b->qs)), s);
+	fma16(hi, widen_s8(vld1q_s8(b->qs + 16)), s);
+}
+
+AXPY_MULTI(q4_0, struct pf_block_q4_0, add_q4_0)
+AXPY_MULTI(q8_0, struct pf_block_q8_0, add_q8_0)
+#undef AXPY_MULTI
+
 void pf_q4_1_axpy_neon(int n, float a, const void *w, float *y)
 {
 	const struct pf_block_q4_1 *b = w;

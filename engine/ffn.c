@@ -12,11 +12,15 @@
  *
  * Prefill, and the dense mode: every neuron through the matrix products,
  * with the neurons a sparse mode skips zeroed before the down projection,
- * so prefill and decode agree on which neurons count. */
+ * so prefill and decode agree on which neurons count. In a sparse mode the
+ * weights are the neuron bundles' (bundle.h): gate and up rows as strided
+ * matrices, and the down projection from the neuron-major down rows, only
+ * for the neurons that fired. */
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
 
+#include "ffn_store.h"
 #include "ops.h"
 #include "sparse.h"
 
@@ -45,30 +49,71 @@ static void predict(struct pinfer_ctx *c, const struct pf_layer *L, int T)
 	pf_matmul(c->pool, &c->scratch, &s, 1, c->pred_h, T);
 }
 
-static void ffn_full(struct pinfer_ctx *c, const struct pf_layer *L, int l, int T)
+/* Where a layer's neuron bundles keep their rows (bundle.h): the first row
+ * the sparse paths read (the gate when the bundles hold it, else the up),
+ * the offsets of the up and down rows in a bundle, and the bytes read. */
+struct bundle_layout {
+	const struct pf_weight *first;
+	size_t up_off, down_off, bytes;
+	int64_t group;  /* neurons per cluster of a bundle file, else 1 */
+};
+
+static struct bundle_layout layout_of(const struct pinfer_model *m, const struct pf_layer *L)
+{
+	bool gate = m->bundles.gate;
+	size_t up_off = gate ? L->ffn_gate.row_bytes : 0;
+	return (struct bundle_layout){
+		.first = gate ? &L->ffn_gate : &L->ffn_up,
+		.up_off = up_off,
+		.down_off = up_off + L->ffn_up.row_bytes,
+		.bytes = up_off + L->ffn_up.row_bytes + L->ffn_down_t.row_bytes,
+		.group = L->ffn_up.group > 1 ? L->ffn_up.group : 1,
+	};
+}
+
+/* A view of rows [p0, p0 + rows) of w, whose row p0 starts at data. */
+static struct pf_weight rows_view(const struct pf_weight *w, const uint8_t *data, int64_t rows)
+{
+	struct pf_weight v = *w;
+	v.data = data;
+	v.rows = rows;
+	return v;
+}
+
+/* The activation of columns [p0, p1) of T rows of hb (gate) and hb2 (up),
+ * with the neurons the mode skips zeroed. */
+static void activate(struct pinfer_ctx *c, int l, int T, int64_t p0, int64_t p1)
 {
 	const struct pinfer_model *m = c->model;
 	const struct pinfer_model_info *hp = &m->info;
-	int64_t n = (int64_t)T * hp->n_ff;
-	struct pf_matmul_out gate_up[2] = { { .w = &L->ffn_gate, .y = c->hb }, { .w = &L->ffn_up, .y = c->hb2 } };
-	pf_matmul(c->pool, &c->scratch, gate_up, 2, c->xb, T);
-	if (c->probe)
-		memcpy(c->probe_gate, c->hb, (size_t)n * sizeof(float));
-	if (hp->sparsity == PINFER_SPARSITY_THRESHOLD) {
-		float thr = m->thresholds[l];
-		for (int64_t i = 0; i < n; i++) {
-			float s = silu(c->hb[i]);
-			c->hb[i] = fabsf(s) > thr ? s * c->hb2[i] : 0.0f;
+	for (int t = 0; t < T; t++) {
+		size_t row = (size_t)t * (size_t)hp->n_ff;
+		float *g = c->hb + row + p0, *u = c->hb2 + row + p0;
+		int64_t n = p1 - p0;
+		if (hp->sparsity == PINFER_SPARSITY_THRESHOLD) {
+			float thr = m->thresholds[l];
+			for (int64_t i = 0; i < n; i++) {
+				float s = silu(g[i]);
+				g[i] = fabsf(s) > thr ? s * u[i] : 0.0f;
+			}
+		} else {
+			pf_ffn_act(g, u, n, hp->ffn_act);
 		}
-	} else {
-		pf_ffn_act(c->hb, c->hb2, n, hp->ffn_act);
+		if (hp->sparsity == PINFER_SPARSITY_PREDICTOR) {
+			const float *score = c->pred_s + row + p0;
+			for (int64_t i = 0; i < n; i++)
+				if (!(score[i] > m->pred_threshold))
+					g[i] = 0.0f;
+		}
 	}
-	if (hp->sparsity == PINFER_SPARSITY_PREDICTOR) {
-		predict(c, L, T);
-		for (int64_t i = 0; i < n; i++)
-			if (!(c->pred_s[i] > m->pred_threshold))
-				c->hb[i] = 0.0f;
-	}
+}
+
+/* The statistics and the probe of a prefill, once hb holds every
+ * neuron's activation. */
+static void count_prefill(struct pinfer_ctx *c, int l, int T)
+{
+	const struct pinfer_model_info *hp = &c->model->info;
+	int64_t n = (int64_t)T * hp->n_ff;
 	c->ffn_stats.neurons += (uint64_t)n;
 	if (counts_zeros(hp)) {
 		uint64_t active = 0;
@@ -80,15 +125,153 @@ static void ffn_full(struct pinfer_ctx *c, const struct pf_layer *L, int l, int 
 	}
 	if (c->probe)
 		c->probe(c->probe_data, l, T, c->xb,
-			 hp->sparsity == PINFER_SPARSITY_PREDICTOR ? NULL : c->probe_gate, c->hb);
+			 hp->sparsity == PINFER_SPARSITY_PREDICTOR || c->model->bundles.gate ? NULL : c->probe_gate,
+			 c->hb);
+}
+
+static void ffn_dense(struct pinfer_ctx *c, const struct pf_layer *L, int l, int T)
+{
+	int64_t n = (int64_t)T * c->model->info.n_ff;
+	struct pf_matmul_out gate_up[2] = { { .w = &L->ffn_gate, .y = c->hb }, { .w = &L->ffn_up, .y = c->hb2 } };
+	pf_matmul(c->pool, &c->scratch, gate_up, 2, c->xb, T);
+	if (c->probe)
+		memcpy(c->probe_gate, c->hb, (size_t)n * sizeof(float));
+	activate(c, l, T, 0, c->model->info.n_ff);
+	count_prefill(c, l, T);
 	struct pf_matmul_out down = { .w = &L->ffn_down, .y = c->xb };
 	pf_matmul(c->pool, &c->scratch, &down, 1, c->hb, T);
+}
+
+/* Prefill's down projection from neuron-major rows: neurons [p0, p1),
+ * their rows in down (row 0 = neuron p0), added into y. */
+struct down_t_job {
+	const struct pf_weight *down;
+	const float *h;  /* T x n_ff activations */
+	float *y;        /* T x dim */
+	int64_t n_ff, dim, T, tile, p0, p1;
+};
+
+/* The threads take tiles of tokens and walk the neurons: each output row
+ * is summed by one thread, in neuron order (no partial sums to add up, the
+ * same result whatever the scheduling), and a down row is read once per
+ * tile in which some token fired it. */
+static void run_down_t(void *arg, int64_t begin, int64_t end, int thread)
+{
+	(void)thread;
+	const struct down_t_job *j = arg;
+	pf_axpy_fn axpy = j->down->ops->axpy;
+	int n = (int)j->dim;
+	for (int64_t k = begin; k < end; k++) {
+		int64_t t0 = k * j->tile, t1 = t0 + j->tile < j->T ? t0 + j->tile : j->T;
+		for (int64_t i = j->p0; i < j->p1; i++) {
+			const uint8_t *row = NULL;
+			for (int64_t t = t0; t < t1; t++) {
+				float a = j->h[t * j->n_ff + i];
+				if (a == 0.0f)
+					continue;
+				if (!row)
+					row = pf_weight_row(j->down, i - j->p0);
+				axpy(n, a, row, j->y + t * j->dim);
+			}
+		}
+	}
+}
+
+/* Tokens per tile: up to 8 share each read of a down row, while there are
+ * still a couple of tiles per thread to balance. */
+#define DOWN_T_TILE_MAX 8
+
+static void down_t_add(struct pinfer_ctx *c, const struct pf_weight *down, int T, int64_t p0, int64_t p1)
+{
+	int n_threads = pf_pool_threads(c->pool);
+	int64_t tile = ((int64_t)T + 2 * n_threads - 1) / (2 * n_threads);
+	tile = tile < 1 ? 1 : tile > DOWN_T_TILE_MAX ? DOWN_T_TILE_MAX : tile;
+	struct down_t_job j = { .down = down, .h = c->hb, .y = c->ffn_out, .n_ff = c->model->info.n_ff,
+				.dim = down->cols, .T = T, .tile = tile, .p0 = p0, .p1 = p1 };
+	pf_pool_run(c->pool, run_down_t, &j, (T + tile - 1) / tile, 1);
+}
+
+/* Copies a T x (p1 - p0) block into columns [p0, p1) of a T x n_ff one. */
+static void scatter(float *dst, const float *src, int T, int64_t n_ff, int64_t p0, int64_t p1)
+{
+	for (int t = 0; t < T; t++)
+		memcpy(dst + (size_t)t * (size_t)n_ff + p0, src + (size_t)t * (size_t)(p1 - p0),
+		       (size_t)(p1 - p0) * sizeof(float));
+}
+
+/* One run of clusters of a prefill in a sparse mode: neurons [p0, p1),
+ * whose bundles start at base. */
+static void prefill_run(struct pinfer_ctx *c, const struct pf_layer *L, int l, int T, const struct bundle_layout *bl,
+			const uint8_t *base, int64_t p0, int64_t p1)
+{
+	const struct pinfer_model *m = c->model;
+	int64_t n_ff = m->info.n_ff, rows = p1 - p0;
+	bool whole = p0 == 0 && p1 == n_ff;
+	float *g = whole ? c->hb : c->chunk, *u = whole ? c->hb2 : c->chunk + (size_t)T * (size_t)rows;
+	struct pf_weight gv = rows_view(&L->ffn_gate, base, rows);
+	struct pf_weight uv = rows_view(&L->ffn_up, base + bl->up_off, rows);
+	struct pf_weight dv = rows_view(&L->ffn_down_t, base + bl->down_off, rows);
+	struct pf_matmul_out outs[2] = { { .w = &uv, .y = u }, { .w = &gv, .y = g } };
+	pf_matmul(c->pool, &c->scratch, outs, m->bundles.gate ? 2 : 1, c->xb, T);
+	if (!whole) {
+		scatter(c->hb2, u, T, n_ff, p0, p1);
+		if (m->bundles.gate)
+			scatter(c->hb, g, T, n_ff, p0, p1);
+	}
+	activate(c, l, T, p0, p1);
+	down_t_add(c, &dv, T, p0, p1);
+}
+
+/* Prefill in a sparse mode: the gate (when not in the bundles) and the
+ * predictor for every neuron, then the bundles a run of clusters at a
+ * time (all at once in memory; in the staging buffer under a budget):
+ * their gate and up rows, the activation, and the down rows of the
+ * neurons that fired added into the output. */
+static int ffn_prefill_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l, int T, struct pf_err *err)
+{
+	const struct pinfer_model *m = c->model;
+	int64_t n_ff = m->info.n_ff, dim = m->info.n_embd;
+	struct bundle_layout bl = layout_of(m, L);
+	if (!m->bundles.gate) {
+		struct pf_matmul_out g = { .w = &L->ffn_gate, .y = c->hb };
+		pf_matmul(c->pool, &c->scratch, &g, 1, c->xb, T);
+		if (c->probe)
+			memcpy(c->probe_gate, c->hb, (size_t)T * (size_t)n_ff * sizeof(float));
+	}
+	if (m->info.sparsity == PINFER_SPARSITY_PREDICTOR)
+		predict(c, L, T);
+	memset(c->ffn_out, 0, (size_t)T * (size_t)dim * sizeof(float));
+	struct pf_ffn_store *s = m->store;
+	int r = 0;
+	if (!s) {
+		prefill_run(c, L, l, T, &bl, bl.first->data, 0, n_ff);
+	} else {
+		int64_t n_clusters = (n_ff + bl.group - 1) / bl.group, run = pf_ffn_store_run_max(s, l);
+		pf_ffn_store_begin_step(s);
+		for (int64_t k0 = 0; k0 < n_clusters && !r; k0 += run) {
+			int64_t k1 = k0 + run < n_clusters ? k0 + run : n_clusters;
+			const uint8_t *base;
+			if ((r = pf_ffn_store_run(s, l, k0, k1, &base, err)))
+				break;
+			int64_t p1 = k1 * bl.group < n_ff ? k1 * bl.group : n_ff;
+			prefill_run(c, L, l, T, &bl, base, k0 * bl.group, p1);
+		}
+		pf_ffn_store_end_step(s);
+	}
+	if (r)
+		return r;
+	count_prefill(c, l, T);
+	memcpy(c->xb, c->ffn_out, (size_t)T * (size_t)dim * sizeof(float));
+	return 0;
 }
 
 /* The chosen neurons of one layer, for one pass of the threads. */
 struct neuron_job {
 	const struct pf_layer *L;
 	const int32_t *idx;
+	const uint8_t *const *bundle;  /* each chosen neuron's bundle */
+	struct bundle_layout bl;
+	bool gate_in_bundle;
 	const float *gate;          /* every neuron's gate (gate and threshold modes) */
 	const uint8_t *xq_gate;     /* x in the gate's and the up's kernel formats */
 	const uint8_t *xq_up;
@@ -100,21 +283,43 @@ struct neuron_job {
 	_Atomic uint64_t fired;
 };
 
-static void prefetch_rows(const struct pf_layer *L, int32_t j)
+static void prefetch_bundle(const uint8_t *p, size_t bytes)
 {
-	const uint8_t *up = L->ffn_up.data + (size_t)j * L->ffn_up.row_bytes;
-	const uint8_t *down = L->ffn_down_t.data + (size_t)j * L->ffn_down_t.row_bytes;
-	for (int k = 0; k < 4; k++) {
-		__builtin_prefetch(up + 64 * k, 0, 0);
-		__builtin_prefetch(down + 64 * k, 0, 0);
-	}
+	for (size_t o = 0; o < bytes; o += 64)
+		__builtin_prefetch(p + o, 0, 0);
+}
+
+/* Down rows of neurons that fired, waiting to be added to a thread's sum:
+ * a few at a time where the format adds several rows per pass over it. */
+struct down_batch {
+	const struct pf_weight *down;
+	int max, n;
+	float a[PF_AXPY_MULTI_MAX];
+	const uint8_t *rows[PF_AXPY_MULTI_MAX];
+};
+
+static void down_flush(struct down_batch *b, float *y)
+{
+	if (b->n == 1)
+		b->down->ops->axpy((int)b->down->cols, b->a[0], b->rows[0], y);
+	else if (b->n > 1)
+		b->down->ops->axpy_multi((int)b->down->cols, b->n, b->a, b->rows, y);
+	b->n = 0;
+}
+
+static void down_add(struct down_batch *b, float a, const uint8_t *row, float *y)
+{
+	b->a[b->n] = a;
+	b->rows[b->n++] = row;
+	if (b->n == b->max)
+		down_flush(b, y);
 }
 
 /* For each chosen neuron, what its activation still lacks (the gate in
- * predictor mode, the up), then its down row added into this thread's sum:
- * a neuron's rows are read back to back, and the next neuron's first cache
- * lines are requested meanwhile, since the hardware prefetcher does not
- * follow a jump to another row. */
+ * predictor mode, the up), then its down row added into this thread's sum.
+ * A neuron's rows are one bundle, read front to back; the next neuron's
+ * bundle is requested meanwhile, since the hardware prefetcher does not
+ * follow a jump to another bundle. */
 static void run_neurons(void *arg, int64_t begin, int64_t end, int thread)
 {
 	struct neuron_job *j = arg;
@@ -122,20 +327,23 @@ static void run_neurons(void *arg, int64_t begin, int64_t end, int thread)
 	int n = (int)j->dim;
 	float *y = j->partial + (size_t)thread * (size_t)j->dim;
 	uint64_t fired = 0;
+	struct down_batch batch = { .down = &L->ffn_down_t,
+				    .max = L->ffn_down_t.ops->axpy_multi ? PF_AXPY_MULTI_MAX : 1 };
 	for (int64_t i = begin; i < end; i++) {
 		int32_t id = j->idx[i];
+		const uint8_t *b = j->bundle[i];
 		if (i + 1 < end)
-			prefetch_rows(L, j->idx[i + 1]);
+			prefetch_bundle(j->bundle[i + 1], j->bl.bytes);
 		float g, u, a;
 		if (j->mode == PINFER_SPARSITY_PREDICTOR) {
-			L->ffn_gate.ops->vec_dot(n, &g, L->ffn_gate.data + (size_t)id * L->ffn_gate.row_bytes,
+			L->ffn_gate.ops->vec_dot(n, &g, j->gate_in_bundle ? b : pf_weight_row(&L->ffn_gate, id),
 						 j->xq_gate);
 			if (g <= 0.0f)
 				continue;  /* predicted, but it does not fire */
 		} else {
 			g = j->gate[id];
 		}
-		L->ffn_up.ops->vec_dot(n, &u, L->ffn_up.data + (size_t)id * L->ffn_up.row_bytes, j->xq_up);
+		L->ffn_up.ops->vec_dot(n, &u, b + j->bl.up_off, j->xq_up);
 		if (j->mode == PINFER_SPARSITY_THRESHOLD)
 			a = silu(g) * u;
 		else if (j->act == PINFER_ACT_DRELU)
@@ -144,11 +352,12 @@ static void run_neurons(void *arg, int64_t begin, int64_t end, int thread)
 			a = g * u;
 		if (a == 0.0f)
 			continue;
-		L->ffn_down_t.ops->axpy(n, a, L->ffn_down_t.data + (size_t)id * L->ffn_down_t.row_bytes, y);
+		down_add(&batch, a, b + j->bl.down_off, y);
 		if (j->act_out)
 			j->act_out[id] = a;
 		fired++;
 	}
+	down_flush(&batch, y);
 	atomic_fetch_add_explicit(&j->fired, fired, memory_order_relaxed);
 }
 
@@ -163,11 +372,37 @@ static const uint8_t *kernel_input(const struct pf_weight *w, const float *x, in
 	return buf;
 }
 
+/* The bundles of the n chosen neurons idx (ascending): in memory, or from
+ * the store, which reads the clusters it does not hold. */
+static int locate(struct pinfer_ctx *c, int l, const struct bundle_layout *bl, const int32_t *idx, int n,
+		  const uint8_t **out, struct pf_err *err)
+{
+	struct pf_ffn_store *s = c->model->store;
+	if (!s) {
+		for (int i = 0; i < n; i++)
+			out[i] = pf_weight_row(bl->first, idx[i]);
+		return 0;
+	}
+	int64_t last = -1;
+	const uint8_t *base = NULL;
+	for (int i = 0; i < n; i++) {
+		int64_t k = idx[i] / bl->group;
+		if (k != last) {
+			int r = pf_ffn_store_cluster(s, l, k, &base, err);
+			if (r)
+				return r;
+			last = k;
+		}
+		out[i] = base + (size_t)(idx[i] % bl->group) * bl->first->stride;
+	}
+	return 0;
+}
+
 /* Neurons per chunk a thread takes: enough to amortize taking it, few
  * enough to balance a few hundred chosen neurons. */
 #define NEURON_CHUNK 16
 
-static void ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l)
+static int ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l, struct pf_err *err)
 {
 	const struct pinfer_model *m = c->model;
 	const struct pinfer_model_info *hp = &m->info;
@@ -195,6 +430,15 @@ static void ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l)
 					idx[n++] = j;
 		}
 	}
+	struct bundle_layout bl = layout_of(m, L);
+	if (m->store)
+		pf_ffn_store_begin_step(m->store);
+	int r = locate(c, l, &bl, idx, n, c->bundle, err);
+	if (r) {
+		if (m->store)
+			pf_ffn_store_end_step(m->store);
+		return r;
+	}
 
 	int n_threads = pf_pool_threads(c->pool);
 	memset(c->partial, 0, (size_t)n_threads * (size_t)dim * sizeof(float));
@@ -205,11 +449,13 @@ static void ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l)
 	if (c->probe)
 		memset(c->probe_act, 0, (size_t)n_ff * sizeof(float));
 	struct neuron_job j = {
-		.L = L, .idx = idx, .gate = gate, .xq_gate = xq_gate, .xq_up = xq_up,
-		.partial = c->partial, .dim = dim, .mode = hp->sparsity, .act = hp->ffn_act,
-		.act_out = c->probe ? c->probe_act : NULL,
+		.L = L, .idx = idx, .bundle = c->bundle, .bl = bl, .gate_in_bundle = m->bundles.gate,
+		.gate = gate, .xq_gate = xq_gate, .xq_up = xq_up, .partial = c->partial, .dim = dim,
+		.mode = hp->sparsity, .act = hp->ffn_act, .act_out = c->probe ? c->probe_act : NULL,
 	};
 	pf_pool_run(c->pool, run_neurons, &j, n, NEURON_CHUNK);
+	if (m->store)
+		pf_ffn_store_end_step(m->store);
 	c->ffn_stats.neurons += (uint64_t)n_ff;
 	c->ffn_stats.active += atomic_load(&j.fired);
 	if (c->probe) {
@@ -225,12 +471,14 @@ static void ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l)
 		for (int64_t i = 0; i < dim; i++)
 			y[i] += p[i];
 	}
+	return 0;
 }
 
-void pf_ffn(struct pinfer_ctx *c, const struct pf_layer *L, int l, int T)
+int pf_ffn(struct pinfer_ctx *c, const struct pf_layer *L, int l, int T, struct pf_err *err)
 {
-	if (T == 1 && c->model->info.sparsity != PINFER_SPARSITY_DENSE)
-		ffn_sparse(c, L, l);
-	else
-		ffn_full(c, L, l, T);
+	if (c->model->info.sparsity == PINFER_SPARSITY_DENSE) {
+		ffn_dense(c, L, l, T);
+		return 0;
+	}
+	return T == 1 ? ffn_sparse(c, L, l, err) : ffn_prefill_sparse(c, L, l, T, err);
 }

@@ -84,7 +84,7 @@ static void embed(struct pinfer_ctx *c, const int32_t *tokens, int T)
 {
 	const struct pf_weight *e = &c->model->tok_embd;
 	for (int t = 0; t < T; t++)
-		e->ops->to_float(e->data + (size_t)tokens[t] * e->row_bytes,
+		e->ops->to_float(pf_weight_row(e, tokens[t]),
 				 c->x + (size_t)t * e->cols, e->cols);
 }
 
@@ -94,7 +94,7 @@ static void add(float *y, const float *x, size_t n)
 		y[i] += x[i];
 }
 
-void pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T)
+int pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T, struct pf_err *err)
 {
 	const struct pinfer_model *m = c->model;
 	const struct pinfer_model_info *hp = &m->info;
@@ -139,7 +139,9 @@ void pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T)
 		for (int t = 0; t < T; t++)
 			pf_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->ffn_norm, dim,
 				   hp->rms_eps);
-		pf_ffn(c, L, l, T);
+		int r = pf_ffn(c, L, l, T, err);
+		if (r)
+			return r;
 		add(c->x, c->xb, (size_t)T * dim);
 	}
 
@@ -153,4 +155,5 @@ void pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T)
 	pf_matmul(c->pool, &c->scratch, &head, 1, c->xb, n_out);
 	c->n_logits = n_out;
 	c->pos += T;
+	return 0;
 }

@@ -137,20 +137,23 @@ static void prepare_inputs(struct pf_pool *pool, struct pf_matmul_scratch *s, st
 	}
 }
 
-static void sgemm(const struct job *j, int o, const float *wf, int64_t r0, int64_t r1)
+/* wf: rows r0..r1 of float weights, ld floats apart. */
+static void sgemm(const struct job *j, int o, const float *wf, int64_t ld, int64_t r0, int64_t r1)
 {
 	const struct pf_weight *w = j->outs[o].w;
 	pf_sgemm(true, (int)j->T, (int)(r1 - r0), (int)w->cols, 1.0f, j->x, (int)w->cols, wf,
-		 (int)w->cols, 0.0f, j->outs[o].y + r0, (int)w->rows);
+		 (int)ld, 0.0f, j->outs[o].y + r0, (int)w->rows);
 }
 
-/* F32 weights go to sgemm as they are; other formats are dequantized a tile
- * of rows at a time into this thread's scratch first. */
+/* F32 weights go to sgemm as they are (rows evenly apart); other formats,
+ * and rows in groups, are dequantized a tile of rows at a time into this
+ * thread's scratch first. */
 static void sgemm_rows(const struct job *j, int o, int64_t r0, int64_t r1, int thread)
 {
 	const struct pf_weight *w = j->outs[o].w;
-	if (w->type == PF_F32) {
-		sgemm(j, o, (const float *)(const void *)w->data + r0 * w->cols, r0, r1);
+	if (w->type == PF_F32 && w->group <= 1) {
+		sgemm(j, o, (const float *)(const void *)pf_weight_row(w, r0), (int64_t)(w->stride / sizeof(float)),
+		      r0, r1);
 		return;
 	}
 	float *tile = j->scratch->tiles + (size_t)thread * j->scratch->tile_floats;
@@ -158,9 +161,9 @@ static void sgemm_rows(const struct job *j, int o, int64_t r0, int64_t r1, int t
 	for (int64_t rb = r0; rb < r1; rb += tile_rows) {
 		int64_t re = rb + tile_rows < r1 ? rb + tile_rows : r1;
 		for (int64_t r = rb; r < re; r++)
-			w->ops->to_float_fast(w->data + (size_t)r * w->row_bytes, tile + (r - rb) * w->cols,
+			w->ops->to_float_fast(pf_weight_row(w, r), tile + (r - rb) * w->cols,
 					 w->cols);
-		sgemm(j, o, tile, rb, re);
+		sgemm(j, o, tile, w->cols, rb, re);
 	}
 }
 
@@ -193,7 +196,7 @@ static void dot_rows(const struct job *j, int o, int64_t r0, int64_t r1)
 	int n = (int)w->cols;
 	if (j->T == 1) {
 		for (int64_t r = r0; r < r1; r++)
-			dot(n, &y[r], w->data + (size_t)r * w->row_bytes, xq);
+			dot(n, &y[r], pf_weight_row(w, r), xq);
 		return;
 	}
 	pf_vec_dot_multi_fn multi = w->ops->vec_dot_multi;
@@ -208,11 +211,11 @@ static void dot_rows(const struct job *j, int o, int64_t r0, int64_t r1)
 				int nx = j->T - t < PF_DOT_MULTI_MAX ? (int)(j->T - t) : PF_DOT_MULTI_MAX;
 				for (int64_t r = rb; r < re; r++)
 					multi(n, &y[t * w->rows + r], (size_t)w->rows,
-					      w->data + (size_t)r * w->row_bytes, xq + (size_t)t * xs, xs, nx);
+					      pf_weight_row(w, r), xq + (size_t)t * xs, xs, nx);
 			}
 		for (; t < j->T; t++)
 			for (int64_t r = rb; r < re; r++)
-				dot(n, &y[t * w->rows + r], w->data + (size_t)r * w->row_bytes,
+				dot(n, &y[t * w->rows + r], pf_weight_row(w, r),
 				    xq + (size_t)t * xs);
 	}
 }

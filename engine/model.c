@@ -3,6 +3,7 @@
  * Norm vectors are small and read on every token, so they are converted to
  * float once here; matrices stay in the file's format. */
 #include "model.h"
+#include "bundle_file.h"
 #include "sparse.h"
 
 #include <errno.h>
@@ -147,6 +148,7 @@ int pf_bind_weight(struct pinfer_model *m, struct pf_weight *w, const char *name
 	w->rows = rows;
 	w->cols = cols;
 	w->row_bytes = t->nbytes / (uint64_t)rows;
+	w->stride = w->row_bytes;
 	return 0;
 }
 
@@ -188,9 +190,15 @@ static int bind_layer(struct pinfer_model *m, int l, struct pf_err *err)
 	BIND(wk, "attn_k", kv_dim, hp->n_embd)
 	BIND(wv, "attn_v", kv_dim, hp->n_embd)
 	BIND(wo, "attn_output", hp->n_embd, q_dim)
-	BIND(ffn_gate, "ffn_gate", hp->n_ff, hp->n_embd)
-	BIND(ffn_up, "ffn_up", hp->n_ff, hp->n_embd)
-	BIND(ffn_down, "ffn_down", hp->n_embd, hp->n_ff)
+	/* A bundle file has the FFN in its bundles, except a gate that every
+	 * token reads whole (bundle_file.h). */
+	if (!m->bundle_gate) {
+		BIND(ffn_gate, "ffn_gate", hp->n_ff, hp->n_embd)
+	}
+	if (!m->bundle_file) {
+		BIND(ffn_up, "ffn_up", hp->n_ff, hp->n_embd)
+		BIND(ffn_down, "ffn_down", hp->n_embd, hp->n_ff)
+	}
 #undef BIND
 	snprintf(name, sizeof(name), "blk.%d.attn_norm.weight", l);
 	if ((r = load_norm(m, &L->attn_norm, name, hp->n_embd, err)))
@@ -206,6 +214,9 @@ static int load(struct pinfer_model *m, const char *path, const struct pinfer_mo
 	if ((r = gguf_open(&m->gguf, path, err)) || (r = read_hparams(m, p, err)) ||
 	    (r = pf_vocab_load(&m->vocab, m->gguf, err)))
 		return r;
+	m->bundle_file = pf_bundle_file_is(m->gguf);
+	if (m->bundle_file)
+		gguf_get_bool(m->gguf, PF_BUNDLE_KEY_GATE, &m->bundle_gate);
 	struct pinfer_model_info *hp = &m->info;
 	hp->n_vocab = pf_vocab_size(m->vocab);
 	hp->file_bytes = m->gguf->size;
@@ -223,12 +234,15 @@ static int load(struct pinfer_model *m, const char *path, const struct pinfer_mo
 	if (!m->layers)
 		return pf_errf(err, -ENOMEM, "out of memory");
 	hp->decode_bytes = m->output.rows * m->output.row_bytes;
-	for (int l = 0; l < hp->n_layer; l++) {
+	for (int l = 0; l < hp->n_layer; l++)
 		if ((r = bind_layer(m, l, err)))
 			return r;
+	if (m->bundle_file && (r = pf_bundle_file_bind(m, err)))
+		return r;
+	for (int l = 0; l < hp->n_layer; l++) {
 		const struct pf_layer *L = &m->layers[l];
-		const struct pf_weight *ws[] = { &L->wq, &L->wk, &L->wv, &L->wo,
-						 &L->ffn_gate, &L->ffn_up, &L->ffn_down };
+		const struct pf_weight *ws[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up,
+						 m->bundle_file ? &L->ffn_down_t : &L->ffn_down };
 		for (size_t i = 0; i < sizeof(ws) / sizeof(ws[0]); i++)
 			hp->decode_bytes += ws[i]->rows * ws[i]->row_bytes;
 	}

@@ -60,7 +60,16 @@ struct pinfer_model_params {
 	/* Thresholds from `pinfer-model calibrate` (threshold mode); NULL:
 	 * those stored in the model, if any. */
 	const char *calibration;
+	/* Bundle files (`pinfer-model pack`): bytes the model may use, its
+	 * contexts included, the FFN's hot neurons pinned and the others read
+	 * from the file on demand (docs/offload.md); 0: all of it in memory. */
+	uint64_t memory_budget;
+	/* Instead of memory_budget: a neuron cache of this percentage of the
+	 * FFN's bytes (1-100) on top of what the rest takes, or the smallest
+	 * one (PINFER_FFN_CACHE_MIN); 0: memory_budget decides. */
+	int ffn_cache_percent;
 };
+#define PINFER_FFN_CACHE_MIN (-1)
 
 struct pinfer_model_info {
 	char arch[32];
@@ -86,6 +95,18 @@ struct pinfer_model_info {
 	uint64_t heap_bytes;
 };
 
+/* An offloaded model's memory and reads (pinfer_model_params.memory_budget). */
+struct pinfer_offload_stats {
+	uint64_t budget, minimum;      /* bytes: the budget, the smallest accepted */
+	uint64_t resident_bytes;       /* weights outside the FFN bundles (mapped) */
+	uint64_t context_bytes;        /* the contexts made on the model */
+	uint64_t cache_bytes;          /* the neuron cache's capacity */
+	uint64_t clusters, hot_clusters, cached_clusters;
+	uint64_t hits, misses;         /* cluster lookups of decode steps */
+	uint64_t reads, bytes_read, read_ns;
+	bool direct;                   /* reads bypass the page cache (O_DIRECT) */
+};
+
 PINFER_API void pinfer_model_params_default(struct pinfer_model_params *p);
 PINFER_API int pinfer_model_open(struct pinfer_model **out, const char *path,
 		      const struct pinfer_model_params *p, struct pf_err *err);
@@ -98,6 +119,13 @@ PINFER_API const char *pinfer_sparsity_name(enum pinfer_sparsity s);
 PINFER_API int pinfer_sparsity_parse(const char *name, enum pinfer_sparsity *out);
 /* The threshold-mode threshold of a layer (0 in other modes). */
 PINFER_API float pinfer_model_threshold(const struct pinfer_model *m, int layer);
+/* false (and *out untouched) for a model that is not offloaded. */
+PINFER_API bool pinfer_model_offload_stats(const struct pinfer_model *m, struct pinfer_offload_stats *out);
+/* A new budget for an offloaded model, while contexts may evaluate on
+ * other threads: shrinking evicts, growing reads more hot neurons. Refused
+ * (-ENOMEM, the budget unchanged) below the minimum; -EINVAL for a model
+ * that is not offloaded. */
+PINFER_API int pinfer_model_set_memory_budget(struct pinfer_model *m, uint64_t bytes, struct pf_err *err);
 
 /* Vocabulary. */
 PINFER_API int pinfer_tokenize(const struct pinfer_model *m, const char *text, size_t len, bool add_bos,

@@ -15,7 +15,9 @@
  * 145, Q6_K from 112 to 145.
  *
  * Every weight type has an axpy kernel (y += a * row) for the sparse FFN,
- * whose scalar reference dequantizes a block with to_float and adds. */
+ * whose scalar reference dequantizes a block with to_float and adds; Q4_0
+ * and Q8_0, the formats of neuron-major down rows, also add several rows
+ * per pass over y. */
 #include <stddef.h>
 
 #include "quant_internal.h"
@@ -24,7 +26,7 @@
  * the reference. */
 #define ACTIVATION(t, from) \
 	[PF_##t] = { PF_##t, PF_##t, pf_##from##_to_float, pf_##from##_to_float, \
-		pf_##from##_from_float, NULL, NULL, NULL, NULL, NULL }
+		pf_##from##_from_float, NULL, NULL, NULL, NULL, NULL, NULL }
 
 /* Weight types: the fast dequantizer, vec_dot and axpy are filled in per
  * ISA below; the scalar table's fast ones are the references. */
@@ -33,25 +35,26 @@
 #define DEQUANT_neon(name) pf_##name##_to_float_neon
 #define DEQUANT(isa, name) DEQUANT_##isa(name)
 
-#define WEIGHT(t, vt, name, isa, fast) \
+/* Weight types, with their multi-token dot and multi-row axpy kernels
+ * where they have them. */
+#define WEIGHT_WITH(t, vt, name, isa, fast, dot_multi, axpy_multi) \
 	[PF_##t] = { PF_##t, PF_##vt, pf_##name##_to_float, fast, pf_##name##_from_float, \
-		pf_##name##_dot_##isa, pf_##name##_dot_ref, NULL, \
-		pf_##name##_axpy_##isa, pf_##name##_axpy_ref }
-/* A weight type that also has a multi-token kernel. */
+		pf_##name##_dot_##isa, pf_##name##_dot_ref, dot_multi, \
+		pf_##name##_axpy_##isa, pf_##name##_axpy_ref, axpy_multi }
+#define WEIGHT(t, vt, name, isa, fast) WEIGHT_WITH(t, vt, name, isa, fast, NULL, NULL)
 #define WEIGHT_MULTI(t, vt, name, isa, fast) \
-	[PF_##t] = { PF_##t, PF_##vt, pf_##name##_to_float, fast, pf_##name##_from_float, \
-		pf_##name##_dot_##isa, pf_##name##_dot_ref, pf_##name##_dot_multi_##isa, \
-		pf_##name##_axpy_##isa, pf_##name##_axpy_ref }
+	WEIGHT_WITH(t, vt, name, isa, fast, pf_##name##_dot_multi_##isa, NULL)
 
 #define TABLE(isa) { \
 	WEIGHT(F32, F32, f32, isa, pf_f32_to_float), \
 	WEIGHT(F16, F32, f16, isa, DEQUANT(isa, f16)), \
 	WEIGHT(BF16, F32, bf16, isa, DEQUANT(isa, bf16)), \
-	WEIGHT_MULTI(Q4_0, Q8_S, q4_0, isa, DEQUANT(isa, q4_0)), \
+	WEIGHT_WITH(Q4_0, Q8_S, q4_0, isa, DEQUANT(isa, q4_0), pf_q4_0_dot_multi_##isa, \
+		    pf_q4_0_axpy_multi_##isa), \
 	WEIGHT(Q4_1, Q8_1, q4_1, isa, DEQUANT(isa, q4_1)), \
 	WEIGHT(Q5_0, Q8_S, q5_0, isa, DEQUANT(isa, q5_0)), \
 	WEIGHT(Q5_1, Q8_1, q5_1, isa, DEQUANT(isa, q5_1)), \
-	WEIGHT(Q8_0, Q8_0, q8_0, isa, DEQUANT(isa, q8_0)), \
+	WEIGHT_WITH(Q8_0, Q8_0, q8_0, isa, DEQUANT(isa, q8_0), NULL, pf_q8_0_axpy_multi_##isa), \
 	WEIGHT_MULTI(Q4_K, Q8_K, q4_k, isa, DEQUANT(isa, q4_k)), \
 	WEIGHT(Q5_K, Q8_K, q5_k, isa, DEQUANT(isa, q5_k)), \
 	WEIGHT_MULTI(Q6_K, Q8_K, q6_k, isa, DEQUANT(isa, q6_k)), \

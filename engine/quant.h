@@ -8,7 +8,8 @@
  * (vec_dot_multi) that prefill uses to multiply each weight row with a few
  * tokens in one pass. axpy adds a scaled weight row to a float vector,
  * y += a * w, unpacking the blocks in registers (the sparse FFN's down
- * projection, one call per neuron that fired). The fast kernels are the
+ * projection, one call per neuron that fired; axpy_multi adds a few rows
+ * in one pass, where the type has it). The fast kernels are the
  * best for this CPU (AVX2+FMA+F16C on x86-64 chosen at run time, NEON on
  * aarch64, scalar otherwise); vec_dot_ref and axpy_ref are the portable
  * scalar versions they are tested against. to_float_fast returns
@@ -47,6 +48,13 @@ typedef void (*pf_vec_dot_multi_fn)(int n, float *s, size_t s_stride, const void
  * size: the sparse FFN's down projection adds the rows (neurons) that fired,
  * scaled by their activation, from a transposed down matrix. */
 typedef void (*pf_axpy_fn)(int n, float a, const void *w, float *y);
+/* y[0..n) += a[0] * w[0] + ... + a[k-1] * w[k-1], 1 <= k <= PF_AXPY_MULTI_MAX
+ * rows added in that order, each as axpy adds it (the same floats bit for
+ * bit), but y is read and written once per block instead of once per row:
+ * with y in L1 the single-row kernel spends as much on loading and storing
+ * y as on unpacking the weights. */
+typedef void (*pf_axpy_multi_fn)(int n, int k, const float *a, const uint8_t *const *w, float *y);
+#define PF_AXPY_MULTI_MAX 4
 /* 4: with two accumulators per token (as vec_dot has) that fills the
  * AVX2 registers; 6 and 8 tokens ran slower on Zen 2. */
 #define PF_DOT_MULTI_MAX 4
@@ -62,6 +70,7 @@ struct pf_quant_ops {
 	pf_vec_dot_multi_fn vec_dot_multi; /* vec_dot for several tokens; NULL where none */
 	pf_axpy_fn axpy;              /* fastest for this CPU; NULL for activation formats */
 	pf_axpy_fn axpy_ref;          /* scalar reference; NULL for activation formats */
+	pf_axpy_multi_fn axpy_multi;  /* NULL where the type has none: call axpy per row */
 };
 
 /* NULL when the type has no kernels in this build. */

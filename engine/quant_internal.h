@@ -280,6 +280,20 @@ PF_AXPY_DECLS(neon);
 #endif
 #undef PF_AXPY_DECLS
 
+/* Multi-row axpy kernels (pf_axpy_multi_fn) of the neuron-major down
+ * formats; the references call the reference axpy once per row. */
+#define PF_AXPY_MULTI_DECLS(isa) \
+	void pf_q4_0_axpy_multi_##isa(int n, int k, const float *a, const uint8_t *const *w, float *y); \
+	void pf_q8_0_axpy_multi_##isa(int n, int k, const float *a, const uint8_t *const *w, float *y)
+PF_AXPY_MULTI_DECLS(ref);
+#if defined(__x86_64__)
+PF_AXPY_MULTI_DECLS(avx2);
+#endif
+#if defined(__aarch64__) && defined(__ARM_NEON)
+PF_AXPY_MULTI_DECLS(neon);
+#endif
+#undef PF_AXPY_MULTI_DECLS
+
 /* The reference axpy of every weight type: y += a * v, v the row as the
  * reference dequantizer gives it, PF_AXPY_REF_STEP elements (whole blocks
  * of block elements, block_bytes each) at a time through a buffer on the

@@ -456,3 +456,13 @@ AXPY_REF(q5_0, QK, sizeof(struct pf_block_q5_0))
 AXPY_REF(q5_1, QK, sizeof(struct pf_block_q5_1))
 AXPY_REF(q8_0, QK, sizeof(struct pf_block_q8_0))
 #undef AXPY_REF
+
+#define AXPY_MULTI_REF(name) \
+	void pf_##name##_axpy_multi_ref(int n, int k, const float *a, const uint8_t *const *w, float *y) \
+	{ \
+		for (int r = 0; r < k; r++) \
+			pf_##name##_axpy_ref(n, a[r], w[r], y); \
+	}
+AXPY_MULTI_REF(q4_0)
+AXPY_MULTI_REF(q8_0)
+#undef AXPY_MULTI_REF

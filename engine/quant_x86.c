@@ -874,6 +874,59 @@ TARGET void pf_q8_0_axpy_avx2(int n, float a, const void *w, float *y)
 #undef Q8_0_AXPY
 }
 
+/* Multi-row axpy: a block's 32 elements of y stay in four registers while
+ * each row's block is unpacked and added as the single-row kernels add it
+ * (levels to float, one FMA with a[r] * d), so the sums are theirs bit for
+ * bit. */
+#define AXPY_MULTI(name, block_t, unpack) \
+	TARGET void pf_##name##_axpy_multi_avx2(int n, int k, const float *a, const uint8_t *const *w, \
+						float *y) \
+	{ \
+		const block_t *bw[PF_AXPY_MULTI_MAX]; \
+		for (int r = 0; r < k; r++) \
+			bw[r] = (const block_t *)(const void *)w[r]; \
+		for (int i = 0; i < n / QK; i++) { \
+			float *yb = y + QK * i; \
+			__m256 acc[4]; \
+			PF_UNROLL(4) \
+			for (int e = 0; e < 4; e++) \
+				acc[e] = _mm256_loadu_ps(yb + 8 * e); \
+			for (int r = 0; r < k; r++) { \
+				__m256i q[4]; \
+				unpack(&bw[r][i], q); \
+				__m256 s = _mm256_set1_ps(a[r] * ld_f16(bw[r][i].d)); \
+				PF_UNROLL(4) \
+				for (int e = 0; e < 4; e++) \
+					acc[e] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q[e]), s, acc[e]); \
+			} \
+			PF_UNROLL(4) \
+			for (int e = 0; e < 4; e++) \
+				_mm256_storeu_ps(yb + 8 * e, acc[e]); \
+		} \
+	}
+
+/* Levels minus 8, elements 8e..8e+8 in q[e], as pf_q4_0_axpy_avx2 spreads them. */
+TARGET static inline void unpack_q4_0(const struct pf_block_q4_0 *b, __m256i q[4])
+{
+	const __m256i m4 = _mm256_set1_epi32(0x0f), eight = _mm256_set1_epi32(8);
+	__m256i v = bcast128(b->qs), p = _mm256_shuffle_epi8(v, LANES_LO), h = _mm256_shuffle_epi8(v, LANES_HI);
+	q[0] = _mm256_sub_epi32(_mm256_and_si256(p, m4), eight);
+	q[1] = _mm256_sub_epi32(_mm256_and_si256(h, m4), eight);
+	q[2] = _mm256_sub_epi32(_mm256_srli_epi32(p, 4), eight);
+	q[3] = _mm256_sub_epi32(_mm256_srli_epi32(h, 4), eight);
+}
+
+TARGET static inline void unpack_q8_0(const struct pf_block_q8_0 *b, __m256i q[4])
+{
+	PF_UNROLL(4)
+	for (int e = 0; e < 4; e++)
+		q[e] = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(b->qs + 8 * e)));
+}
+
+AXPY_MULTI(q4_0, struct pf_block_q4_0, unpack_q4_0)
+AXPY_MULTI(q8_0, struct pf_block_q8_0, unpack_q8_0)
+#undef AXPY_MULTI
+
 /* Elements 0-7 and 16-23 from bytes 0-7, 8-15 and 24-31 from bytes 8-15,
  * levels minus 8 in int32. */
 TARGET void pf_q4_0_axpy_avx2(int n, float a, const void *w, float *y)

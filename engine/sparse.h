@@ -20,7 +20,8 @@ void pf_sparse_free(struct pinfer_model *m);
 /* The feed-forward sublayer of layer l on c->xb (T normalized rows), its
  * output in c->xb: T = 1 in a sparse mode computes only the neurons the
  * mode keeps; otherwise every neuron is computed and the skipped ones are
- * zeroed, which gives the same result. */
-void pf_ffn(struct pinfer_ctx *c, const struct pf_layer *L, int l, int T);
+ * zeroed, which gives the same result. Fails (err set) only when an
+ * offloaded model's cluster cannot be read. */
+int pf_ffn(struct pinfer_ctx *c, const struct pf_layer *L, int l, int T, struct pf_err *err);
 
 #endif

@@ -1,7 +1,6 @@
 /* The load-time half of activation sparsity (docs/sparsity.md): which mode
- * a model runs in, its threshold-mode thresholds, and the down projection
- * laid out neuron-major, so that one neuron's down weights are one
- * contiguous row (an axpy) instead of a column scattered over n_embd rows. */
+ * a model runs in, its threshold-mode thresholds and predictors, and the
+ * neuron bundles its decode reads (bundle.c). */
 #include "sparse.h"
 
 #include <errno.h>
@@ -9,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bundle_file.h"
+#include "ffn_store.h"
 #include "gguf.h"
-#include "threadpool.h"
 
 static const char *const sparsity_names[] = {
 	[PINFER_SPARSITY_AUTO] = "auto",
@@ -33,6 +33,22 @@ int pinfer_sparsity_parse(const char *name, enum pinfer_sparsity *out)
 			return 0;
 		}
 	return -EINVAL;
+}
+
+bool pinfer_model_offload_stats(const struct pinfer_model *m, struct pinfer_offload_stats *out)
+{
+	if (!m->store)
+		return false;
+	pf_ffn_store_stats(m->store, out);
+	return true;
+}
+
+int pinfer_model_set_memory_budget(struct pinfer_model *m, uint64_t bytes, struct pf_err *err)
+{
+	if (!m->store)
+		return pf_errf(err, -EINVAL, "%s: not an offloaded model (a bundle file opened with a memory budget)",
+			       m->gguf->path);
+	return pf_ffn_store_set_budget(m->store, bytes, err);
 }
 
 float pinfer_model_threshold(const struct pinfer_model *m, int layer)
@@ -86,118 +102,6 @@ static int load_calibration(struct pinfer_model *m, const char *path, struct pf_
 	}
 	gguf_close(f);
 	return r;
-}
-
-/* The format of the transposed down rows. Float formats transpose
- * exactly. A quantized matrix must be quantized again along the other
- * axis, which adds a second rounding; in Q8_0 it stays small. On a random
- * Q4_0 model (tests/test_sparsity.c) Q4_0 rows moved the logits by 1.5e-1
- * (relative RMS), Q8_0 rows by 2e-2, as much as the dense path's own 8-bit
- * rounding of the activations it multiplies down with. Q8_0 costs 1.9x a
- * Q4_0 row per active neuron: at 10% active, about 4% of a token's reads. */
-static enum pf_dtype down_t_type(const struct pf_weight *down)
-{
-	if (down->type == PF_F32 || down->type == PF_F16 || down->type == PF_BF16)
-		return down->type;
-	return down->rows % (int64_t)pf_dtype_info(PF_Q8_0)->block == 0 ? PF_Q8_0 : PF_F16;
-}
-
-/* Neurons transposed at once: their columns of every down row are
- * dequantized into a float block, which is then written out row by row. */
-#define NEURON_CHUNK 256
-/* Down rows dequantized together, so the block is written a cache line of
- * floats at a time instead of one float per line. */
-#define ROW_GROUP 16
-
-struct transpose_job {
-	struct pinfer_model *m;
-	_Atomic int failed_layer;  /* -1, or a layer out of memory */
-};
-
-/* The format and row size of layer l's neuron-major down matrix. */
-static bool down_t_layout(const struct pf_weight *down, enum pf_dtype *t, uint64_t *row_bytes)
-{
-	*t = down_t_type(down);
-	return pf_dtype_bytes(*t, (uint64_t)down->rows, row_bytes);
-}
-
-static bool transpose_layer(struct pf_layer *L)
-{
-	const struct pf_weight *down = &L->ffn_down;
-	int64_t n_embd = down->rows, n_ff = down->cols;
-	enum pf_dtype t;
-	uint64_t row_bytes;
-	down_t_layout(down, &t, &row_bytes);
-	const struct pf_quant_ops *ops = pf_quant_ops(t);
-	const struct pf_dtype_info *src = pf_dtype_info(down->type);
-	int64_t chunk = n_ff % NEURON_CHUNK == 0 ? NEURON_CHUNK : (int64_t)src->block;
-	uint8_t *mem = aligned_alloc(64, ((size_t)n_ff * row_bytes + 63) / 64 * 64);
-	float *block = malloc((size_t)chunk * (size_t)n_embd * sizeof(float));
-	float *seg = malloc((size_t)ROW_GROUP * (size_t)chunk * sizeof(float));
-	if (!mem || !block || !seg) {
-		free(mem);
-		free(block);
-		free(seg);
-		return false;
-	}
-	for (int64_t j0 = 0; j0 < n_ff; j0 += chunk) {
-		size_t offset = (size_t)(j0 / src->block) * src->size;
-		for (int64_t i0 = 0; i0 < n_embd; i0 += ROW_GROUP) {
-			int64_t ni = n_embd - i0 < ROW_GROUP ? n_embd - i0 : ROW_GROUP;
-			for (int64_t i = 0; i < ni; i++)
-				down->ops->to_float_fast(down->data + (size_t)(i0 + i) * down->row_bytes + offset,
-							 seg + i * chunk, chunk);
-			for (int64_t jj = 0; jj < chunk; jj++)
-				for (int64_t i = 0; i < ni; i++)
-					block[jj * n_embd + i0 + i] = seg[i * chunk + jj];
-		}
-		for (int64_t jj = 0; jj < chunk; jj++)
-			ops->from_float(block + jj * n_embd, mem + (size_t)(j0 + jj) * row_bytes, n_embd);
-	}
-	free(block);
-	free(seg);
-	L->ffn_down_t = (struct pf_weight){ .data = mem, .type = t, .rows = n_ff, .cols = n_embd,
-					    .row_bytes = (size_t)row_bytes, .ops = ops };
-	L->down_t_mem = mem;
-	return true;
-}
-
-static void transpose_layers(void *arg, int64_t begin, int64_t end, int thread)
-{
-	(void)thread;
-	struct transpose_job *j = arg;
-	for (int64_t l = begin; l < end; l++)
-		if (!transpose_layer(&j->m->layers[l]))
-			j->failed_layer = (int)l;
-}
-
-/* Every layer's neuron-major down matrix, layers spread over the CPUs: a
- * 7B model's 32 layers take seconds on one core. */
-static int transpose_down(struct pinfer_model *m, struct pf_err *err)
-{
-	int n_layer = m->info.n_layer;
-	for (int l = 0; l < n_layer; l++) {
-		enum pf_dtype t;
-		uint64_t row_bytes;
-		if (!down_t_layout(&m->layers[l].ffn_down, &t, &row_bytes))
-			return pf_errf(err, -EINVAL, "layer %d: %lld is not a whole number of %s blocks", l,
-				       (long long)m->layers[l].ffn_down.rows, pf_dtype_info(t)->name);
-	}
-	struct pf_pool *pool;
-	int r = pf_pool_new(&pool, pf_cpu_count());
-	if (r)
-		return pf_errf(err, r, "cannot start threads to transpose the down projections");
-	struct transpose_job j = { m, -1 };
-	pf_pool_run(pool, transpose_layers, &j, n_layer, 1);
-	pf_pool_free(pool);
-	if (j.failed_layer >= 0)
-		return pf_errf(err, -ENOMEM, "layer %d: out of memory for the transposed down projection",
-			       j.failed_layer);
-	for (int l = 0; l < n_layer; l++) {
-		const struct pf_weight *t = &m->layers[l].ffn_down_t;
-		m->info.heap_bytes += (uint64_t)t->rows * t->row_bytes;
-	}
-	return 0;
 }
 
 /* PowerInfer's predictors (blk.N.fc1, blk.N.fc2, in every layer or in
@@ -292,19 +196,33 @@ int pf_sparse_setup(struct pinfer_model *m, const struct pinfer_model_params *p,
 	default:
 		break;
 	}
+	bool budget = p->memory_budget || p->ffn_cache_percent;
+	if (budget && !m->bundle_file)
+		return pf_errf(err, -EINVAL, "%s: a memory budget needs a bundle file (pinfer-model pack)", m->gguf->path);
+	if (mode == PINFER_SPARSITY_DENSE && m->bundle_file)
+		return pf_errf(err, -EINVAL, "%s: packed for sparse inference (pinfer-model pack); dense mode needs the model it was packed from",
+			       m->gguf->path);
 	hp->sparsity = mode;
 	if (mode == PINFER_SPARSITY_DENSE)
 		return 0;
-	if ((r = bind_down_t(m, err)) < 0 || (r == 0 && (r = transpose_down(m, err))))
+	bool pred = mode == PINFER_SPARSITY_PREDICTOR;
+	if (m->bundle_file && budget) {
+		m->bundles.gate = m->bundle_gate;
+		r = pf_ffn_store_open(&m->store, m, p->memory_budget, p->ffn_cache_percent, err);
+	}
+	else if (m->bundle_file)
+		r = pf_bundle_file_load(m, m->locked, err);
+	else if ((r = bind_down_t(m, err)) >= 0)
+		r = pf_bundles_build(m, pred, m->locked, err);
+	if (r)
 		return r;
 	/* What a decode step reads whatever fires: in predictor mode the
 	 * predictor instead of the gate, which becomes per neuron too. */
-	bool pred = mode == PINFER_SPARSITY_PREDICTOR;
 	hp->sparse_base_bytes = hp->decode_bytes;
 	for (int l = 0; l < hp->n_layer; l++) {
 		const struct pf_layer *L = &m->layers[l];
 		hp->sparse_base_bytes -= (uint64_t)(L->ffn_up.rows * L->ffn_up.row_bytes) +
-					 (uint64_t)(L->ffn_down.rows * L->ffn_down.row_bytes);
+					 (uint64_t)(L->ffn_down_t.rows * L->ffn_down_t.row_bytes);
 		if (pred)
 			hp->sparse_base_bytes += (uint64_t)(L->fc1.rows * L->fc1.row_bytes) +
 						 (uint64_t)(L->fc2.rows * L->fc2.row_bytes) -
@@ -318,9 +236,9 @@ int pf_sparse_setup(struct pinfer_model *m, const struct pinfer_model_params *p,
 
 void pf_sparse_free(struct pinfer_model *m)
 {
-	if (m->layers)
-		for (int l = 0; l < m->info.n_layer; l++)
-			free(m->layers[l].down_t_mem);
+	pf_bundles_free(m);
+	pf_ffn_store_free(m->store);
+	m->store = NULL;
 	free(m->thresholds);
 	m->thresholds = NULL;
 }

@@ -12,6 +12,7 @@
 #define ROWS 96
 #define COLS 512
 #define T 37
+#define STRIDE(row_bytes) ((size_t)(row_bytes) + 64)
 
 static const enum pf_dtype types[] = { PF_F32, PF_F16, PF_BF16, PF_Q8_0, PF_Q4_0, PF_Q4_1,
 				       PF_Q5_0, PF_Q5_1, PF_Q4_K, PF_Q5_K, PF_Q6_K };
@@ -36,7 +37,7 @@ static void test_methods_agree(void **state)
 	float *x = malloc(sizeof(float) * T * COLS), *row = malloc(sizeof(float) * COLS);
 	float *dot = malloc(sizeof(float) * T * ROWS), *gemm = malloc(sizeof(float) * T * ROWS);
 	float *one = malloc(sizeof(float) * ROWS);
-	uint8_t *w = malloc((size_t)ROWS * COLS * 4);
+	uint8_t *w = malloc((size_t)ROWS * STRIDE(COLS * 4));
 	uint64_t seed = 9;
 	for (size_t i = 0; i < (size_t)T * COLS; i++)
 		x[i] = test_randf(&seed);
@@ -47,9 +48,11 @@ static void test_methods_agree(void **state)
 		for (int r = 0; r < ROWS; r++) {
 			for (int i = 0; i < COLS; i++)
 				row[i] = test_randf(&seed) * 0.05f;
-			ops->from_float(row, w + (size_t)r * rb, COLS);
+			ops->from_float(row, w + (size_t)r * STRIDE(rb), COLS);
 		}
-		struct pf_weight wt = { w, types[k], ROWS, COLS, (size_t)rb, ops };
+		/* rows apart by more than their size, as in neuron bundles */
+		struct pf_weight wt = { .data = w, .type = types[k], .rows = ROWS, .cols = COLS,
+					.row_bytes = (size_t)rb, .stride = STRIDE(rb), .ops = ops };
 		struct pf_matmul_out o = { .w = &wt, .y = dot };
 		pf_matmul_with(pool, &s, &o, 1, x, T, PF_MATMUL_DOT);
 		o.y = gemm;

@@ -602,6 +602,69 @@ static void test_axpy(void **state)
 		axpy_type(&cases[i], &rng);
 }
 
+/* axpy_multi: k rows in one pass give exactly what k axpy calls give, for
+ * every k, row lengths including none, misaligned rows and y. */
+static void axpy_multi_type(const struct pf_quant_ops *ops, uint64_t *rng)
+{
+	int block = (int)pf_dtype_info(ops->type)->block;
+	int lens[] = { 0, block, 5 * block, 4096 };
+	float *x = malloc(4096 * sizeof(float)), *y0 = malloc(4096 * sizeof(float));
+	float *one = malloc((4096 + 2 * AXPY_GUARD) * sizeof(float));
+	float *multi = malloc((4096 + 2 * AXPY_GUARD + 1) * sizeof(float));
+	void *base[PF_AXPY_MULTI_MAX];
+	const uint8_t *w[PF_AXPY_MULTI_MAX];
+	assert_true(x && y0 && one && multi);
+	for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+		int n = lens[li];
+		for (int k = 1; k <= PF_AXPY_MULTI_MAX; k++) {
+			float a[PF_AXPY_MULTI_MAX];
+			for (int r = 0; r < k; r++) {
+				fill_row(x, n, r % ROW_KINDS, rng);
+				uint8_t *q = malloc(row_bytes(ops->type, n) + 1);
+				assert_non_null(q);
+				ops->from_float(x, q, n);
+				w[r] = misaligned_copy(q, row_bytes(ops->type, n), &base[r]);
+				free(q);
+				a[r] = axpy_a[(size_t)(r + k) % (sizeof(axpy_a) / sizeof(axpy_a[0]))];
+			}
+			for (int i = 0; i < n; i++)
+				y0[i] = 2.0f * gauss(rng);
+			axpy_run(ops->axpy, n, a[0], w[0], y0, one);
+			for (int r = 1; r < k; r++)
+				ops->axpy(n, a[r], w[r], one + AXPY_GUARD);
+			float *y = multi + 1;  /* not 32-byte aligned */
+			for (int i = 0; i < AXPY_GUARD; i++)
+				y[i] = y[AXPY_GUARD + n + i] = -777.25f;
+			memcpy(y + AXPY_GUARD, y0, (size_t)n * sizeof(float));
+			ops->axpy_multi(n, k, a, w, y + AXPY_GUARD);
+			for (int i = 0; i < AXPY_GUARD; i++)
+				assert_true(y[i] == -777.25f && y[AXPY_GUARD + n + i] == -777.25f);
+			if (memcmp(one + AXPY_GUARD, y + AXPY_GUARD, (size_t)n * sizeof(float)))
+				fail_msg("%s axpy_multi: n %d, k %d differs from k axpy calls",
+					 pf_dtype_info(ops->type)->name, n, k);
+			for (int r = 0; r < k; r++)
+				free(base[r]);
+		}
+	}
+	free(x);
+	free(y0);
+	free(one);
+	free(multi);
+}
+
+static void test_axpy_multi(void **state)
+{
+	(void)state;
+	uint64_t rng = 0x2468;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct pf_quant_ops *ops = ops_of(cases[i].type);
+		bool has = cases[i].type == PF_Q4_0 || cases[i].type == PF_Q8_0;
+		assert_int_equal(ops->axpy_multi != NULL, has);
+		if (has)
+			axpy_multi_type(ops, &rng);
+	}
+}
+
 static void test_table(void **state)
 {
 	(void)state;
@@ -763,6 +826,7 @@ int main(void)
 		cmocka_unit_test(test_dot_multi),
 		cmocka_unit_test(test_to_float_fast),
 		cmocka_unit_test(test_axpy),
+		cmocka_unit_test(test_axpy_multi),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -110,7 +110,8 @@ int bench_kernels(int n_threads)
 			}
 			ops->from_float(row, w + (size_t)r * row_bytes, COLS);
 		}
-		struct pf_weight wt = { w, types[ti], ROWS, COLS, (size_t)row_bytes, ops };
+		struct pf_weight wt = { .data = w, .type = types[ti], .rows = ROWS, .cols = COLS,
+				       .row_bytes = (size_t)row_bytes, .stride = (size_t)row_bytes, .ops = ops };
 		struct pf_matmul_out o = { .w = &wt, .y = y };
 		printf("%-6s", pf_dtype_info(types[ti])->name);
 		for (size_t b = 0; b < sizeof(batches) / sizeof(batches[0]); b++) {

@@ -150,8 +150,10 @@ int cmd_bench(int argc, char **argv)
 		goto fail;
 	/* Best of three rounds, like the bandwidth it is compared with: both
 	 * are what the machine does when nothing else gets in the way. */
-	double decode_tps = 0.0, t0;
+	double decode_tps = 0.0, decode_seconds = 0.0, t0;
 	struct pinfer_ffn_stats before, after;
+	struct pinfer_offload_stats io0, io1;
+	bool offloaded = pinfer_model_offload_stats(m, &io0);
 	pinfer_ctx_ffn_stats(c, &before);
 	for (int round = 0; round < 3; round++) {
 		t0 = now_seconds();
@@ -160,11 +162,15 @@ int cmd_bench(int argc, char **argv)
 			if (pinfer_eval(c, &tok, 1, &err))
 				goto fail;
 		}
-		double tps = n_decode / (now_seconds() - t0);
+		double dt = now_seconds() - t0;
+		decode_seconds += dt;
+		double tps = n_decode / dt;
 		if (tps > decode_tps)
 			decode_tps = tps;
 	}
 	pinfer_ctx_ffn_stats(c, &after);
+	if (offloaded)
+		pinfer_model_offload_stats(m, &io1);
 	/* What a decode step reads: everything in dense mode; in a sparse
 	 * mode the fixed part plus the rows of the neurons that fired. */
 	double active = after.neurons > before.neurons
@@ -224,6 +230,21 @@ int cmd_bench(int argc, char **argv)
 	printf("decode: %.2f tok/s, best of 3 x %ld tokens (roofline %.2f tok/s, %.1f%% of roofline)\n",
 	       decode_tps, n_decode,
 	       roofline_tps, 100.0 * decode_tps / roofline_tps);
+	if (offloaded) {
+		double steps = 3.0 * (double)n_decode, lookups = (double)(io1.hits + io1.misses - io0.hits - io0.misses);
+		printf("offload: budget %.1f MiB (minimum %.1f): resident %.1f, contexts %.1f, neuron cache %.1f MiB "
+		       "(%llu of %llu clusters hot); reads %s\n",
+		       io1.budget / 1048576.0, io1.minimum / 1048576.0, io1.resident_bytes / 1048576.0,
+		       io1.context_bytes / 1048576.0, io1.cache_bytes / 1048576.0,
+		       (unsigned long long)io1.hot_clusters, (unsigned long long)io1.clusters,
+		       io1.direct ? "O_DIRECT" : "through the page cache");
+		printf("offload per decoded token: %.1f reads, %.1f KiB, cluster hit rate %.1f%%, %.2f ms reading "
+		       "(%.1f%% of the token)\n",
+		       (io1.reads - io0.reads) / steps, (io1.bytes_read - io0.bytes_read) / steps / 1024.0,
+		       lookups > 0 ? 100.0 * (double)(io1.hits - io0.hits) / lookups : 100.0,
+		       (io1.read_ns - io0.read_ns) / steps / 1e6,
+		       100.0 * (double)(io1.read_ns - io0.read_ns) / 1e9 / decode_seconds);
+	}
 	printf("first token: %.2f ms (warm model, BOS-only prompt, best of 3)\n", ttft * 1e3);
 	printf("prefill: %.2f tok/s (%ld-token prompt, %.2fx decode per token)\n", prefill_tps,
 	       n_prompt, prefill_tps / decode_tps);

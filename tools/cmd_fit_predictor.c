@@ -3,11 +3,13 @@
  * PowerInfer's format (docs/sparsity.md "Fitting predictors").
  *
  * Runs the model densely over a calibration text (the perplexity
- * protocol's sequences, see commands.h) with an FFN probe that keeps a
- * uniform sample of the tokens: per layer the FFN input x and the neurons
- * that fired. Fits each layer's predictor on them (fit_predictor.c), picks
- * its threshold for the recall asked, folds it into fc2 so that one
- * threshold serves the file, measures recall and precision on held-out
+ * protocol's sequences, see commands.h), then lets it write continuations
+ * of the text's lines, with an FFN probe that keeps a uniform sample of
+ * all these tokens: per layer the FFN input x and the neurons that fired,
+ * with how far each moves the layer's output. Fits each layer's predictor
+ * on them (fit_predictor.c), picks its threshold for the recall and the
+ * output share asked, folds it into fc2 so that one threshold serves the
+ * file, measures recall, precision and the output missed on held-out
  * lines, and writes the input's metadata and tensors plus blk.N.fc1,
  * blk.N.fc2 and blk.N.ffn_down_t with the magic PWRI. */
 #include <cblas.h>
@@ -27,23 +29,31 @@
 
 enum {
 	OPT_RANK = 2000, OPT_TOKENS, OPT_EVAL_FILE, OPT_EVAL_LINES, OPT_EVAL_SKIP, OPT_RECALL, OPT_EPOCHS,
-	OPT_BATCH, OPT_LR, OPT_POS_WEIGHT, OPT_SEED, OPT_TYPE,
+	OPT_BATCH, OPT_LR, OPT_POS_WEIGHT, OPT_CONTRIB, OPT_MISSED, OPT_GEN_TOKENS, OPT_SEED, OPT_TYPE,
 };
 
 #define CMD "fit-predictor"
 #define DEFAULT_EVAL_LINES 100
+#define DEFAULT_CONTRIB 0.5f
+#define DEFAULT_MISSED 0.005f
+#define DEFAULT_GEN_TOKENS 2048
 
-/* The training sample: per layer the x rows and the active bits of the
- * tokens kept. A token is kept or not for all layers at once, decided at
- * layer 0 (reservoir sampling, Algorithm R, seeded). */
+/* The training sample: per layer the x rows and the active neurons' output
+ * contributions (fit_code, 0 for inactive ones) of the tokens kept. A
+ * token is kept or not for all layers at once, decided at layer 0
+ * (reservoir sampling, Algorithm R, seeded). */
 struct record {
-	int n_layer, d, n_ff, yb;
+	int n_layer, d, n_ff;
 	int cap, n;
+	float *const *dnorm;  /* per layer: the norms of ffn_down's columns */
 	uint64_t seen;
 	float **x;
 	uint8_t **y;
 	int *group;  /* per row: the evaluation batch it came from (a sequence, or part of one) */
+	uint8_t *generated;  /* per row: 1 for a generated token */
 	int batches;
+	int gen_group; /* >= 0: the group of every token evaluated (a generated continuation) */
+	bool paused;   /* evaluations not to record (a continuation's prompt) */
 	int *slot;   /* per token of the current evaluation: its row, or -1 */
 	int slot_cap;
 	uint64_t rng;
@@ -62,7 +72,7 @@ static void record_probe(void *data, int layer, int T, const float *x, const flo
 {
 	(void)gate;
 	struct record *r = data;
-	if (r->oom)
+	if (r->oom || r->paused)
 		return;
 	if (layer == 0) {
 		if (T > r->slot_cap) {
@@ -84,23 +94,116 @@ static void record_probe(void *data, int layer, int T, const float *x, const flo
 			}
 		}
 		r->seen += (uint64_t)T;
+		int g = r->gen_group >= 0 ? r->gen_group : r->batches++;
 		for (int t = 0; t < T; t++)
-			if (r->slot[t] >= 0)
-				r->group[r->slot[t]] = r->batches;
-		r->batches++;
+			if (r->slot[t] >= 0) {
+				r->group[r->slot[t]] = g;
+				r->generated[r->slot[t]] = r->gen_group >= 0;
+			}
 	}
 	for (int t = 0; t < T; t++) {
 		int s = r->slot[t];
 		if (s < 0)
 			continue;
 		memcpy(r->x[layer] + (size_t)s * r->d, x + (size_t)t * r->d, (size_t)r->d * sizeof(float));
-		uint8_t *y = r->y[layer] + (size_t)s * r->yb;
-		memset(y, 0, (size_t)r->yb);
-		const float *a = act + (size_t)t * r->n_ff;
+		uint8_t *y = r->y[layer] + (size_t)s * r->n_ff;
+		const float *a = act + (size_t)t * r->n_ff, *dn = r->dnorm[layer];
 		for (int j = 0; j < r->n_ff; j++)
-			if (a[j] != 0.0f)
-				y[j >> 3] |= (uint8_t)(1u << (j & 7));
+			y[j] = a[j] != 0.0f ? fit_code(fabsf(a[j]) * dn[j]) : 0;
 	}
+}
+
+/* Generated continuations: GEN_PROMPT tokens of a training line (after
+ * BOS), then up to GEN_LENGTH tokens sampled as `run` samples by default. */
+#define GEN_PROMPT 4
+#define GEN_LENGTH 64
+
+/* One continuation of tokens[0 .. np) into the record, one group; adds
+ * the tokens generated to *done, up to want. Returns 0, or -1 after
+ * printing why. */
+static int continue_line(struct pinfer_ctx *c, const struct pinfer_model *m, struct record *rec,
+			 const int32_t *tokens, int np, uint64_t seed, uint64_t want, uint64_t *done)
+{
+	struct pinfer_sampler_params sp;
+	pinfer_sampler_params_default(&sp);
+	sp.seed = seed;
+	struct pinfer_sampler *s;
+	if (pinfer_sampler_new(&s, &sp, pinfer_model_info(m)->n_vocab)) {
+		fprintf(stderr, CMD ": cannot create a sampler\n");
+		return -1;
+	}
+	struct pf_err err;
+	int r = 0;
+	pinfer_ctx_truncate(c, 0);
+	rec->paused = true;
+	if (pinfer_eval(c, tokens, np, &err)) {
+		fprintf(stderr, CMD ": generating: %s\n", err.msg);
+		r = -1;
+	}
+	rec->paused = false;
+	for (int i = 0; i < np; i++)
+		pinfer_sampler_accept(s, tokens[i]);
+	rec->gen_group = rec->batches++;
+	for (int k = 0; !r && k < GEN_LENGTH && *done < want && pinfer_ctx_pos(c) < pinfer_ctx_size(c); k++) {
+		int32_t id = pinfer_sampler_sample(s, pinfer_logits(c, -1));
+		if (pinfer_token_is_eog(m, id))
+			break;
+		pinfer_sampler_accept(s, id);
+		if (pinfer_eval(c, &id, 1, &err)) {
+			fprintf(stderr, CMD ": generating: %s\n", err.msg);
+			r = -1;
+		}
+		(*done)++;
+	}
+	rec->gen_group = -1;
+	pinfer_sampler_free(s);
+	return r;
+}
+
+/* Continuations the model writes itself, want tokens in all, from the
+ * training lines in turn (again from the first when they run out), into
+ * the record: the predictor runs on what the model writes, which text alone
+ * may not show (a random synthetic model writes random tokens). Returns
+ * the tokens generated, or -1 after printing why. */
+static long long generate(struct pinfer_ctx *c, const struct pinfer_model *m, struct record *rec, char *text,
+			  const struct text_opts *to, uint64_t want, uint64_t seed)
+{
+	int32_t *tokens = NULL;
+	size_t cap = 0;
+	uint64_t done = 0;
+	struct text_lines it;
+	text_lines_init(&it, text, to->skip, to->max);
+	/* Each attempt adds a continuation; one that yields nothing (EOG
+	 * first) still counts, so that the loop ends. */
+	for (uint64_t attempt = 0; done < want && attempt < want; attempt++) {
+		const char *line;
+		size_t n;
+		if (!text_lines_next(&it, &line, &n)) {
+			if (it.n == 0)
+				break;  /* no lines at all */
+			text_lines_init(&it, text, to->skip, to->max);
+			if (!text_lines_next(&it, &line, &n))
+				break;
+		}
+		if (n + 2 > cap) {
+			int32_t *t = realloc(tokens, (n + 2) * sizeof(*tokens));
+			if (!t) {
+				fprintf(stderr, CMD ": out of memory\n");
+				free(tokens);
+				return -1;
+			}
+			tokens = t;
+			cap = n + 2;
+		}
+		int nt = tokenize_line(m, line, n, pinfer_ctx_size(c), tokens, to->skip + it.n, CMD);
+		if (nt < 0 || (nt > 0 && continue_line(c, m, rec, tokens, nt < 1 + GEN_PROMPT ? nt : 1 + GEN_PROMPT,
+							seed + attempt, want, &done))) {
+			free(tokens);
+			return -1;
+		}
+	}
+	free(tokens);
+	return (long long)done;
 }
 
 /* Held-out evaluation: the fitted predictors' choices against the dense
@@ -111,6 +214,8 @@ struct evaluation {
 	float *h, *s;
 	int rows;
 	uint64_t *tp, *pred, *active, tokens;
+	float *const *dnorm;  /* per layer: the norms of ffn_down's columns */
+	double *e_miss, *e_all; /* per layer: sum of (act_j |down_j|)^2, missed and all */
 	bool oom;
 };
 
@@ -133,17 +238,51 @@ static void eval_probe(void *data, int layer, int T, const float *x, const float
 	}
 	fit_scores(T, e->d, e->n_ff, e->rank, x, e->w1[layer], e->w2[layer], e->h, e->s);
 	uint64_t tp = 0, pred = 0, active = 0;
-	for (size_t i = 0; i < (size_t)T * e->n_ff; i++) {
-		int y = act[i] != 0.0f, p = e->s[i] > FIT_THRESHOLD;
-		tp += (uint64_t)(y & p);
-		pred += (uint64_t)p;
-		active += (uint64_t)y;
-	}
+	double em = 0.0, ea = 0.0;
+	const float *dn = e->dnorm[layer];
+	for (size_t t = 0; t < (size_t)T; t++)
+		for (int j = 0; j < e->n_ff; j++) {
+			size_t i = t * (size_t)e->n_ff + (size_t)j;
+			int y = act[i] != 0.0f, p = e->s[i] > FIT_THRESHOLD;
+			tp += (uint64_t)(y & p);
+			pred += (uint64_t)p;
+			active += (uint64_t)y;
+			double c = (double)act[i] * dn[j];
+			ea += c * c;
+			if (!p)
+				em += c * c;
+		}
+	e->e_miss[layer] += em;
+	e->e_all[layer] += ea;
 	e->tp[layer] += tp;
 	e->pred[layer] += pred;
 	e->active[layer] += active;
 	if (layer == 0)
 		e->tokens += (uint64_t)T;
+}
+
+/* Per layer: the threshold rows' figures (fit_layer's) and the held-out
+ * ones. "missed" is the share of the FFN output the predictor loses,
+ * sqrt(sum of the missed neurons' (act |down column|)^2 / the same over
+ * all active neurons). */
+static void print_table(const struct fit_result *res, const struct evaluation *ev, int L, int n_ff)
+{
+	printf("layer  active | threshold rows: recall  precision  missed | "
+	       "held-out: recall  precision  predicted/active  predicted  missed\n");
+	for (int l = 0; l < L; l++) {
+		const struct fit_result *r = &res[l];
+		printf("%-5d  %5.2f%% |                 %.4f  %.4f    %5.2f%% |", l, 100.0 * r->active_rate, r->recall,
+		       r->precision, 100.0 * r->missed);
+		if (ev->tokens && ev->active[l])
+			printf("           %.4f  %.4f     %6.3f            %5.2f%%     %5.2f%%",
+			       (double)ev->tp[l] / ev->active[l], ev->pred[l] ? (double)ev->tp[l] / ev->pred[l] : 1.0,
+			       (double)ev->pred[l] / ev->active[l], 100.0 * ev->pred[l] / ((double)ev->tokens * n_ff),
+			       ev->e_all[l] > 0 ? 100.0 * sqrt(ev->e_miss[l] / ev->e_all[l]) : 0.0);
+		else
+			printf("           -");
+		printf("%s%s\n", r->by_output ? "  (threshold lowered for --output-missed)" : "",
+		       r->clamped ? "  (threshold clamped above 0: the targets are not met)" : "");
+	}
 }
 
 static void round_f16(float *v, size_t n)
@@ -158,8 +297,35 @@ static bool weight_floats(const struct pf_weight *w, float *out)
 	if (!w->ops || !w->ops->to_float_fast)
 		return false;
 	for (int64_t r = 0; r < w->rows; r++)
-		w->ops->to_float_fast(w->data + (size_t)r * w->row_bytes, out + (size_t)r * (size_t)w->cols, w->cols);
+		w->ops->to_float_fast(pf_weight_row(w, r), out + (size_t)r * (size_t)w->cols, w->cols);
 	return true;
+}
+
+/* The norms of a layer's ffn_down columns (n_embd rows of n_ff): how far
+ * one unit of neuron j's activation moves the layer's output. Returns 0,
+ * -ENOTSUP when the matrix cannot be read as floats, or -ENOMEM. */
+static int down_norms(const struct pf_weight *w, float *out)
+{
+	if (!w->ops || !w->ops->to_float_fast)
+		return -ENOTSUP;
+	int64_t n_ff = w->cols;
+	double *acc = calloc((size_t)n_ff, sizeof(double));
+	float *row = malloc((size_t)n_ff * sizeof(float));
+	if (!acc || !row) {
+		free(acc);
+		free(row);
+		return -ENOMEM;
+	}
+	for (int64_t r = 0; r < w->rows; r++) {
+		w->ops->to_float_fast(pf_weight_row(w, r), row, n_ff);
+		for (int64_t j = 0; j < n_ff; j++)
+			acc[j] += (double)row[j] * row[j];
+	}
+	for (int64_t j = 0; j < n_ff; j++)
+		out[j] = (float)sqrt(acc[j]);
+	free(acc);
+	free(row);
+	return 0;
 }
 
 static bool predictor_tensor(const struct gguf_str name)
@@ -236,8 +402,11 @@ static int write_output(const char *path, struct pinfer_model *m, int rank, enum
 			if (r)
 				goto fail;
 		}
+		/* rows apart by the bundle size (bundle.h), written one by one */
 		const struct pf_weight *dt = &m->layers[l].ffn_down_t;
-		if ((r = gguf_writer_write_data(w, dt->data, (size_t)dt->rows * dt->row_bytes, &err)))
+		for (int64_t j = 0; j < dt->rows && !r; j++)
+			r = gguf_writer_write_data(w, pf_weight_row(dt, j), dt->row_bytes, &err);
+		if (r)
 			goto fail;
 	}
 	if ((r = gguf_writer_finish(w, &err)))
@@ -263,11 +432,18 @@ static void usage(void)
 		"  --skip-lines K           skip the first K non-empty lines\n"
 		"  -o, --output FILE        the PowerInfer-format model to write\n"
 		"  --rank R                 hidden units of each predictor, 2 .. n_ff\n"
-		"  --tokens N               training tokens kept, a uniform sample of the text\n"
-		"                           (default 8192); memory: N * n_layer * (4 * n_embd +\n"
-		"                           n_ff / 8) bytes (small models: MiBs; 7B: 4.6 GiB)\n"
-		"  --recall R               recall the threshold keeps on the training tokens, per\n"
-		"                           layer (default 0.99)\n"
+		"  --tokens N               training tokens kept, a uniform sample of the text's and\n"
+		"                           the generated ones (default 8192); memory: N * n_layer *\n"
+		"                           (4 * n_embd + n_ff) bytes (small models: MiBs; 7B: 6.7 GiB)\n"
+		"  --gen-tokens N           tokens the model writes itself, continuing the first 4\n"
+		"                           tokens of the training lines (64 at most each, sampled\n"
+		"                           as run does by default), recorded with the text\n"
+		"                           (default 2048, 0: none)\n"
+		"  --recall R               recall the threshold keeps on the held-back tokens, the\n"
+		"                           text's and the generated ones each, per layer (default 0.99)\n"
+		"  --output-missed X        and the share of the FFN output it may miss there:\n"
+		"                           sqrt(sum over missed neurons of (act |down column|)^2 /\n"
+		"                           the same over all active ones) (default 0.005, 0: no limit)\n"
 		"  --eval-file FILE         held-out text (default: the -f text)\n"
 		"  --eval-lines N           held-out lines (default 100)\n"
 		"  --eval-skip-lines K      lines skipped before them (default: the lines after the\n"
@@ -275,7 +451,10 @@ static void usage(void)
 		"  --epochs N               passes over the training tokens (default 8)\n"
 		"  --batch N                tokens per step (default 256)\n"
 		"  --lr X                   Adam's step, decaying linearly to 0 (default 0.002)\n"
-		"  --pos-weight W           loss weight of an active neuron (default: inactive/active)\n"
+		"  --pos-weight W           mean loss weight of an active neuron (default:\n"
+		"                           inactive/active)\n"
+		"  --contrib-weight A       share of an active neuron's weight that follows its output\n"
+		"                           contribution act |down column| (default 0.5)\n"
 		"  --seed S                 initialization and sampling seed (default 1)\n"
 		"  --type f16|f32           format of fc1 and fc2 (default f16)\n"
 		"  -t, --threads N  -c, --ctx-size N  --mlock  --act relu|drelu  --rope norm|neox\n");
@@ -297,6 +476,9 @@ int cmd_fit_predictor(int argc, char **argv)
 		{ "batch", required_argument, NULL, OPT_BATCH },
 		{ "lr", required_argument, NULL, OPT_LR },
 		{ "pos-weight", required_argument, NULL, OPT_POS_WEIGHT },
+		{ "contrib-weight", required_argument, NULL, OPT_CONTRIB },
+		{ "output-missed", required_argument, NULL, OPT_MISSED },
+		{ "gen-tokens", required_argument, NULL, OPT_GEN_TOKENS },
 		{ "seed", required_argument, NULL, OPT_SEED },
 		{ "type", required_argument, NULL, OPT_TYPE },
 		{ "help", no_argument, NULL, 'h' },
@@ -307,8 +489,8 @@ int cmd_fit_predictor(int argc, char **argv)
 	struct text_opts to = TEXT_OPTS_INIT;
 	struct text_opts eo = { .path = NULL, .skip = -1, .max = DEFAULT_EVAL_LINES };
 	const char *out_path = NULL;
-	long rank = 0, tokens_cap = 8192, epochs = 8, batch = 256, seed = 1;
-	float recall = 0.99f, lr = 0.002f, pos_weight = 0.0f;
+	long rank = 0, tokens_cap = 8192, epochs = 8, batch = 256, seed = 1, gen_tokens = DEFAULT_GEN_TOKENS;
+	float recall = 0.99f, lr = 0.002f, pos_weight = 0.0f, contrib = DEFAULT_CONTRIB, missed = DEFAULT_MISSED;
 	enum pf_dtype type = PF_F16;
 	int opt;
 	optind = 1;
@@ -358,6 +540,18 @@ int cmd_fit_predictor(int argc, char **argv)
 		case OPT_POS_WEIGHT:
 			if (!parse_float(optarg, &pos_weight) || !(pos_weight > 0.0f && pos_weight < 1e6f))
 				bad = "--pos-weight";
+			break;
+		case OPT_CONTRIB:
+			if (!parse_float(optarg, &contrib) || !(contrib >= 0.0f && contrib <= 1.0f))
+				bad = "--contrib-weight (0 <= A <= 1)";
+			break;
+		case OPT_MISSED:
+			if (!parse_float(optarg, &missed) || !(missed >= 0.0f && missed <= 1.0f))
+				bad = "--output-missed (0 <= X <= 1)";
+			break;
+		case OPT_GEN_TOKENS:
+			if (!parse_int(optarg, 0, 1 << 24, &gen_tokens))
+				bad = "--gen-tokens";
 			break;
 		case OPT_SEED:
 			if (!parse_int(optarg, 0, 1L << 62, &seed))
@@ -421,7 +615,8 @@ int cmd_fit_predictor(int argc, char **argv)
 	int rc = 1;
 	const struct pinfer_model_info *info = pinfer_model_info(m);
 	int L = info->n_layer, d = info->n_embd, n_ff = info->n_ff, R = (int)rank;
-	struct record rec = { .n_layer = L, .d = d, .n_ff = n_ff, .yb = (n_ff + 7) / 8, .cap = (int)tokens_cap,
+	float **dnorm = calloc((size_t)L, sizeof(float *));
+	struct record rec = { .n_layer = L, .dnorm = dnorm, .gen_group = -1, .d = d, .n_ff = n_ff, .cap = (int)tokens_cap,
 			      .rng = (uint64_t)seed ^ 0x73616d706c65ull };
 	struct evaluation ev = { .n_layer = L, .d = d, .n_ff = n_ff, .rank = R };
 	struct pinfer_ctx *c = NULL;
@@ -444,14 +639,28 @@ int cmd_fit_predictor(int argc, char **argv)
 	rec.x = calloc((size_t)L, sizeof(float *));
 	rec.y = calloc((size_t)L, sizeof(uint8_t *));
 	rec.group = malloc((size_t)rec.cap * sizeof(int));
-	if (!w1 || !w2 || !res || !rec.x || !rec.y || !rec.group)
+	rec.generated = malloc((size_t)rec.cap);
+	if (!w1 || !w2 || !res || !dnorm || !rec.x || !rec.y || !rec.group || !rec.generated)
 		goto oom;
 	for (int l = 0; l < L; l++)
-		if (!(rec.x[l] = malloc((size_t)rec.cap * d * sizeof(float))) ||
-		    !(rec.y[l] = malloc((size_t)rec.cap * rec.yb)) ||
+		if (!(dnorm[l] = malloc((size_t)n_ff * sizeof(float))) ||
+		    !(rec.x[l] = malloc((size_t)rec.cap * d * sizeof(float))) ||
+		    !(rec.y[l] = malloc((size_t)rec.cap * n_ff)) ||
 		    !(w1[l] = malloc((size_t)R * d * sizeof(float))) ||
 		    !(w2[l] = malloc((size_t)n_ff * R * sizeof(float))))
 			goto oom;
+
+	/* A neuron's output contribution is its activation times the norm of
+	 * its down column. */
+	for (int l = 0; l < L; l++) {
+		int e = down_norms(&m->layers[l].ffn_down, dnorm[l]);
+		if (e == -ENOMEM)
+			goto oom;
+		if (e) {
+			fprintf(stderr, CMD ": layer %d: cannot read the down matrix as floats\n", l);
+			goto out;
+		}
+	}
 
 	/* 1. The training sample, from a dense run. */
 	double t0 = now_seconds();
@@ -461,12 +670,18 @@ int cmd_fit_predictor(int argc, char **argv)
 		goto oom;
 	uint64_t tokens;
 	long lines = eval_text_lines(c, m, text, len, &to, &tokens, CMD);
+	double t_gen = now_seconds();
+	long long generated = 0;
+	if (lines >= 0 && !rec.oom && gen_tokens > 0)
+		generated = generate(c, m, &rec, text, &to, (uint64_t)gen_tokens, (uint64_t)seed * 0x9e3779b9u);
+	t_gen = now_seconds() - t_gen;
 	pinfer_ctx_free(c);
 	c = NULL;
-	if (lines < 0)
+	if (lines < 0 || generated < 0)
 		goto out;
 	if (rec.oom)
 		goto oom;
+	tokens += (uint64_t)generated;
 	if (rec.n < 16) {
 		fprintf(stderr, CMD ": %llu tokens to train on in %s (after %ld skipped lines): need at least 16\n",
 			(unsigned long long)tokens, to.path, to.skip);
@@ -480,7 +695,8 @@ int cmd_fit_predictor(int argc, char **argv)
 	openblas_set_num_threads(threads);
 	t0 = now_seconds();
 	struct fit_opts fo = { .rank = R, .epochs = (int)epochs, .batch = (int)batch, .lr = lr,
-			       .pos_weight = pos_weight, .recall = recall, .power_iters = 6,
+			       .pos_weight = pos_weight, .contrib = contrib, .recall = recall, .missed = missed,
+			       .power_iters = 6,
 			       .val_share = 0.2f };
 	if (!(init = malloc((size_t)n_ff * d * sizeof(float))) ||
 	    (info->ffn_act == PINFER_ACT_DRELU && !(up = malloc((size_t)n_ff * d * sizeof(float)))))
@@ -496,7 +712,7 @@ int cmd_fit_predictor(int argc, char **argv)
 				init[i] += up[i];
 		fo.seed = (uint64_t)seed + 1000003u * (uint64_t)l;
 		struct fit_data fd = { .n = rec.n, .d = d, .n_ff = n_ff, .x = rec.x[l], .y = rec.y[l], .init = init,
-					.group = rec.group };
+					.group = rec.group, .generated = rec.generated };
 		if (fit_layer(&fd, &fo, w1[l], w2[l], type == PF_F16 ? round_f16 : NULL, &res[l]))
 			goto oom;
 	}
@@ -515,7 +731,10 @@ int cmd_fit_predictor(int argc, char **argv)
 	ev.tp = calloc((size_t)L, sizeof(uint64_t));
 	ev.pred = calloc((size_t)L, sizeof(uint64_t));
 	ev.active = calloc((size_t)L, sizeof(uint64_t));
-	if (!ev.tp || !ev.pred || !ev.active)
+	ev.dnorm = dnorm;
+	ev.e_miss = calloc((size_t)L, sizeof(double));
+	ev.e_all = calloc((size_t)L, sizeof(double));
+	if (!ev.tp || !ev.pred || !ev.active || !ev.e_miss || !ev.e_all)
 		goto oom;
 	if (eo.skip < 0)
 		eo.skip = to.skip + lines;
@@ -545,30 +764,19 @@ int cmd_fit_predictor(int argc, char **argv)
 	if (write_output(out_path, gm, R, type, w1, w2, recall, (uint64_t)rec.n))
 		goto out;
 
-	printf(CMD ": %s, %s, rank %d, %d of %llu tokens (%ld lines) sampled, recorded in %.1f s, "
-	       "fitted in %.1f s (%ld epochs)\n",
-	       mo.model, pinfer_ffn_act_name(info->ffn_act), R, rec.n, (unsigned long long)tokens, lines, t_rec,
-	       t_fit, epochs);
+	printf(CMD ": %s, %s, rank %d, %d of %llu tokens (%ld lines, %lld generated) sampled, recorded in %.1f s "
+	       "(generating %.1f s), fitted in %.1f s (%ld epochs)\n",
+	       mo.model, pinfer_ffn_act_name(info->ffn_act), R, rec.n, (unsigned long long)tokens, lines, generated,
+	       t_rec, t_gen, t_fit, epochs);
 	if (etokens)
 		printf("held-out: %s, %ld lines from line %ld, %llu tokens\n", eo.path, elines, eo.skip + 1,
 		       (unsigned long long)etokens);
 	else
 		printf("held-out: none (no lines after line %ld of %s; use --eval-lines/--eval-skip-lines)\n",
 		       eo.skip, eo.path);
-	printf("threshold rows: %d of the %d sampled tokens (whole sequences), kept out of training\n",
-	       res[0].n_val, rec.n);
-	printf("layer  active | threshold rows: recall  precision | held-out: recall  precision  predicted/active  predicted\n");
-	for (int l = 0; l < L; l++) {
-		printf("%-5d  %5.2f%% |                 %.4f  %.4f    |", l, 100.0 * res[l].active_rate,
-		       res[l].recall, res[l].precision);
-		if (ev.tokens && ev.active[l])
-			printf("           %.4f  %.4f     %6.3f            %5.2f%%", (double)ev.tp[l] / ev.active[l],
-			       ev.pred[l] ? (double)ev.tp[l] / ev.pred[l] : 1.0, (double)ev.pred[l] / ev.active[l],
-			       100.0 * ev.pred[l] / ((double)ev.tokens * n_ff));
-		else
-			printf("           -");
-		printf("%s\n", res[l].clamped ? "  (threshold clamped: recall below target)" : "");
-	}
+	printf("threshold rows: %d of the %d sampled tokens (whole sequences, %d generated), kept out of training\n",
+	       res[0].n_val, rec.n, res[0].n_val_generated);
+	print_table(res, &ev, L, n_ff);
 	fflush(stdout);
 	fprintf(stderr, "wrote %s\n", out_path);
 	rc = 0;
@@ -588,11 +796,17 @@ out:
 			free(w1[l]);
 		if (w2)
 			free(w2[l]);
+		if (dnorm)
+			free(dnorm[l]);
 	}
+	free(dnorm);
+	free(ev.e_miss);
+	free(ev.e_all);
 	free(rec.x);
 	free(rec.y);
 	free(rec.slot);
 	free(rec.group);
+	free(rec.generated);
 	free(w1);
 	free(w2);
 	free(res);

@@ -16,11 +16,12 @@ struct model_opts {
 };
 
 /* getopt_long entries for model_opts; the codes are above any short option. */
-enum { OPT_MLOCK = 1000, OPT_ACT, OPT_ROPE, OPT_CTX, OPT_SPARSITY, OPT_CALIBRATION };
+enum { OPT_MLOCK = 1000, OPT_ACT, OPT_ROPE, OPT_CTX, OPT_SPARSITY, OPT_CALIBRATION, OPT_MEMORY_BUDGET };
 #define MODEL_LONG_OPTS                                                   \
 	DENSE_MODEL_LONG_OPTS,                                            \
 	{ "sparsity", required_argument, NULL, OPT_SPARSITY },            \
-	{ "calibration", required_argument, NULL, OPT_CALIBRATION }
+	{ "calibration", required_argument, NULL, OPT_CALIBRATION },      \
+	{ "memory-budget", required_argument, NULL, OPT_MEMORY_BUDGET }
 /* Those of a command that always runs densely: all but --sparsity and
  * --calibration. */
 #define DENSE_MODEL_LONG_OPTS                                             \
@@ -33,7 +34,9 @@ enum { OPT_MLOCK = 1000, OPT_ACT, OPT_ROPE, OPT_CTX, OPT_SPARSITY, OPT_CALIBRATI
 /* Their help line, for every command's usage. */
 #define MODEL_OPTS_HELP                                                              \
 	"  -t, --threads N  -c, --ctx-size N  --mlock  --act silu|relu|drelu  --rope norm|neox\n" \
-	"  --sparsity auto|dense|gate|threshold|predictor  --calibration FILE (thresholds)\n"
+	"  --sparsity auto|dense|gate|threshold|predictor  --calibration FILE (thresholds)\n" \
+	"  --memory-budget SIZE|N%%ffn|min  bundle files: bytes (K/M/G suffixes) for the model\n" \
+	"                   and its context; or a neuron cache of N%% of the FFN, or the smallest\n"
 #define MODEL_SHORT_OPTS "m:t:c:"
 
 void model_opts_init(struct model_opts *o);
@@ -54,6 +57,8 @@ int usage_error(const char *cmd, void (*usage)(void), const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 bool parse_int(const char *s, long min, long max, long *out);
+/* A byte count: digits with an optional K, M, G or T (powers of 1024). */
+bool parse_size(const char *s, uint64_t *out);
 bool parse_float(const char *s, float *out);
 double now_seconds(void);
 

@@ -1,0 +1,60 @@
+/* The FFN of a bundle file under a memory budget (docs/offload.md): the
+ * budget covers the resident weights (mapped), the contexts made on the
+ * model (KV caches, scratch), a staging buffer for prefill, and a neuron
+ * cache (neuron_cache.h) that gets the rest. The planner pins the hottest
+ * clusters of all layers (the profile's counts, stored in the file) in
+ * three quarters of the cache's slots, leaving at least a whole layer's
+ * worth unpinned (one step may need all of a layer), and the others hold
+ * the least recently used cold clusters, read from the file on demand
+ * (O_DIRECT where the file system allows), each checked against its
+ * CRC32C.
+ *
+ * Access happens in steps (one layer's neurons): pointers handed out stay
+ * good until the step ends. A step holds the store's lock, so a budget
+ * change from another thread waits for it. */
+#ifndef PINFER_FFN_STORE_H
+#define PINFER_FFN_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "pinfer.h"
+
+struct pinfer_model;
+struct pf_ffn_store;
+
+/* For a bundle file: plans for budget bytes (or ffn_percent, see
+ * pinfer_model_params.ffn_cache_percent), reads the hot clusters. Refuses
+ * a budget below the minimum (the message gives it). */
+int pf_ffn_store_open(struct pf_ffn_store **out, struct pinfer_model *m, uint64_t budget, int ffn_percent,
+		      struct pf_err *err);
+void pf_ffn_store_free(struct pf_ffn_store *s);
+
+void pf_ffn_store_begin_step(struct pf_ffn_store *s);
+void pf_ffn_store_end_step(struct pf_ffn_store *s);
+
+/* In a step: *out = the bytes of cluster k of layer l, read if not
+ * cached. Fails on a read error, a short read or a checksum mismatch. */
+int pf_ffn_store_cluster(struct pf_ffn_store *s, int l, int64_t k, const uint8_t **out, struct pf_err *err);
+
+/* In a step: *out = clusters k0..k1 of layer l back to back, from the
+ * cache or in one large read, in the staging buffer; k1 - k0 <=
+ * pf_ffn_store_run_max(s, l). */
+int pf_ffn_store_run(struct pf_ffn_store *s, int l, int64_t k0, int64_t k1, const uint8_t **out,
+		     struct pf_err *err);
+int64_t pf_ffn_store_run_max(const struct pf_ffn_store *s, int l);
+/* Neurons in the largest such run of any layer. */
+int64_t pf_ffn_store_run_neurons(const struct pf_ffn_store *s);
+
+/* A new budget: shrinking unpins and evicts, growing pins and reads more
+ * hot clusters. Refused below the minimum. */
+int pf_ffn_store_set_budget(struct pf_ffn_store *s, uint64_t budget, struct pf_err *err);
+
+/* Contexts count against the budget: bytes > 0 when one is made (refused
+ * when the cache would fall below its minimum), < 0 when freed. */
+int pf_ffn_store_add_ctx(struct pf_ffn_store *s, int64_t bytes, struct pf_err *err);
+
+void pf_ffn_store_stats(struct pf_ffn_store *s, struct pinfer_offload_stats *out);
+
+#endif

@@ -1,0 +1,116 @@
+#!/bin/sh
+# Bundle files under a memory budget (docs/offload.md): with budgets of
+# 100%, 50% and 20% of the FFN, the minimum and a size in bytes, a
+# predictor model, a model whose bundles are bigger than a block and
+# stories260K in threshold mode generate the tokens and the perplexity of
+# their sources; reads go O_DIRECT; a damaged cold cluster, a read error
+# (EIO) and a short read (injected into pread by a preloaded library) fail
+# the evaluation with a message that says what and where.
+me=test_offload
+# shellcheck source=tests/tools_lib.sh
+. "$(dirname "$0")/tools_lib.sh"
+export SHARED
+text="$SHARED/text/tinystories_val_head.txt"
+stories="$SHARED/models/stories260K/stories260K.gguf"
+
+synth_and_pack pred 40 --dim 256 --ff 768 --layers 3 --heads 4 --type q4_0 --act relu --sparsity 0.9 --predictor 64
+synth_and_pack wide 10 --dim 2048 --ff 512 --layers 2 --heads 16 --type q8_0 --act relu --sparsity 0.9
+run "$bin" calibrate -m "$stories" -f "$text" --skip-lines 100 --lines 200 --sparsity 0.3 -o "$tmp/thr.gguf"
+run "$bin" profile -m "$stories" --sparsity threshold --calibration "$tmp/thr.gguf" -f "$text" --lines 40 \
+	-o "$tmp/stories.prof"
+run "$bin" pack -m "$stories" --sparsity threshold --calibration "$tmp/thr.gguf" --profile "$tmp/stories.prof" \
+	-o "$tmp/stories.pack"
+
+for budget in 100%ffn 50%ffn 20%ffn min; do
+	packed_opts="--memory-budget $budget -c 256"
+	same_as_source "$tmp/pred.gguf" "$tmp/pred.pack"
+	same_as_source "$tmp/wide.gguf" "$tmp/wide.pack"
+	same_as_source "$stories" "$tmp/stories.pack" --sparsity threshold --calibration "$tmp/thr.gguf"
+done
+
+# The plan in bytes: the minimum is refused below, accepted at; a budget
+# in bytes between the minimum and everything runs the same. The model's
+# minimum grows by its context once one is made.
+refuse 1 "below this model's minimum of" "$bin" run -m "$tmp/pred.pack" --memory-budget 1M -c 256 -p x -n 1
+min=$(sed -n 's/.*minimum of \([0-9]*\).*/\1/p' "$tmp/err")
+refuse 1 "below this model's minimum of" "$bin" run -m "$tmp/pred.pack" --memory-budget "$min" -c 256 -p x -n 1
+min=$(sed -n 's/.*minimum of \([0-9]*\).*/\1/p' "$tmp/err")
+run "$bin" run -m "$tmp/pred.gguf" -p "Once upon a time" --temp 0 --ids -n 64
+mv "$tmp/out" "$tmp/pred.ids"
+for budget in "$min" $((min + 400000)); do
+	run "$bin" run -m "$tmp/pred.pack" --memory-budget "$budget" -c 256 -p "Once upon a time" --temp 0 --ids -n 64
+	cmp -s "$tmp/out" "$tmp/pred.ids" || fail "budget $budget: other tokens than the source"
+done
+refuse 1 "below this model's minimum of" "$bin" run -m "$tmp/pred.pack" --memory-budget $((min - 4096)) -c 256 \
+	-p x -n 1
+
+# bench reports the reads; the smallest cache misses
+run "$bin" bench -m "$tmp/pred.pack" --memory-budget min -t 2 -n 8 -p 4
+expect "$tmp/out" "offload: budget"
+expect "$tmp/out" "reads O_DIRECT"
+awk '/^offload per decoded token/ { r = $5 + 0 } END { exit !(r > 0) }' "$tmp/out" ||
+	{ cat "$tmp/out" >&2; fail "no reads per token at the minimum budget"; }
+
+# A damaged cold cluster: found when it is read (under a budget, by the
+# first prefill; in memory, at load).
+PYTHONPATH=$(dirname "$0") python3 - "$tmp/pred.pack" "$tmp/damaged.pack" <<'EOF'
+import sys
+import gguf_layout
+f = gguf_layout.read(sys.argv[1])
+ne, t, off = f.tensors['blk.2.ffn_clusters']
+d = bytearray(f.data)
+d[off + (ne[1] - 1) * ne[0] + 10] ^= 0x20   # the coldest cluster of layer 2
+open(sys.argv[2], 'wb').write(d)
+EOF
+refuse 1 "layer 2 cluster 85" "$bin" run -m "$tmp/damaged.pack" --memory-budget min -c 256 -p "Once" -n 1
+refuse 1 "the file is damaged" "$bin" perplexity -m "$tmp/damaged.pack" --memory-budget min -c 256 -f "$text" --lines 2
+expect "$tmp/err" "layer 2 cluster"
+refuse 1 "checksum" "$bin" run -m "$tmp/damaged.pack" -p x -n 1
+
+# Read errors from the I/O layer: pread of the bundle file fails with EIO,
+# or returns short, after the load.
+cat >"$tmp/fault.c" <<'EOF'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* FAULT_PREAD=eio|short: every pread from the FAULT_AFTER-th on fails with
+ * EIO, or returns half of what was asked. */
+ssize_t pread(int fd, void *buf, size_t n, off_t off)
+{
+	static long calls;
+	ssize_t (*real)(int, void *, size_t, off_t) = (ssize_t (*)(int, void *, size_t, off_t))dlsym(RTLD_NEXT, "pread");
+	const char *mode = getenv("FAULT_PREAD"), *after = getenv("FAULT_AFTER");
+	if (mode && ++calls >= (after ? atol(after) : 1)) {
+		if (!strcmp(mode, "eio")) {
+			errno = EIO;
+			return -1;
+		}
+		if (!strcmp(mode, "short") && n > 1)
+			n /= 2;
+	}
+	return real(fd, buf, n, off);
+}
+ssize_t pread64(int fd, void *buf, size_t n, off_t off) __attribute__((alias("pread")));
+EOF
+"${CC:-cc}" -shared -fPIC -O1 -o "$tmp/fault.so" "$tmp/fault.c" -ldl 2>"$tmp/cc.log" ||
+	{ cat "$tmp/cc.log" >&2; fail "cannot build the pread fault injector"; }
+# a sanitizer build wants its runtime first; the injector only wraps pread
+ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
+export ASAN_OPTIONS
+LD_PRELOAD=$tmp/fault.so FAULT_PREAD=eio FAULT_AFTER=1 \
+	refuse 1 "Input/output error" "$bin" perplexity -m "$tmp/pred.pack" --memory-budget min -c 256 -f "$text" --lines 2
+expect "$tmp/err" "read of"
+LD_PRELOAD=$tmp/fault.so FAULT_PREAD=short FAULT_AFTER=1 \
+	refuse 1 "short read" "$bin" perplexity -m "$tmp/pred.pack" --memory-budget min -c 256 -f "$text" --lines 2
+LD_PRELOAD=$tmp/fault.so FAULT_PREAD=eio FAULT_AFTER=1 \
+	refuse 1 "Input/output error" "$bin" run -m "$tmp/pred.pack" -p x -n 1
+
+# Misuse: a budget for a file that is not packed, bad budget strings.
+refuse 1 "a memory budget needs a bundle file" "$bin" run -m "$tmp/pred.gguf" --memory-budget 1G -p x -n 1
+refuse 2 "--memory-budget takes" "$bin" run -m "$tmp/pred.pack" --memory-budget 12X -p x -n 1
+refuse 2 "--memory-budget takes" "$bin" run -m "$tmp/pred.pack" --memory-budget 0%ffn -p x -n 1
+echo "$me: ok"
