@@ -7,12 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_compare.h"
 #include "bench_kernels.h"
 #include "commands.h"
 #include "common.h"
 #include "threadpool.h"
 
 #define BW_BUFFER_BYTES (1ull << 30)
+
+enum { OPT_VS = 2000, OPT_VS_SPARSITY };
 
 struct read_job {
 	const uint64_t *buf;
@@ -103,8 +106,12 @@ int cmd_bench(int argc, char **argv)
 		{ "n-decode", required_argument, NULL, 'n' },
 		{ "n-prompt", required_argument, NULL, 'p' },
 		{ "kernels", no_argument, NULL, 'k' },
+		{ "vs", required_argument, NULL, OPT_VS },
+		{ "vs-sparsity", required_argument, NULL, OPT_VS_SPARSITY },
 		{ 0 },
 	};
+	const char *vs = NULL;
+	enum pinfer_sparsity vs_mode = PINFER_SPARSITY_DENSE;
 	struct model_opts mo;
 	model_opts_init(&mo);
 	long n_decode = 32, n_prompt = 128;
@@ -121,16 +128,30 @@ int cmd_bench(int argc, char **argv)
 			kernels = true;
 			continue;
 		}
+		if (opt == OPT_VS) {
+			vs = optarg;
+			continue;
+		}
+		if (opt == OPT_VS_SPARSITY && !pinfer_sparsity_parse(optarg, &vs_mode))
+			continue;
 		if ((opt == 'n' && parse_int(optarg, 1, 1 << 20, &n_decode)) ||
 		    (opt == 'p' && parse_int(optarg, 1, 1 << 20, &n_prompt)))
 			continue;
-		fprintf(stderr, "usage: pinfer-model bench (-m MODEL [-n DECODE] [-p PROMPT] | --kernels) [options]\n" MODEL_OPTS_HELP);
+		fprintf(stderr, "usage: pinfer-model bench (-m MODEL [-n DECODE] [-p PROMPT] | --kernels) [options]\n"
+				"       pinfer-model bench -m MODEL --vs MODEL2 [--vs-sparsity MODE] [-n DECODE] [options]\n"
+				"  --vs MODEL2       decode both in alternated rounds and print the ratio\n"
+				"                    (MODEL2 in --vs-sparsity MODE, default dense)\n" MODEL_OPTS_HELP);
 		return 2;
 	}
 	if (!mo.n_threads)
 		mo.n_threads = pf_cpu_count();
 	if (kernels)
 		return bench_kernels(mo.n_threads);
+	if (vs) {
+		if (!mo.n_ctx)
+			mo.n_ctx = (int)(5 * n_decode + 2);
+		return bench_compare(&mo, vs, vs_mode, n_decode);
+	}
 	if (!mo.n_ctx)
 		mo.n_ctx = (int)(n_prompt > 3 * n_decode + 1 ? n_prompt : 3 * n_decode + 1);
 	struct pinfer_model *m = model_opts_open(&mo, "bench");
