@@ -38,9 +38,10 @@ endif
 
 # Library flags are recursive variables on purpose: they are expanded when a
 # recipe runs, i.e. after $(DEPS_STAMP) has installed what was missing.
-PKGS        := openblas cmocka libprotobuf-c dbus-1 $(if $(filter 1,$(WITH_SYSTEMD)),libsystemd)
+PKGS        := openblas liburing cmocka libprotobuf-c dbus-1 $(if $(filter 1,$(WITH_SYSTEMD)),libsystemd)
 PKG_CFLAGS   = $(shell pkg-config --cflags $(PKGS))
 BLAS_LIBS    = $(shell pkg-config --libs openblas)
+URING_LIBS   = $(shell pkg-config --libs liburing)
 CMOCKA_LIBS  = $(shell pkg-config --libs cmocka)
 PROTO_LIBS   = $(shell pkg-config --libs libprotobuf-c)
 DBUS_LIBS    = $(shell pkg-config --libs dbus-1)
@@ -52,7 +53,7 @@ PROTOC_C    ?= protoc-c
 CFLAGS_ALL  = -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Werror -Wno-format-truncation -pthread \
               -DWITH_SYSTEMD=$(if $(filter 1,$(WITH_SYSTEMD)),1,0) \
               -MMD -MP -Iengine -Itools -Iproto -I$(BUILD)/proto -Idaemon -I$(BUILD)/gen $(PKG_CFLAGS) $(CFLAGS)
-LDLIBS_ALL  = $(BLAS_LIBS) -lm -pthread $(LDFLAGS)
+LDLIBS_ALL  = $(BLAS_LIBS) $(URING_LIBS) -lm -pthread $(LDFLAGS)
 
 ENGINE_SRC  := $(wildcard engine/*.c)
 ENGINE_OBJ  := $(ENGINE_SRC:%.c=$(BUILD)/%.o)

@@ -377,24 +377,10 @@ static const uint8_t *kernel_input(const struct pf_weight *w, const float *x, in
 static int locate(struct pinfer_ctx *c, int l, const struct bundle_layout *bl, const int32_t *idx, int n,
 		  const uint8_t **out, struct pf_err *err)
 {
-	struct pf_ffn_store *s = c->model->store;
-	if (!s) {
-		for (int i = 0; i < n; i++)
-			out[i] = pf_weight_row(bl->first, idx[i]);
-		return 0;
-	}
-	int64_t last = -1;
-	const uint8_t *base = NULL;
-	for (int i = 0; i < n; i++) {
-		int64_t k = idx[i] / bl->group;
-		if (k != last) {
-			int r = pf_ffn_store_cluster(s, l, k, &base, err);
-			if (r)
-				return r;
-			last = k;
-		}
-		out[i] = base + (size_t)(idx[i] % bl->group) * bl->first->stride;
-	}
+	if (c->model->store)
+		return pf_ffn_store_neurons(c->model->store, l, idx, n, out, err);
+	for (int i = 0; i < n; i++)
+		out[i] = pf_weight_row(bl->first, idx[i]);
 	return 0;
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "bundle_file.h"
+#include "io.h"
 #include "crc32c.h"
 #include "model.h"
 #include "neuron_cache.h"
@@ -30,6 +31,7 @@ struct store_layer {
 	const uint8_t *crc;     /* per cluster (in the mapping) */
 	const int32_t *count;   /* per position: profile count, non-increasing */
 	int64_t neurons;        /* per cluster */
+	size_t bundle_bytes;    /* from one neuron of a cluster to the next */
 	int64_t first_key;
 };
 
@@ -37,6 +39,8 @@ struct pf_ffn_store {
 	const char *path;
 	int fd;
 	bool direct;
+	struct pf_io *io;
+	struct pf_io_req *reqs;  /* a step's reads: at most a layer's clusters */
 	pthread_mutex_t lock;
 	struct pf_neuron_cache cache;
 	int n_layer;
@@ -261,6 +265,7 @@ static int bind_layers(struct pf_ffn_store *s, const struct pinfer_model *m, str
 		L->crc = crc->data;
 		L->count = count->data;
 		L->neurons = m->layers[l].ffn_up.group > 1 ? m->layers[l].ffn_up.group : 1;
+		L->bundle_bytes = m->layers[l].ffn_up.stride;
 		L->first_key = key;
 		key += L->n_clusters;
 		if (L->cluster_bytes > biggest)
@@ -321,6 +326,13 @@ int pf_ffn_store_open(struct pf_ffn_store **out, struct pinfer_model *m, uint64_
 		r = pf_errf(err, -errno, "%s: %s", s->path, strerror(errno));
 		goto fail;
 	}
+	s->reqs = calloc((size_t)s->min_slots, sizeof(*s->reqs));
+	if (!s->reqs) {
+		r = pf_errf(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	if ((r = pf_io_open(&s->io, s->fd, err)))
+		goto fail;
 	uint64_t clusters = 0;
 	for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
 		const struct gguf_tensor *t = &m->gguf->tensors[i];
@@ -346,6 +358,8 @@ void pf_ffn_store_free(struct pf_ffn_store *s)
 {
 	if (!s)
 		return;
+	pf_io_free(s->io);
+	free(s->reqs);
 	if (s->fd >= 0)
 		close(s->fd);
 	pf_ncache_free(&s->cache);
@@ -368,25 +382,56 @@ void pf_ffn_store_end_step(struct pf_ffn_store *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
-int pf_ffn_store_cluster(struct pf_ffn_store *s, int l, int64_t k, const uint8_t **out, struct pf_err *err)
+/* Checks a batch's reads: the result, then the checksum. */
+static int check_read(const struct pf_ffn_store *s, int l, const struct pf_io_req *q, struct pf_err *err)
 {
 	const struct store_layer *L = &s->layers[l];
-	int64_t key = L->first_key + k;
-	uint8_t *slot = pf_ncache_get(&s->cache, key);
-	if (slot) {
-		*out = slot;
-		return 0;
+	int64_t k = (int64_t)((q->offset - L->offset) / L->cluster_bytes);
+	if (q->result < 0)
+		return pf_errf(err, (int)q->result, "%s: read of %zu bytes at offset %llu (layer %d cluster %lld): %s",
+			       s->path, q->len, (unsigned long long)q->offset, l, (long long)k, strerror((int)-q->result));
+	if ((size_t)q->result < q->len)
+		return pf_errf(err, -EIO, "%s: short read: %zd of %zu bytes at offset %llu (layer %d cluster %lld)",
+			       s->path, q->result, q->len, (unsigned long long)q->offset, l, (long long)k);
+	return check_cluster(s, l, k, q->buf, err);
+}
+
+int pf_ffn_store_neurons(struct pf_ffn_store *s, int l, const int32_t *idx, int n, const uint8_t **bundle,
+			 struct pf_err *err)
+{
+	const struct store_layer *L = &s->layers[l];
+	int n_miss = 0, r = 0;
+	int64_t last = -1;
+	uint8_t *base = NULL;
+	for (int i = 0; i < n && !r; i++) {
+		int64_t k = idx[i] / L->neurons;
+		if (k != last) {
+			int64_t key = L->first_key + k;
+			last = k;
+			if (!(base = pf_ncache_get(&s->cache, key))) {
+				if (!(base = pf_ncache_put(&s->cache, key, false))) {
+					r = pf_errf(err, -ENOSPC, "%s: layer %d: every neuron cache slot is in use", s->path, l);
+					break;
+				}
+				s->reqs[n_miss++] = (struct pf_io_req){ .buf = base, .len = L->cluster_bytes,
+									.offset = L->offset + (uint64_t)k * L->cluster_bytes };
+			}
+		}
+		bundle[i] = base + (size_t)(idx[i] % L->neurons) * L->bundle_bytes;
 	}
-	slot = pf_ncache_put(&s->cache, key, false);
-	if (!slot)
-		return pf_errf(err, -ENOSPC, "%s: layer %d: every neuron cache slot is in use", s->path, l);
-	int r = read_exact(s, slot, L->cluster_bytes, L->offset + (uint64_t)k * L->cluster_bytes, err);
-	if (r || (r = check_cluster(s, l, k, slot, err))) {
-		pf_ncache_drop(&s->cache, key);
-		return r;
+	if (!r && n_miss) {
+		uint64_t t0 = now_ns();
+		pf_io_read(s->io, s->reqs, n_miss);
+		s->read_ns += now_ns() - t0;
+		s->reads += (uint64_t)n_miss;
+		s->bytes_read += (uint64_t)n_miss * L->cluster_bytes;
+		for (int j = 0; j < n_miss && !r; j++)
+			r = check_read(s, l, &s->reqs[j], err);
 	}
-	*out = slot;
-	return 0;
+	if (r)
+		for (int j = 0; j < n_miss; j++)
+			pf_ncache_drop(&s->cache, L->first_key + (int64_t)((s->reqs[j].offset - L->offset) / L->cluster_bytes));
+	return r;
 }
 
 int64_t pf_ffn_store_run_max(const struct pf_ffn_store *s, int l)
@@ -474,6 +519,7 @@ void pf_ffn_store_stats(struct pf_ffn_store *s, struct pinfer_offload_stats *out
 		.bytes_read = s->bytes_read,
 		.read_ns = s->read_ns,
 		.direct = s->direct,
+		.io = pf_io_backend(s->io),
 	};
 	pthread_mutex_unlock(&s->lock);
 }

@@ -34,9 +34,12 @@ void pf_ffn_store_free(struct pf_ffn_store *s);
 void pf_ffn_store_begin_step(struct pf_ffn_store *s);
 void pf_ffn_store_end_step(struct pf_ffn_store *s);
 
-/* In a step: *out = the bytes of cluster k of layer l, read if not
- * cached. Fails on a read error, a short read or a checksum mismatch. */
-int pf_ffn_store_cluster(struct pf_ffn_store *s, int l, int64_t k, const uint8_t **out, struct pf_err *err);
+/* In a step: bundle[i] = the bundle of neuron idx[i] of layer l (idx
+ * ascending), the clusters not cached read all at once (pf_io). Fails on
+ * a read error, a short read or a checksum mismatch; nothing of a failed
+ * read stays cached. */
+int pf_ffn_store_neurons(struct pf_ffn_store *s, int l, const int32_t *idx, int n, const uint8_t **bundle,
+			 struct pf_err *err);
 
 /* In a step: *out = clusters k0..k1 of layer l back to back, from the
  * cache or in one large read, in the staging buffer; k1 - k0 <=
@@ -56,5 +59,6 @@ int pf_ffn_store_set_budget(struct pf_ffn_store *s, uint64_t budget, struct pf_e
 int pf_ffn_store_add_ctx(struct pf_ffn_store *s, int64_t bytes, struct pf_err *err);
 
 void pf_ffn_store_stats(struct pf_ffn_store *s, struct pinfer_offload_stats *out);
+
 
 #endif

@@ -61,6 +61,10 @@ int pf_ncache_init(struct pf_neuron_cache *c, size_t slot_bytes, int32_t max_slo
 	c->pinned = calloc((size_t)max_slots, sizeof(*c->pinned));
 	c->used_in = calloc((size_t)max_slots, sizeof(*c->used_in));
 	c->slab = slab == MAP_FAILED ? NULL : slab;
+	/* huge pages where the kernel offers them: a step touches hundreds of
+	 * slots spread over the slab, one TLB miss each with 4 KiB pages */
+	if (c->slab)
+		madvise(c->slab, (size_t)max_slots * slot_bytes, MADV_HUGEPAGE);
 	if (!c->slab || !c->slot_of || !c->key_of || !c->prev || !c->next || !c->free_next || !c->pinned ||
 	    !c->used_in) {
 		pf_ncache_free(c);

@@ -105,6 +105,7 @@ struct pinfer_offload_stats {
 	uint64_t hits, misses;         /* cluster lookups of decode steps */
 	uint64_t reads, bytes_read, read_ns;
 	bool direct;                   /* reads bypass the page cache (O_DIRECT) */
+	const char *io;                /* "io_uring", or "pread" where it is unavailable */
 };
 
 PINFER_API void pinfer_model_params_default(struct pinfer_model_params *p);

@@ -3,7 +3,7 @@
 # when pkg-config cannot find a dependency; safe to run again.
 set -eu
 
-packages="build-essential pkg-config python3 libopenblas-dev libcmocka-dev libprotobuf-c-dev protobuf-c-compiler libsystemd-dev libdbus-1-dev dbus-daemon dbus-bin systemd util-linux libglib2.0-bin"
+packages="build-essential pkg-config python3 libopenblas-dev liburing-dev libcmocka-dev libprotobuf-c-dev protobuf-c-compiler libsystemd-dev libdbus-1-dev dbus-daemon dbus-bin systemd util-linux libglib2.0-bin"
 
 missing=""
 for p in $packages; do

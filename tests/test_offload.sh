@@ -27,6 +27,12 @@ for budget in 100%ffn 50%ffn 20%ffn min; do
 	same_as_source "$tmp/wide.gguf" "$tmp/wide.pack"
 	same_as_source "$stories" "$tmp/stories.pack" --sparsity threshold --calibration "$tmp/thr.gguf"
 done
+# the pread fallback of the I/O layer gives the same
+packed_opts="--memory-budget min -c 256"
+export PINFER_IO=pread
+same_as_source "$tmp/pred.gguf" "$tmp/pred.pack"
+same_as_source "$tmp/wide.gguf" "$tmp/wide.pack"
+unset PINFER_IO
 
 # The plan in bytes: the minimum is refused below, accepted at; a budget
 # in bytes between the minimum and everything runs the same. The model's
@@ -44,10 +50,24 @@ done
 refuse 1 "below this model's minimum of" "$bin" run -m "$tmp/pred.pack" --memory-budget $((min - 4096)) -c 256 \
 	-p x -n 1
 
+# plan: the budget spent, ending with the total; an absolute budget is
+# planned to the byte, and a percentage as the model runs it
+run "$bin" plan -m "$tmp/pred.pack" --memory-budget "$((min + 400000))" -c 256
+expect "$tmp/out" "total: $((min + 400000)) bytes"
+expect "$tmp/out" "neuron cache"
+run "$bin" plan -m "$tmp/pred.pack" --memory-budget 50%ffn -c 256
+total=$(sed -n 's/^total: \([0-9]*\) bytes$/\1/p' "$tmp/out")
+[ -n "$total" ] || fail "plan printed no total"
+run "$bin" plan -m "$tmp/pred.pack" --memory-budget "$total" -c 256
+expect "$tmp/out" "total: $total bytes"
+refuse 2 "no budget given" "$bin" plan -m "$tmp/pred.pack"
+
 # bench reports the reads; the smallest cache misses
 run "$bin" bench -m "$tmp/pred.pack" --memory-budget min -t 2 -n 8 -p 4
 expect "$tmp/out" "offload: budget"
-expect "$tmp/out" "reads O_DIRECT"
+expect "$tmp/out" "reads by io_uring, O_DIRECT"
+PINFER_IO=pread run "$bin" bench -m "$tmp/pred.pack" --memory-budget min -t 2 -n 8 -p 4
+expect "$tmp/out" "reads by pread, O_DIRECT"
 awk '/^offload per decoded token/ { r = $5 + 0 } END { exit !(r > 0) }' "$tmp/out" ||
 	{ cat "$tmp/out" >&2; fail "no reads per token at the minimum budget"; }
 
@@ -68,7 +88,9 @@ expect "$tmp/err" "layer 2 cluster"
 refuse 1 "checksum" "$bin" run -m "$tmp/damaged.pack" -p x -n 1
 
 # Read errors from the I/O layer: pread of the bundle file fails with EIO,
-# or returns short, after the load.
+# or returns short, after the load (decode reads go by pread too, so that
+# the injector sees them).
+export PINFER_IO=pread
 cat >"$tmp/fault.c" <<'EOF'
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -108,6 +130,8 @@ LD_PRELOAD=$tmp/fault.so FAULT_PREAD=short FAULT_AFTER=1 \
 	refuse 1 "short read" "$bin" perplexity -m "$tmp/pred.pack" --memory-budget min -c 256 -f "$text" --lines 2
 LD_PRELOAD=$tmp/fault.so FAULT_PREAD=eio FAULT_AFTER=1 \
 	refuse 1 "Input/output error" "$bin" run -m "$tmp/pred.pack" -p x -n 1
+
+unset PINFER_IO
 
 # Misuse: a budget for a file that is not packed, bad budget strings.
 refuse 1 "a memory budget needs a bundle file" "$bin" run -m "$tmp/pred.gguf" --memory-budget 1G -p x -n 1

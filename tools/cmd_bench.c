@@ -254,10 +254,10 @@ int cmd_bench(int argc, char **argv)
 	if (offloaded) {
 		double steps = 3.0 * (double)n_decode, lookups = (double)(io1.hits + io1.misses - io0.hits - io0.misses);
 		printf("offload: budget %.1f MiB (minimum %.1f): resident %.1f, contexts %.1f, neuron cache %.1f MiB "
-		       "(%llu of %llu clusters hot); reads %s\n",
+		       "(%llu of %llu clusters hot); reads by %s, %s\n",
 		       io1.budget / 1048576.0, io1.minimum / 1048576.0, io1.resident_bytes / 1048576.0,
 		       io1.context_bytes / 1048576.0, io1.cache_bytes / 1048576.0,
-		       (unsigned long long)io1.hot_clusters, (unsigned long long)io1.clusters,
+		       (unsigned long long)io1.hot_clusters, (unsigned long long)io1.clusters, io1.io,
 		       io1.direct ? "O_DIRECT" : "through the page cache");
 		printf("offload per decoded token: %.1f reads, %.1f KiB, cluster hit rate %.1f%%, %.2f ms reading "
 		       "(%.1f%% of the token)\n",

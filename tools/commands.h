@@ -24,6 +24,7 @@ int cmd_profile(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
 int cmd_fit_predictor(int argc, char **argv);
 int cmd_pack(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
 
 /* The token streams perplexity, profile and calibrate share
  * (cmd_perplexity.c): every non-empty line of a text is one sequence

@@ -18,6 +18,7 @@ static const struct {
 	{ "calibrate", cmd_calibrate, "calibrate -m MODEL -f TEXT --sparsity S -o FILE [--lines N] [--skip-lines K]: threshold-mode thresholds" },
 	{ "fit-predictor", cmd_fit_predictor, "fit-predictor -m MODEL -f TEXT -o OUT.gguf --rank R: train activation predictors (ReLU/dReLU; PowerInfer format)" },
 	{ "pack", cmd_pack, "pack -m MODEL --profile PROFILE -o OUT: bundle file for flash offload (neuron-major, hottest first)" },
+	{ "plan", cmd_plan, "plan -m MODEL --memory-budget SIZE: how a bundle file's memory budget is spent" },
 	{ "convert", cmd_convert, "convert CHECKPOINT.bin TOKENIZER.bin -o OUT.gguf [--type f32|f16]: llama2.c -> GGUF" },
 	{ "quantize", cmd_quantize, "quantize IN.gguf OUT.gguf TYPE: convert weight matrices (q4_0, q8_0, q4_k...)" },
 	{ "synth", cmd_synth, "synth (--shape NAME | --dim D --ff F --layers L --heads H) -o OUT.gguf: random-weight model" },
