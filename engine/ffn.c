@@ -372,18 +372,6 @@ static const uint8_t *kernel_input(const struct pf_weight *w, const float *x, in
 	return buf;
 }
 
-/* The bundles of the n chosen neurons idx (ascending): in memory, or from
- * the store, which reads the clusters it does not hold. */
-static int locate(struct pinfer_ctx *c, int l, const struct bundle_layout *bl, const int32_t *idx, int n,
-		  const uint8_t **out, struct pf_err *err)
-{
-	if (c->model->store)
-		return pf_ffn_store_neurons(c->model->store, l, idx, n, out, err);
-	for (int i = 0; i < n; i++)
-		out[i] = pf_weight_row(bl->first, idx[i]);
-	return 0;
-}
-
 /* Neurons per chunk a thread takes: enough to amortize taking it, few
  * enough to balance a few hundred chosen neurons. */
 #define NEURON_CHUNK 16
@@ -416,14 +404,21 @@ static int ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l, str
 					idx[n++] = j;
 		}
 	}
+	/* Under a budget, the neurons whose clusters are cached are computed
+	 * while the others' reads are in flight, then those. */
 	struct bundle_layout bl = layout_of(m, L);
-	if (m->store)
-		pf_ffn_store_begin_step(m->store);
-	int r = locate(c, l, &bl, idx, n, c->bundle, err);
-	if (r) {
-		if (m->store)
-			pf_ffn_store_end_step(m->store);
-		return r;
+	struct pf_ffn_store *s = m->store;
+	int n_ready = n;
+	if (s) {
+		pf_ffn_store_begin_step(s);
+		n_ready = pf_ffn_store_neurons_start(s, l, idx, n, c->bundle, err);
+		if (n_ready < 0) {
+			pf_ffn_store_end_step(s);
+			return n_ready;
+		}
+	} else {
+		for (int i = 0; i < n; i++)
+			c->bundle[i] = pf_weight_row(bl.first, idx[i]);
 	}
 
 	int n_threads = pf_pool_threads(c->pool);
@@ -439,9 +434,18 @@ static int ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l, str
 		.gate = gate, .xq_gate = xq_gate, .xq_up = xq_up, .partial = c->partial, .dim = dim,
 		.mode = hp->sparsity, .act = hp->ffn_act, .act_out = c->probe ? c->probe_act : NULL,
 	};
-	pf_pool_run(c->pool, run_neurons, &j, n, NEURON_CHUNK);
-	if (m->store)
-		pf_ffn_store_end_step(m->store);
+	pf_pool_run(c->pool, run_neurons, &j, n_ready, NEURON_CHUNK);
+	if (s) {
+		int r = pf_ffn_store_neurons_finish(s, l, err);
+		if (!r) {
+			j.idx = idx + n_ready;
+			j.bundle = c->bundle + n_ready;
+			pf_pool_run(c->pool, run_neurons, &j, n - n_ready, NEURON_CHUNK);
+		}
+		pf_ffn_store_end_step(s);
+		if (r)
+			return r;
+	}
 	c->ffn_stats.neurons += (uint64_t)n_ff;
 	c->ffn_stats.active += atomic_load(&j.fired);
 	if (c->probe) {

@@ -40,7 +40,13 @@ struct pf_ffn_store {
 	int fd;
 	bool direct;
 	struct pf_io *io;
-	struct pf_io_req *reqs;  /* a step's reads: at most a layer's clusters */
+	/* a step's reads (at most a layer's clusters) and the neurons waiting
+	 * for them */
+	struct pf_io_req *reqs;
+	int64_t *miss_keys;
+	int n_miss;
+	int32_t *wait_idx;
+	const uint8_t **wait_ptr;
 	pthread_mutex_t lock;
 	struct pf_neuron_cache cache;
 	int n_layer;
@@ -327,7 +333,10 @@ int pf_ffn_store_open(struct pf_ffn_store **out, struct pinfer_model *m, uint64_
 		goto fail;
 	}
 	s->reqs = calloc((size_t)s->min_slots, sizeof(*s->reqs));
-	if (!s->reqs) {
+	s->miss_keys = calloc((size_t)s->min_slots, sizeof(*s->miss_keys));
+	s->wait_idx = calloc((size_t)s->n_ff, sizeof(*s->wait_idx));
+	s->wait_ptr = calloc((size_t)s->n_ff, sizeof(*s->wait_ptr));
+	if (!s->reqs || !s->miss_keys || !s->wait_idx || !s->wait_ptr) {
 		r = pf_errf(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -360,6 +369,9 @@ void pf_ffn_store_free(struct pf_ffn_store *s)
 		return;
 	pf_io_free(s->io);
 	free(s->reqs);
+	free(s->miss_keys);
+	free(s->wait_idx);
+	free(s->wait_ptr);
 	if (s->fd >= 0)
 		close(s->fd);
 	pf_ncache_free(&s->cache);
@@ -396,41 +408,67 @@ static int check_read(const struct pf_ffn_store *s, int l, const struct pf_io_re
 	return check_cluster(s, l, k, q->buf, err);
 }
 
-int pf_ffn_store_neurons(struct pf_ffn_store *s, int l, const int32_t *idx, int n, const uint8_t **bundle,
-			 struct pf_err *err)
+int pf_ffn_store_neurons_start(struct pf_ffn_store *s, int l, int32_t *idx, int n, const uint8_t **bundle,
+			       struct pf_err *err)
 {
 	const struct store_layer *L = &s->layers[l];
-	int n_miss = 0, r = 0;
+	int n_miss = 0, n_ready = 0, n_wait = 0;
 	int64_t last = -1;
 	uint8_t *base = NULL;
-	for (int i = 0; i < n && !r; i++) {
+	bool cached = false;
+	for (int i = 0; i < n; i++) {
 		int64_t k = idx[i] / L->neurons;
 		if (k != last) {
 			int64_t key = L->first_key + k;
 			last = k;
-			if (!(base = pf_ncache_get(&s->cache, key))) {
+			cached = (base = pf_ncache_get(&s->cache, key)) != NULL;
+			if (!cached) {
 				if (!(base = pf_ncache_put(&s->cache, key, false))) {
-					r = pf_errf(err, -ENOSPC, "%s: layer %d: every neuron cache slot is in use", s->path, l);
-					break;
+					for (int j = 0; j < n_miss; j++)
+						pf_ncache_drop(&s->cache, s->miss_keys[j]);
+					return pf_errf(err, -ENOSPC, "%s: layer %d: every neuron cache slot is in use",
+						       s->path, l);
 				}
+				s->miss_keys[n_miss] = key;
 				s->reqs[n_miss++] = (struct pf_io_req){ .buf = base, .len = L->cluster_bytes,
 									.offset = L->offset + (uint64_t)k * L->cluster_bytes };
 			}
 		}
-		bundle[i] = base + (size_t)(idx[i] % L->neurons) * L->bundle_bytes;
+		const uint8_t *b = base + (size_t)(idx[i] % L->neurons) * L->bundle_bytes;
+		if (cached) {
+			idx[n_ready] = idx[i];
+			bundle[n_ready++] = b;
+		} else {
+			s->wait_idx[n_wait] = idx[i];
+			s->wait_ptr[n_wait++] = b;
+		}
 	}
-	if (!r && n_miss) {
-		uint64_t t0 = now_ns();
-		pf_io_read(s->io, s->reqs, n_miss);
-		s->read_ns += now_ns() - t0;
-		s->reads += (uint64_t)n_miss;
-		s->bytes_read += (uint64_t)n_miss * L->cluster_bytes;
-		for (int j = 0; j < n_miss && !r; j++)
-			r = check_read(s, l, &s->reqs[j], err);
-	}
+	memcpy(idx + n_ready, s->wait_idx, (size_t)n_wait * sizeof(*idx));
+	memcpy(bundle + n_ready, s->wait_ptr, (size_t)n_wait * sizeof(*bundle));
+	s->n_miss = n_miss;
+	pf_io_start(s->io, s->reqs, n_miss);
+	return n_ready;
+}
+
+int pf_ffn_store_neurons_finish(struct pf_ffn_store *s, int l, struct pf_err *err)
+{
+	const struct store_layer *L = &s->layers[l];
+	int n_miss = s->n_miss, r = 0;
+	/* the wait, not the reads' span: the cached neurons were computed
+	 * while they were in flight */
+	uint64_t t0 = now_ns();
+	pf_io_finish(s->io);
+	s->n_miss = 0;
+	if (!n_miss)
+		return 0;
+	s->read_ns += now_ns() - t0;
+	s->reads += (uint64_t)n_miss;
+	s->bytes_read += (uint64_t)n_miss * L->cluster_bytes;
+	for (int j = 0; j < n_miss && !r; j++)
+		r = check_read(s, l, &s->reqs[j], err);
 	if (r)
 		for (int j = 0; j < n_miss; j++)
-			pf_ncache_drop(&s->cache, L->first_key + (int64_t)((s->reqs[j].offset - L->offset) / L->cluster_bytes));
+			pf_ncache_drop(&s->cache, s->miss_keys[j]);
 	return r;
 }
 

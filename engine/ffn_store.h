@@ -35,11 +35,15 @@ void pf_ffn_store_begin_step(struct pf_ffn_store *s);
 void pf_ffn_store_end_step(struct pf_ffn_store *s);
 
 /* In a step: bundle[i] = the bundle of neuron idx[i] of layer l (idx
- * ascending), the clusters not cached read all at once (pf_io). Fails on
- * a read error, a short read or a checksum mismatch; nothing of a failed
- * read stays cached. */
-int pf_ffn_store_neurons(struct pf_ffn_store *s, int l, const int32_t *idx, int n, const uint8_t **bundle,
-			 struct pf_err *err);
+ * ascending on entry), reordered so that the neurons whose clusters are
+ * cached come first; the reads of the others are started (pf_io), all at
+ * once. Returns how many neurons are ready, or an error. */
+int pf_ffn_store_neurons_start(struct pf_ffn_store *s, int l, int32_t *idx, int n, const uint8_t **bundle,
+			       struct pf_err *err);
+/* Waits for the reads started and checks them. Fails on a read error, a
+ * short read or a checksum mismatch; nothing of a failed read stays
+ * cached. */
+int pf_ffn_store_neurons_finish(struct pf_ffn_store *s, int l, struct pf_err *err);
 
 /* In a step: *out = clusters k0..k1 of layer l back to back, from the
  * cache or in one large read, in the staging buffer; k1 - k0 <=

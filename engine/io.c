@@ -15,6 +15,9 @@ struct pf_io {
 	int fd;
 	bool uring;
 	struct io_uring ring;
+	/* the batch in progress */
+	struct pf_io_req *reqs;
+	int n, next, inflight;
 };
 
 int pf_io_open(struct pf_io **out, int fd, struct pf_err *err)
@@ -52,53 +55,71 @@ static void read_pread(struct pf_io *io, struct pf_io_req *r)
 		r->result = -errno;
 }
 
-static void read_uring(struct pf_io *io, struct pf_io_req *reqs, int n)
+/* Queues what the ring has room for and hands it to the kernel. */
+static void submit_more(struct pf_io *io)
 {
-	int next = 0, inflight = 0;
-	while (next < n || inflight > 0) {
-		while (next < n) {
-			struct io_uring_sqe *sqe = io_uring_get_sqe(&io->ring);
-			if (!sqe)
-				break;
-			io_uring_prep_read(sqe, io->fd, reqs[next].buf, (unsigned)reqs[next].len, reqs[next].offset);
-			io_uring_sqe_set_data64(sqe, (uint64_t)next);
-			next++;
-			inflight++;
-		}
-		int r = io_uring_submit_and_wait(&io->ring, 1);
-		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+	while (io->next < io->n) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&io->ring);
+		if (!sqe)
+			break;
+		struct pf_io_req *r = &io->reqs[io->next];
+		io_uring_prep_read(sqe, io->fd, r->buf, (unsigned)r->len, r->offset);
+		io_uring_sqe_set_data64(sqe, (uint64_t)io->next);
+		io->next++;
+		io->inflight++;
+	}
+	io_uring_submit(&io->ring);
+}
+
+static void reap(struct pf_io *io)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+	io_uring_for_each_cqe(&io->ring, head, cqe) {
+		io->reqs[io_uring_cqe_get_data64(cqe)].result = cqe->res;
+		seen++;
+	}
+	io_uring_cq_advance(&io->ring, seen);
+	io->inflight -= (int)seen;
+}
+
+static void finish_uring(struct pf_io *io)
+{
+	while (io->next < io->n || io->inflight > 0) {
+		submit_more(io);
+		struct io_uring_cqe *cqe;
+		int r = io_uring_wait_cqe(&io->ring, &cqe);
+		if (r < 0 && r != -EINTR && r != -EAGAIN) {
 			/* The ring refuses work: what was not submitted goes by
-			 * pread; what was, is still the kernel's until it lands. */
-			io_uring_submit(&io->ring);
-			for (int i = next; i < n; i++)
-				read_pread(io, &reqs[i]);
-			next = n;
-			struct io_uring_cqe *cqe;
-			while (inflight > 0 && io_uring_wait_cqe(&io->ring, &cqe) == 0) {
-				reqs[io_uring_cqe_get_data64(cqe)].result = cqe->res;
-				io_uring_cqe_seen(&io->ring, cqe);
-				inflight--;
-			}
+			 * pread; what was is the kernel's until it lands. */
+			for (; io->next < io->n; io->next++)
+				read_pread(io, &io->reqs[io->next]);
+			while (io->inflight > 0 && io_uring_wait_cqe(&io->ring, &cqe) == 0)
+				reap(io);
 			return;
 		}
-		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
-		io_uring_for_each_cqe(&io->ring, head, cqe) {
-			reqs[io_uring_cqe_get_data64(cqe)].result = cqe->res;
-			seen++;
-		}
-		io_uring_cq_advance(&io->ring, seen);
-		inflight -= (int)seen;
+		reap(io);
 	}
 }
 
-void pf_io_read(struct pf_io *io, struct pf_io_req *reqs, int n)
+void pf_io_start(struct pf_io *io, struct pf_io_req *reqs, int n)
 {
 	for (int i = 0; i < n; i++)
 		reqs[i].result = -EINPROGRESS;
-	if (io->uring)
-		read_uring(io, reqs, n);
-	else
-		for (int i = 0; i < n; i++)
-			read_pread(io, &reqs[i]);
+	io->reqs = reqs;
+	io->n = n;
+	io->next = io->inflight = 0;
+	if (io->uring && n > 0)
+		submit_more(io);
 }
+
+void pf_io_finish(struct pf_io *io)
+{
+	if (io->uring)
+		finish_uring(io);
+	else
+		for (; io->next < io->n; io->next++)
+			read_pread(io, &io->reqs[io->next]);
+	io->n = 0;
+}
+

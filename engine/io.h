@@ -25,8 +25,13 @@ struct pf_io;
 int pf_io_open(struct pf_io **out, int fd, struct pf_err *err);
 void pf_io_free(struct pf_io *io);
 
-/* Reads every request; returns when all are done. */
-void pf_io_read(struct pf_io *io, struct pf_io_req *reqs, int n);
+/* Reads every request, in two halves so that the caller computes while
+ * the reads are in flight: pf_io_start queues the reads (the first 64 go
+ * to the device at once), pf_io_finish returns when all are done, each
+ * request's result set. One batch at a time; reqs must stay valid until
+ * pf_io_finish. With pread, the reads happen in pf_io_finish. */
+void pf_io_start(struct pf_io *io, struct pf_io_req *reqs, int n);
+void pf_io_finish(struct pf_io *io);
 
 /* "io_uring" or "pread". */
 const char *pf_io_backend(const struct pf_io *io);

@@ -103,7 +103,8 @@ struct pinfer_offload_stats {
 	uint64_t cache_bytes;          /* the neuron cache's capacity */
 	uint64_t clusters, hot_clusters, cached_clusters;
 	uint64_t hits, misses;         /* cluster lookups of decode steps */
-	uint64_t reads, bytes_read, read_ns;
+	uint64_t reads, bytes_read;
+	uint64_t read_ns;              /* time decode and prefill waited for reads */
 	bool direct;                   /* reads bypass the page cache (O_DIRECT) */
 	const char *io;                /* "io_uring", or "pread" where it is unavailable */
 };

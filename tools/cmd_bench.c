@@ -259,7 +259,7 @@ int cmd_bench(int argc, char **argv)
 		       io1.context_bytes / 1048576.0, io1.cache_bytes / 1048576.0,
 		       (unsigned long long)io1.hot_clusters, (unsigned long long)io1.clusters, io1.io,
 		       io1.direct ? "O_DIRECT" : "through the page cache");
-		printf("offload per decoded token: %.1f reads, %.1f KiB, cluster hit rate %.1f%%, %.2f ms reading "
+		printf("offload per decoded token: %.1f reads, %.1f KiB, cluster hit rate %.1f%%, %.2f ms waiting for them "
 		       "(%.1f%% of the token)\n",
 		       (io1.reads - io0.reads) / steps, (io1.bytes_read - io0.bytes_read) / steps / 1024.0,
 		       lookups > 0 ? 100.0 * (double)(io1.hits - io0.hits) / lookups : 100.0,
