@@ -90,6 +90,12 @@ static double sgemm_gflops(int n_threads)
 	return best;
 }
 
+static int by_value(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
 static int argmax(const float *x, int n)
 {
 	int best = 0;
@@ -154,15 +160,21 @@ int cmd_bench(int argc, char **argv)
 	}
 	if (!mo.n_ctx)
 		mo.n_ctx = (int)(n_prompt > 3 * n_decode + 1 ? n_prompt : 3 * n_decode + 1);
+	/* The machine's figures first: their buffers are freed before the
+	 * model loads, so a model under a memory budget (or in a memory
+	 * cgroup of its size) is measured without them. */
+	double bw = read_bandwidth(mo.n_threads);
+	double peak = sgemm_gflops(mo.n_threads);
 	struct pinfer_model *m = model_opts_open(&mo, "bench");
 	if (!m)
 		return 1;
 	const struct pinfer_model_info *info = pinfer_model_info(m);
 	int rc = 1;
 	int32_t *tokens = malloc((size_t)n_prompt * sizeof(*tokens));
+	double *latency = malloc(3 * (size_t)n_decode * sizeof(*latency));
 	struct pinfer_ctx *c = model_opts_ctx(&mo, m, (int)n_prompt, false, "bench");
 	struct pf_err err;
-	if (!tokens || !c)
+	if (!tokens || !latency || !c)
 		goto out;
 
 	/* decode: warm the weights into the page cache first, then time */
@@ -179,9 +191,11 @@ int cmd_bench(int argc, char **argv)
 	for (int round = 0; round < 3; round++) {
 		t0 = now_seconds();
 		for (long i = 0; i < n_decode; i++) {
+			double t1 = now_seconds();
 			tok = argmax(pinfer_logits(c, -1), info->n_vocab);
 			if (pinfer_eval(c, &tok, 1, &err))
 				goto fail;
+			latency[round * n_decode + i] = now_seconds() - t1;
 		}
 		double dt = now_seconds() - t0;
 		decode_seconds += dt;
@@ -232,7 +246,6 @@ int cmd_bench(int argc, char **argv)
 		goto fail;
 	double prefill_tps = n_prompt / (now_seconds() - t0);
 
-	double bw = read_bandwidth(mo.n_threads);
 	double roofline_tps = bw * 1e9 / step_bytes;
 	/* 2 flops per weight a token is multiplied with: every layer matrix for
 	 * every prompt token, the output head for the last one only (the
@@ -241,7 +254,6 @@ int cmd_bench(int argc, char **argv)
 	double head = (double)info->n_vocab * info->n_embd;
 	double layers = (double)info->n_params - head * (info->tied_output ? 1 : 2);
 	double flops_per_token = 2.0 * (layers + head / (double)n_prompt);
-	double peak = sgemm_gflops(mo.n_threads);
 	printf("model: %s, %.2f M params, %d threads\n", mo.model, info->n_params / 1e6, mo.n_threads);
 	printf("sparsity: %s, %.1f%% of FFN activations zero or skipped in decode; %.1f MiB of weights read per "
 	       "decoded token (dense: %.1f MiB, %.2fx)\n",
@@ -266,6 +278,9 @@ int cmd_bench(int argc, char **argv)
 		       (io1.read_ns - io0.read_ns) / steps / 1e6,
 		       100.0 * (double)(io1.read_ns - io0.read_ns) / 1e9 / decode_seconds);
 	}
+	qsort(latency, 3 * (size_t)n_decode, sizeof(*latency), by_value);
+	printf("token latency: P50 %.2f ms, P99 %.2f ms (%ld decoded tokens)\n",
+	       1e3 * latency[(3 * n_decode - 1) / 2], 1e3 * latency[(3 * n_decode - 1) * 99 / 100], 3 * n_decode);
 	printf("first token: %.2f ms (warm model, BOS-only prompt, best of 3)\n", ttft * 1e3);
 	printf("prefill: %.2f tok/s (%ld-token prompt, %.2fx decode per token)\n", prefill_tps,
 	       n_prompt, prefill_tps / decode_tps);
@@ -278,6 +293,7 @@ fail:
 	fprintf(stderr, "bench: %s\n", err.msg);
 out:
 	free(tokens);
+	free(latency);
 	pinfer_ctx_free(c);
 	pinfer_model_free(m);
 	return rc;
