@@ -310,7 +310,9 @@ static bool object_gone(const DBusError *err)
 /* The Model properties behind the ModelInfo fields. */
 enum {
 	P_NAME, P_PATH, P_SIZE, P_ARCH, P_QUANT, P_PARAMS, P_CTX, P_SLOTS, P_MEMORY, P_EXPIRES,
-	P_ACTIVE, P_SPARSITY, P_MEASURED, P_TOKENS, P_SPEED, P_COUNT
+	P_ACTIVE, P_SPARSITY, P_MEASURED, P_TOKENS, P_SPEED,
+	P_REQUIRED,  /* those before it are; the offload figures after it may be missing */
+	P_BUDGET = P_REQUIRED, P_CACHE, P_HIT, P_READ, P_COUNT
 };
 static const struct {
 	const char *name;
@@ -331,6 +333,10 @@ static const struct {
 	[P_MEASURED] = { "MeasuredSparsity", DBUS_TYPE_DOUBLE },
 	[P_TOKENS] = { "TokensGenerated", DBUS_TYPE_UINT64 },
 	[P_SPEED] = { "DecodeTokensPerSecond", DBUS_TYPE_DOUBLE },
+	[P_BUDGET] = { "MemoryBudget", DBUS_TYPE_UINT64 },
+	[P_CACHE] = { "NeuronCacheBytes", DBUS_TYPE_UINT64 },
+	[P_HIT] = { "NeuronCacheHitRate", DBUS_TYPE_DOUBLE },
+	[P_READ] = { "BytesReadPerToken", DBUS_TYPE_DOUBLE },
 };
 
 /* Reads GetAll's a{sv} into m->mi. EXIT_OK or EXIT_PROTO after reporting. */
@@ -346,7 +352,9 @@ static int parse_model(struct bus_conn *b, DBusMessage *reply, const char *objec
 		[P_MEMORY] = &mi->memory_bytes, [P_EXPIRES] = &expires_us,
 		[P_ACTIVE] = &mi->slots_busy, [P_SPARSITY] = &mi->sparsity,
 		[P_MEASURED] = &mi->measured_sparsity, [P_TOKENS] = &mi->tokens_generated,
-		[P_SPEED] = &mi->decode_tokens_per_second,
+		[P_SPEED] = &mi->decode_tokens_per_second, [P_BUDGET] = &mi->memory_budget,
+		[P_CACHE] = &mi->neuron_cache_bytes, [P_HIT] = &mi->neuron_cache_hit_rate,
+		[P_READ] = &mi->bytes_read_per_token,
 	};
 	unsigned seen = 0;
 	DBusMessageIter it, dict;
@@ -374,7 +382,7 @@ static int parse_model(struct bus_conn *b, DBusMessage *reply, const char *objec
 			seen |= 1u << p;
 		}
 	}
-	for (int p = 0; p < P_COUNT; p++)
+	for (int p = 0; p < P_REQUIRED; p++)
 		if (!(seen & (1u << p))) {
 			report("%s: pinferd does not give the property %s of %s", object,
 			       model_props[p].name, BUS_MODEL_IFACE);
@@ -493,7 +501,8 @@ static bool append_option(DBusMessageIter *dict, const char *key, int type, cons
 }
 
 int bus_load_model(struct bus_conn *b, const char *name, bool has_keep_alive,
-		   int64_t keep_alive_ms, const char *sparsity, struct bus_model *m)
+		   int64_t keep_alive_ms, const char *sparsity, const char *memory_budget,
+		   struct bus_model *m)
 {
 	DBusMessage *q = method(BUS_MANAGER_PATH, BUS_MANAGER_IFACE, "LoadModel", DBUS_TYPE_INVALID);
 	DBusMessageIter it, dict;
@@ -508,6 +517,8 @@ int bus_load_model(struct bus_conn *b, const char *name, bool has_keep_alive,
 		ok = append_option(&dict, "keep-alive-ms", DBUS_TYPE_INT64, &ms);
 	if (ok && sparsity)
 		ok = append_option(&dict, "sparsity", DBUS_TYPE_STRING, &sparsity);
+	if (ok && memory_budget)
+		ok = append_option(&dict, "memory-budget", DBUS_TYPE_STRING, &memory_budget);
 	ok = ok && dbus_message_iter_close_container(&it, &dict);
 	if (!ok && q) {
 		/* Out of memory half-way: the message is dropped whole. */

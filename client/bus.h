@@ -61,12 +61,14 @@ struct bus_model {
 };
 void bus_model_free(struct bus_model *m);
 
-/* Manager.LoadModel(name, {keep-alive-ms, sparsity}) (has_keep_alive: that
- * option is sent; sparsity NULL: not sent), then the new object's
+/* Manager.LoadModel(name, {keep-alive-ms, sparsity, memory-budget})
+ * (has_keep_alive: that option is sent; sparsity, memory_budget NULL: not
+ * sent), then the new object's
  * properties into *m. A model unloaded again before they are read
  * (keep-alive 0) is described by ListModels, as not loaded. */
 int bus_load_model(struct bus_conn *b, const char *name, bool has_keep_alive,
-		   int64_t keep_alive_ms, const char *sparsity, struct bus_model *m);
+		   int64_t keep_alive_ms, const char *sparsity, const char *memory_budget,
+		   struct bus_model *m);
 
 /* Manager.EvictModel(name); *was_loaded: ListModels said it was loaded
  * just before. */

@@ -108,6 +108,9 @@ static void model_json(const Pinfer__ModelInfo *mi, const char *object)
 	json_cstr(stdout, mi->sparsity);
 	printf(",\"measured_sparsity\":%.4f,\"tokens_generated\":%" PRIu64 ",\"decode_tokens_per_second\":%.2f",
 	       mi->measured_sparsity, mi->tokens_generated, mi->decode_tokens_per_second);
+	printf(",\"memory_budget\":%" PRIu64 ",\"neuron_cache_bytes\":%" PRIu64
+	       ",\"neuron_cache_hit_rate\":%.4f,\"bytes_read_per_token\":%.1f",
+	       mi->memory_budget, mi->neuron_cache_bytes, mi->neuron_cache_hit_rate, mi->bytes_read_per_token);
 	if (object && *object) {
 		fputs(",\"object\":", stdout);
 		json_cstr(stdout, object);
@@ -554,6 +557,11 @@ static int load_opt(void *ctx, int opt, char *arg)
 		lm->sparsity = arg;
 		return 0;
 	}
+	if (opt == 'b') {
+		lm->opt_memory_budget_case = PINFER__LOAD_MODEL__OPT_MEMORY_BUDGET_MEMORY_BUDGET;
+		lm->memory_budget = arg;
+		return 0;
+	}
 	if (opt != 'k')
 		return -1;
 	lm->opt_keep_alive_ms_case = PINFER__LOAD_MODEL__OPT_KEEP_ALIVE_MS_KEEP_ALIVE_MS;
@@ -570,6 +578,8 @@ static int load_on_bus(struct global *g, struct bus_conn *b, void *ctx)
 				       PINFER__LOAD_MODEL__OPT_KEEP_ALIVE_MS_KEEP_ALIVE_MS,
 			       lm->keep_alive_ms,
 			       lm->opt_sparsity_case == PINFER__LOAD_MODEL__OPT_SPARSITY_SPARSITY ? lm->sparsity : NULL,
+			       lm->opt_memory_budget_case == PINFER__LOAD_MODEL__OPT_MEMORY_BUDGET_MEMORY_BUDGET
+				       ? lm->memory_budget : NULL,
 			       &m);
 	if (r)
 		return r;
@@ -581,15 +591,19 @@ static int load_on_bus(struct global *g, struct bus_conn *b, void *ctx)
 int cmd_load(struct global *g, int argc, char **argv)
 {
 	static const char usage[] =
-		"usage: pinfer load MODEL [--keep-alive D] [--sparsity MODE] [--json]\n"
+		"usage: pinfer load MODEL [--keep-alive D] [--sparsity MODE] [--memory-budget B] [--json]\n"
 		"Loads MODEL now. --keep-alive: how long it stays loaded when idle (5m,\n"
 		"30s, -1 forever, 0 unload when idle; default: pinferd's). For a loaded\n"
 		"model, only sets the keep-alive. --sparsity: auto, dense, gate,\n"
-		"threshold or predictor (default: pinferd's setting). Asks pinferd on\n"
-		"D-Bus when --bus says so (Manager.LoadModel), else on the socket.\n";
+		"threshold or predictor (default: pinferd's setting). --memory-budget:\n"
+		"for a bundle file (pinfer-model pack), the memory it may use: a size\n"
+		"(2G, 1500M), N%ffn, min, or none (default: pinferd's offload-budget).\n"
+		"Asks pinferd on D-Bus when --bus says so (Manager.LoadModel), else on\n"
+		"the socket.\n";
 	static const struct option opts[] = {
 		{ "keep-alive", required_argument, NULL, 'k' },
 		{ "sparsity", required_argument, NULL, 's' },
+		{ "memory-budget", required_argument, NULL, 'b' },
 		COMMON_LONG_OPTS,
 	};
 	Pinfer__LoadModel lm = PINFER__LOAD_MODEL__INIT;

@@ -34,6 +34,7 @@ struct bus_call {
 	int64_t keep_alive_ms;
 	uint64_t max_bytes;
 	enum pinfer_sparsity sparsity;
+	struct models_budget budget;  /* BUDGET_AUTO (0) unless asked */
 	uint64_t seq;              /* Model.Evict: the load its object stands for */
 	DBusPendingCall *pending;  /* GetConnectionUnixUser, while asked */
 	uid_t uid;                 /* the caller's, once the bus said */

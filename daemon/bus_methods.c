@@ -172,6 +172,14 @@ static void run_load(struct bus *b, struct bus_call *c)
 		bus_call_free(c);
 		return;
 	}
+	if (models_want_budget(e, &c->budget)) {
+		char have[32];
+		bus_reply_error(b, c->msg, ERR("Busy"), "model %s is %s with memory budget %s; evict it to change that",
+				e->name, e->state == MODEL_LOADED ? "loaded" : "being loaded",
+				models_budget_name(&e->budget, have, sizeof(have)));
+		bus_call_free(c);
+		return;
+	}
 	if (models_want_sparsity(e, c->sparsity)) {
 		bus_reply_error(b, c->msg, ERR("Busy"), "model %s is %s with sparsity %s; evict it to change that",
 				e->name, e->state == MODEL_LOADED ? "loaded" : "being loaded",
@@ -361,9 +369,18 @@ static bool parse_load_options(struct bus *b, DBusMessage *msg, struct bus_call 
 						"sparsity '%s' is not auto, dense, gate, threshold or predictor", mode);
 				return false;
 			}
+		} else if (!strcmp(key, "memory-budget") && type == DBUS_TYPE_STRING) {
+			const char *budget;
+			dbus_message_iter_get_basic(&var, &budget);
+			if (!models_parse_budget(budget, &c->budget)) {
+				bus_reply_error(b, msg, ERR("InvalidArgument"),
+						"memory-budget '%s' is not a size (2G, 1500M, bytes), N%%ffn (1-100), min or none",
+						budget);
+				return false;
+			}
 		} else {
 			bus_reply_error(b, msg, ERR("InvalidArgument"),
-					"unknown option '%s' of type '%c' (keep-alive-ms: x, max-memory: t, sparsity: s)",
+					"unknown option '%s' of type '%c' (keep-alive-ms: x, max-memory: t, sparsity: s, memory-budget: s)",
 					key, type);
 			return false;
 		}

@@ -189,16 +189,37 @@ static void p_speed(struct bus *b, struct model_entry *e, struct bus_value *v)
 	v_dbl(v, models_decode_tps(e));
 }
 
-static void p_zero_bytes(struct bus *b, struct model_entry *e, struct bus_value *v)
+/* Offloaded models (docs/offload.md); 0 for the others. */
+static void p_budget(struct bus *b, struct model_entry *e, struct bus_value *v)
 {
-	(void)b, (void)e;
-	v_u64(v, 0);
+	(void)b;
+	struct models_offload o;
+	models_offload(e, &o);
+	v_u64(v, o.budget);
 }
 
-static void p_zero_rate(struct bus *b, struct model_entry *e, struct bus_value *v)
+static void p_cache_bytes(struct bus *b, struct model_entry *e, struct bus_value *v)
 {
-	(void)b, (void)e;
-	v_dbl(v, 0.0);
+	(void)b;
+	struct models_offload o;
+	models_offload(e, &o);
+	v_u64(v, o.cache_bytes);
+}
+
+static void p_hit_rate(struct bus *b, struct model_entry *e, struct bus_value *v)
+{
+	(void)b;
+	struct models_offload o;
+	models_offload(e, &o);
+	v_dbl(v, o.hit_rate);
+}
+
+static void p_read_per_token(struct bus *b, struct model_entry *e, struct bus_value *v)
+{
+	(void)b;
+	struct models_offload o;
+	models_offload(e, &o);
+	v_dbl(v, o.bytes_read_per_token);
 }
 
 const struct bus_prop bus_model_props[] = {
@@ -221,8 +242,10 @@ const struct bus_prop bus_model_props[] = {
 	{ "QueuedRequests", p_queued },
 	{ "TokensGenerated", p_tokens },
 	{ "DecodeTokensPerSecond", p_speed },
-	{ "NeuronCacheBytes", p_zero_bytes },
-	{ "NeuronCacheHitRate", p_zero_rate },
+	{ "NeuronCacheBytes", p_cache_bytes },
+	{ "NeuronCacheHitRate", p_hit_rate },
+	{ "MemoryBudget", p_budget },
+	{ "BytesReadPerToken", p_read_per_token },
 	{ NULL, NULL },
 };
 

@@ -9,8 +9,9 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "models.h"
 
-enum kind { K_PATH, K_INT, K_DURATION, K_SIZE, K_LOGLEVEL, K_BUS, K_SPARSITY };
+enum kind { K_PATH, K_INT, K_DURATION, K_SIZE, K_LOGLEVEL, K_BUS, K_SPARSITY, K_OFFLOAD };
 
 struct option_spec {
 	const char *name;
@@ -50,6 +51,8 @@ static const struct option_spec specs[] = {
 	{ "log-level", K_LOGLEVEL, FIELD(log_level), 0, 0, "error, warn, info or debug" },
 	{ "sparsity", K_SPARSITY, FIELD(sparsity), 0, 0,
 	  "FFN sparsity of loaded models: auto (default), dense, gate, threshold or predictor" },
+	{ "offload-budget", K_OFFLOAD, FIELD(offload_budget), 0, 0,
+	  "memory each bundle file (pinfer-model pack) loads under: a size (2G), N%ffn, min or none (default)" },
 	{ "bus", K_BUS, FIELD(bus), 0, 0, "D-Bus control interface on the system bus (default), session bus, or none" },
 };
 
@@ -155,6 +158,13 @@ static int apply(struct config *c, const struct option_spec *o, const char *valu
 		return log_level_parse(value, field);
 	case K_SPARSITY:
 		return pinfer_sparsity_parse(value, field);
+	case K_OFFLOAD: {
+		struct models_budget b;
+		if (strlen(value) >= sizeof(c->offload_budget) || !models_parse_budget(value, &b))
+			return -EINVAL;
+		snprintf(field, sizeof(c->offload_budget), "%s", value);
+		return 0;
+	}
 	case K_BUS:
 		for (int b = 0; b < 3; b++)
 			if (!strcmp(value, config_bus_name((enum config_bus)b))) {

@@ -44,6 +44,7 @@ struct config {
 	enum log_level log_level;
 	enum config_bus bus;
 	enum pinfer_sparsity sparsity; /* models' mode unless a load asks for another */
+	char offload_budget[32];      /* bundle files' memory budget (models_parse_budget); "": none */
 };
 
 /* Fills defaults, reads the config file and applies the flags. Returns 0,

@@ -196,6 +196,13 @@ static void fill_model_info(struct server *s, struct model_entry *e, Pinfer__Mod
 	mi->measured_sparsity = models_measured_sparsity(e);
 	mi->tokens_generated = e->tokens_generated;
 	mi->decode_tokens_per_second = models_decode_tps(e);
+	struct models_offload off;
+	if (models_offload(e, &off)) {
+		mi->memory_budget = off.budget;
+		mi->neuron_cache_bytes = off.cache_bytes;
+		mi->neuron_cache_hit_rate = off.hit_rate;
+		mi->bytes_read_per_token = off.bytes_read_per_token;
+	}
 }
 
 /* ---- requests that need a loaded model ---- */
@@ -806,12 +813,29 @@ static void handle_load(struct conn *c, const Pinfer__LoadModel *m)
 				"sparsity '%s' is not auto, dense, gate, threshold or predictor", m->sparsity);
 		return;
 	}
+	struct models_budget budget = { .kind = BUDGET_AUTO };
+	if (m->opt_memory_budget_case && !models_parse_budget(m->memory_budget, &budget)) {
+		conn_send_error(c, m->request_id, PINFER__ERROR_CODE__ERR_BAD_REQUEST,
+				"memory_budget '%s' is not a size (2G, 1500M, bytes), N%%ffn (1-100), min or none",
+				m->memory_budget);
+		return;
+	}
 	struct model_entry *e = find_model(c, m->request_id, m->model);
 	if (!e)
 		return;
 	struct request *r = request_new(m->request_id);
 	if (!r) {
 		conn_send_error(c, m->request_id, PINFER__ERROR_CODE__ERR_INTERNAL, "out of memory");
+		return;
+	}
+	/* Recorded for the load of a model not in memory (which no sparsity
+	 * mode refuses); else it must be the budget the model has. */
+	if (models_want_budget(e, &budget)) {
+		char have[32];
+		conn_send_error(c, m->request_id, PINFER__ERROR_CODE__ERR_BUSY,
+				"model %s is loaded or loading with memory budget %s; unload it to change that",
+				e->name, models_budget_name(&e->budget, have, sizeof(have)));
+		request_unref(r);
 		return;
 	}
 	if (models_want_sparsity(e, mode)) {

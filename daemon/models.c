@@ -19,6 +19,8 @@ struct load_job {
 	char path[PATH_MAX];
 	char calibration[PATH_MAX];  /* "" when there is none */
 	enum pinfer_sparsity sparsity;
+	struct models_budget budget;         /* asked for (AUTO: the default, for bundle files) */
+	struct models_budget default_budget;
 	struct pinfer_model *model;
 	uint64_t estimate;
 	int status;
@@ -63,6 +65,7 @@ static void unload(struct models *m, struct model_entry *e)
 	e->expires_at_unix_ms = 0;
 	e->max_bytes = 0;
 	e->sparsity = PINFER_SPARSITY_AUTO;
+	e->budget.kind = BUDGET_AUTO;
 	log_info("model %s unloaded", e->name);
 }
 
@@ -172,10 +175,16 @@ static void finish_load(struct models *m, struct load_job *job)
 		e->state = MODEL_UNLOADED;
 		e->max_bytes = 0;
 		e->sparsity = PINFER_SPARSITY_AUTO;
+		e->budget.kind = BUDGET_AUTO;
 		log_error("cannot load %s: %s", e->name, why);
 	} else {
 		e->model = job->model;
 		e->mem_bytes = job->estimate;
+		e->budget = job->budget;
+		/* An offloaded model's contexts are inside its budget now. */
+		struct pinfer_offload_stats st;
+		if (pinfer_model_offload_stats(e->model, &st))
+			e->mem_bytes = st.budget;
 		e->state = MODEL_LOADED;
 		e->last_used_ms = loop_now_ms();
 		e->load_seq = ++m->loads;
@@ -184,9 +193,11 @@ static void finish_load(struct models *m, struct load_job *job)
 		e->decode_ns = 0;
 		e->ffn_neurons = 0;
 		e->ffn_active = 0;
-		log_info("model %s loaded (%llu MiB with %d slots, sparsity %s)", e->name,
+		char bname[32];
+		log_info("model %s loaded (%llu MiB with %d slots, sparsity %s, memory budget %s)", e->name,
 			 (unsigned long long)(e->mem_bytes >> 20), m->cfg.sched.n_slots,
-			 pinfer_sparsity_name(pinfer_model_info(e->model)->sparsity));
+			 pinfer_sparsity_name(pinfer_model_info(e->model)->sparsity),
+			 models_budget_name(&e->budget, bname, sizeof(bname)));
 	}
 	free(job);
 	m->load_done(m->load_done_data, e, status, status ? why : NULL);
@@ -210,6 +221,86 @@ static void on_wake(struct loop *l, void *data)
 	}
 }
 
+/* GGUF metadata, enough to walk it: whether the file holds the key that
+ * marks a bundle file (docs/format.md), which the daemon's offload-budget
+ * applies to. */
+#define BUNDLE_KEY "pinfer.bundle.version"
+
+static bool gguf_read(FILE *f, void *p, size_t n)
+{
+	return fread(p, 1, n, f) == n;
+}
+
+static bool gguf_skip_string(FILE *f, char *key, size_t key_size, bool *is_key)
+{
+	uint64_t n;
+	if (!gguf_read(f, &n, sizeof(n)) || n > (1ull << 30))
+		return false;
+	if (key && n < key_size) {
+		if (!gguf_read(f, key, (size_t)n))
+			return false;
+		key[n] = 0;
+		*is_key = !strcmp(key, BUNDLE_KEY);
+		return true;
+	}
+	if (is_key)
+		*is_key = false;
+	return fseeko(f, (off_t)n, SEEK_CUR) == 0;
+}
+
+static bool gguf_skip_value(FILE *f, uint32_t type, int depth)
+{
+	static const unsigned char sizes[] = { 1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8 };
+	if (type >= sizeof(sizes))
+		return false;
+	if (type == 8)
+		return gguf_skip_string(f, NULL, 0, NULL);
+	if (type != 9)
+		return fseeko(f, sizes[type], SEEK_CUR) == 0;
+	uint32_t et;
+	uint64_t n;
+	if (depth > 2 || !gguf_read(f, &et, sizeof(et)) || !gguf_read(f, &n, sizeof(n)) || et >= sizeof(sizes))
+		return false;
+	if (et != 8 && et != 9) {
+		if (n > (1ull << 40))
+			return false;
+		return fseeko(f, (off_t)(n * sizes[et]), SEEK_CUR) == 0;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		if (!gguf_skip_value(f, et, depth + 1))
+			return false;
+	return true;
+}
+
+static bool is_bundle_file(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return false;
+	bool found = false;
+	char magic[4];
+	uint32_t version;
+	uint64_t n_tensors, n_kv;
+	if (gguf_read(f, magic, 4) && !memcmp(magic, "GGUF", 4) && gguf_read(f, &version, sizeof(version)) &&
+	    version >= 2 && gguf_read(f, &n_tensors, sizeof(n_tensors)) && gguf_read(f, &n_kv, sizeof(n_kv))) {
+		char key[64];
+		for (uint64_t i = 0; i < n_kv && i < (1u << 20); i++) {
+			uint32_t type;
+			bool is_key;
+			if (!gguf_skip_string(f, key, sizeof(key), &is_key) || !gguf_read(f, &type, sizeof(type)))
+				break;
+			if (is_key) {
+				found = true;
+				break;
+			}
+			if (!gguf_skip_value(f, type, 0))
+				break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
 static void *load_main(void *arg)
 {
 	struct load_job *job = arg;
@@ -218,11 +309,29 @@ static void *load_main(void *arg)
 	pinfer_model_params_default(&params);
 	params.sparsity = job->sparsity;
 	params.calibration = job->calibration[0] ? job->calibration : NULL;
+	if (job->budget.kind == BUDGET_AUTO)
+		job->budget.kind = BUDGET_NONE;
+	if (job->budget.kind == BUDGET_NONE && job->default_budget.kind == BUDGET_SET && is_bundle_file(job->path))
+		job->budget = job->default_budget;
+	if (job->budget.kind == BUDGET_SET) {
+		params.memory_budget = job->budget.bytes;
+		params.ffn_cache_percent = job->budget.ffn_percent;
+	}
 	job->status = pinfer_model_open(&job->model, job->path, &params, &job->err);
-	if (!job->status)
+	struct pinfer_offload_stats st;
+	if (job->status) {
+	} else if (pinfer_model_offload_stats(job->model, &st)) {
+		/* Everything the model uses is inside its budget, contexts
+		 * included, except for a percentage or the minimum, which grow
+		 * by the contexts once they are made. */
+		job->estimate = st.budget;
+		if (job->budget.bytes == 0)
+			job->estimate += sched_estimate_bytes(job->model, &m->cfg.sched);
+	} else {
 		job->estimate = pinfer_model_info(job->model)->file_bytes +
 				pinfer_model_info(job->model)->heap_bytes +
 				sched_estimate_bytes(job->model, &m->cfg.sched);
+	}
 	pthread_mutex_lock(&m->lock);
 	job->next = m->finished;
 	m->finished = job;
@@ -242,12 +351,15 @@ int models_load(struct models *m, struct model_entry *e)
 	struct load_job *job = calloc(1, sizeof(*job));
 	if (!job) {
 		e->sparsity = PINFER_SPARSITY_AUTO;
+		e->budget.kind = BUDGET_AUTO;
 		return -ENOMEM;
 	}
 	job->models = m;
 	job->entry = e;
 	snprintf(job->path, sizeof(job->path), "%s", e->path);
 	job->sparsity = e->sparsity != PINFER_SPARSITY_AUTO ? e->sparsity : m->cfg.sparsity;
+	job->budget = e->budget;
+	job->default_budget = m->cfg.offload_budget;
 	char cal[PATH_MAX];
 	struct stat st;
 	if (snprintf(cal, sizeof(cal), "%s/%s" MODELS_THRESHOLDS_SUFFIX, m->cfg.dir, e->name) < (int)sizeof(cal) &&
@@ -267,6 +379,7 @@ int models_load(struct models *m, struct model_entry *e)
 	if (r) {
 		free(job);
 		e->sparsity = PINFER_SPARSITY_AUTO;  /* asked for a load that never began */
+		e->budget.kind = BUDGET_AUTO;
 		return -r;
 	}
 	/* What the load runs in, so a later request can be told apart. */
@@ -302,6 +415,89 @@ int models_want_sparsity(struct model_entry *e, enum pinfer_sparsity s)
 		return e->sparsity == s ? 0 : -EBUSY;
 	e->sparsity = s;
 	return 0;
+}
+
+static bool same_budget(const struct models_budget *a, const struct models_budget *b)
+{
+	if (a->kind == BUDGET_AUTO || b->kind == BUDGET_AUTO)
+		return a->kind == b->kind;
+	if (a->kind != b->kind)
+		return false;
+	return a->kind == BUDGET_NONE || (a->bytes == b->bytes && a->ffn_percent == b->ffn_percent);
+}
+
+int models_want_budget(struct model_entry *e, const struct models_budget *b)
+{
+	if (b->kind == BUDGET_AUTO)
+		return 0;
+	if (e->state != MODEL_UNLOADED)
+		return same_budget(&e->budget, b) ? 0 : -EBUSY;
+	e->budget = *b;
+	return 0;
+}
+
+bool models_parse_budget(const char *s, struct models_budget *out)
+{
+	struct models_budget b = { .kind = BUDGET_SET };
+	char *end;
+	if (!strcmp(s, "none")) {
+		b.kind = BUDGET_NONE;
+	} else if (!strcmp(s, "min")) {
+		b.ffn_percent = PINFER_FFN_CACHE_MIN;
+	} else if (*s >= '0' && *s <= '9') {
+		errno = 0;
+		unsigned long long v = strtoull(s, &end, 10);
+		if (errno)
+			return false;
+		if (!strcmp(end, "%ffn")) {
+			if (v < 1 || v > 100)
+				return false;
+			b.ffn_percent = (int)v;
+		} else {
+			int shift = 0;
+			if (*end) {
+				const char *units = "KMGT", *u = strchr(units, *end >= 'a' ? *end - 32 : *end);
+				if (!u || !*u || end[1])
+					return false;
+				shift = 10 * (int)(u - units + 1);
+			}
+			if (v > (UINT64_MAX >> shift))
+				return false;
+			b.bytes = (uint64_t)v << shift;
+			if (!b.bytes)
+				b.kind = BUDGET_NONE;
+		}
+	} else {
+		return false;
+	}
+	*out = b;
+	return true;
+}
+
+const char *models_budget_name(const struct models_budget *b, char *buf, size_t size)
+{
+	if (b->kind != BUDGET_SET)
+		snprintf(buf, size, "%s", b->kind == BUDGET_AUTO ? "auto" : "none");
+	else if (b->ffn_percent == PINFER_FFN_CACHE_MIN)
+		snprintf(buf, size, "min");
+	else if (b->ffn_percent)
+		snprintf(buf, size, "%d%%ffn", b->ffn_percent);
+	else
+		snprintf(buf, size, "%llu", (unsigned long long)b->bytes);
+	return buf;
+}
+
+bool models_offload(const struct model_entry *e, struct models_offload *out)
+{
+	*out = (struct models_offload){ 0 };
+	struct pinfer_offload_stats st;
+	if (e->state != MODEL_LOADED || !pinfer_model_offload_stats(e->model, &st))
+		return false;
+	out->budget = st.budget;
+	out->cache_bytes = st.cache_bytes;
+	out->hit_rate = st.hits + st.misses ? (double)st.hits / (double)(st.hits + st.misses) : 0.0;
+	out->bytes_read_per_token = e->tokens_generated ? (double)st.bytes_read / (double)e->tokens_generated : 0.0;
+	return true;
 }
 
 double models_measured_sparsity(const struct model_entry *e)

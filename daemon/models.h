@@ -21,6 +21,21 @@
 
 enum model_state { MODEL_UNLOADED, MODEL_LOADING, MODEL_LOADED };
 
+/* A memory budget for bundle files (docs/offload.md), as the engine takes
+ * it: bytes, or a neuron cache of a percentage of the FFN
+ * (PINFER_FFN_CACHE_MIN: the smallest). */
+struct models_budget {
+	enum { BUDGET_AUTO, BUDGET_NONE, BUDGET_SET } kind;  /* AUTO: the daemon's default */
+	uint64_t bytes;
+	int ffn_percent;
+};
+
+/* "2G", "1500M", bytes (K/M/G/T suffixes, powers of 1024), "N%ffn"
+ * (1-100), "min", or "0"/"none" (all in memory). false for anything else. */
+bool models_parse_budget(const char *s, struct models_budget *out);
+/* "none", "min", "N%ffn" or bytes, into buf. */
+const char *models_budget_name(const struct models_budget *b, char *buf, size_t size);
+
 struct model_entry {
 	char name[MODEL_NAME_MAX];
 	char path[PATH_MAX];
@@ -38,6 +53,7 @@ struct model_entry {
 	struct request *waiters;   /* requests waiting for the load (wait_next links) */
 	uint64_t max_bytes;        /* the next or current load fails above this; 0: no limit */
 	enum pinfer_sparsity sparsity;  /* for the next load; AUTO: the daemon's default */
+	struct models_budget budget;    /* for the next load, then what it used (never AUTO once loaded) */
 	/* Of the current load: */
 	uint64_t load_seq;         /* numbers the daemon's loads from 1 */
 	int64_t loaded_at_unix_us;
@@ -58,6 +74,9 @@ struct models_config {
 	int64_t keep_alive_ms;     /* default for requests that say nothing */
 	int max_loaded;            /* 0: no limit but the budget */
 	enum pinfer_sparsity sparsity;  /* models load in this mode unless asked otherwise */
+	/* Bundle files load under this budget unless asked otherwise (AUTO or
+	 * NONE: all in memory); other files ignore it. */
+	struct models_budget offload_budget;
 	struct sched_config sched;
 };
 
@@ -101,6 +120,19 @@ int64_t models_clamp_keep_alive(int64_t ms);
  * model is loaded or loading in another mode, which only an unload
  * changes. */
 int models_want_sparsity(struct model_entry *e, enum pinfer_sparsity s);
+
+/* The same for a memory budget (BUDGET_AUTO: whatever the model has or
+ * gets). */
+int models_want_budget(struct model_entry *e, const struct models_budget *b);
+
+/* An offloaded model's figures (0 for the others): its budget, neuron
+ * cache bytes, cache hit rate of decode steps (0..1), and bytes read from
+ * the file since the load per token generated. */
+struct models_offload {
+	uint64_t budget, cache_bytes;
+	double hit_rate, bytes_read_per_token;
+};
+bool models_offload(const struct model_entry *e, struct models_offload *out);
 
 /* What e's finished generations measured since its load: the share of
  * FFN neurons skipped, and the mean decode speed (0 before any). */

@@ -104,6 +104,8 @@ int server_init(struct server *s, const struct config *cfg, struct loop *l, stru
 		.sched = { .n_slots = cfg->slots, .queue_max = cfg->queue, .n_ctx = cfg->ctx_size,
 			   .n_batch = cfg->batch, .n_threads = cfg->threads },
 	};
+	if (cfg->offload_budget[0])
+		models_parse_budget(cfg->offload_budget, &mc.offload_budget);  /* checked by config_load */
 	r = models_new(&s->models, l, &mc, server_notify, s, server_load_done, s);
 	if (r)
 		return pf_errf(err, r, "cannot set up the model registry: %s", strerror(-r));

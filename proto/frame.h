@@ -25,7 +25,7 @@
 /* The protocol version pinfer.proto describes. A peer whose major differs
  * is refused; minors only add fields and messages. */
 #define PROTO_MAJOR 1
-#define PROTO_MINOR 0
+#define PROTO_MINOR 2
 
 #define FRAME_HEADER 4
 /* max_frame when nothing else is configured, and what a client assumes

@@ -326,6 +326,84 @@ wait_for "InterfacesRemoved for Model/4" removed /org/pinfer/Pinfer1/Model/4
 kill "$gen"
 wait "$gen" 2>/dev/null
 
+# (10b) Offloaded models (docs/offload.md): a bundle file loads under the
+# memory-budget option, on D-Bus and on the socket, generates, and reports
+# its budget, neuron cache and reads; a budget for a file that is not a
+# bundle fails the load with the engine's reason, and the daemon goes on.
+wait_for "the generation on mid to end" sessions_are "$mid" 0
+gcall "$mid" org.pinfer.Pinfer1.Model.Evict >/dev/null || fail "Model.Evict of mid before offload"
+synth "$tmp/pred.gguf" --dim 256 --ff 768 --layers 3 --heads 4 --type q4_0 --act relu --sparsity 0.9 --predictor 64
+"$BUILD/pinfer-model" profile -m "$tmp/pred.gguf" -f "$SHARED/text/tinystories_val_head.txt" --lines 20 \
+	-o "$tmp/pred.prof" >"$tmp/pack.log" 2>&1 &&
+	"$BUILD/pinfer-model" pack -m "$tmp/pred.gguf" --profile "$tmp/pred.prof" -o "$tmp/models/packed.gguf" \
+		>>"$tmp/pack.log" 2>&1 || { cat "$tmp/pack.log" >&2; fail "profile and pack"; }
+mp() { prop "$packed" org.pinfer.Pinfer1.Model "$1"; }
+check_offloaded() {  # what: the properties of $packed after a generation
+	[ "$(mp MemoryBudget)" -gt 0 ] || fail "$1: MemoryBudget $(mp MemoryBudget)"
+	[ "$(mp MemoryBudget)" = "$(mp MemoryBytes)" ] || fail "$1: MemoryBytes $(mp MemoryBytes) is not the budget"
+	[ "$(mp NeuronCacheBytes)" -gt 0 ] || fail "$1: NeuronCacheBytes $(mp NeuronCacheBytes)"
+	python3 -c 'import sys; v = float(sys.argv[1]); sys.exit(not 0 <= v <= 1)' "$(mp NeuronCacheHitRate)" ||
+		fail "$1: NeuronCacheHitRate $(mp NeuronCacheHitRate)"
+	python3 -c 'import sys; sys.exit(not float(sys.argv[1]) > 0)' "$(mp BytesReadPerToken)" ||
+		fail "$1: BytesReadPerToken $(mp BytesReadPerToken) at the minimum budget"
+}
+packed=$(bctl call "$name" "$mgr" "$iface" LoadModel 'sa{sv}' packed 1 memory-budget s min | sed 's/^o "\(.*\)"$/\1/')
+case "$packed" in /org/pinfer/Pinfer1/Model/*) ;; *) fail "LoadModel packed with memory-budget min: '$packed'" ;; esac
+[ "$(mp TokensGenerated)" = 0 ] || fail "TokensGenerated of the new packed model"
+[ "$(mp BytesReadPerToken)" = 0 ] || fail "BytesReadPerToken before any token"
+"$pinfer" --socket "$tmp/sock" run packed "Once upon a time" -n 16 --temp 0 >/dev/null || fail "generation on packed"
+check_offloaded "D-Bus load"
+expect_error org.pinfer.Pinfer1.Error.Busy \
+	"$(gcall "$mgr" "$iface.LoadModel" packed "{'memory-budget': <'50%ffn'>}")" "another budget while loaded"
+gcall "$mgr" "$iface.LoadModel" packed "{'memory-budget': <'min'>}" >/dev/null || fail "the same budget again"
+expect_error org.pinfer.Pinfer1.Error.InvalidArgument \
+	"$(gcall "$mgr" "$iface.LoadModel" packed "{'memory-budget': <'lots'>}")" "a budget that is no size"
+gcall "$packed" org.pinfer.Pinfer1.Model.Evict >/dev/null || fail "evicting packed"
+# The socket, through the client.
+"$pinfer" --socket "$tmp/sock" --json load packed --memory-budget min >"$tmp/load.json" ||
+	fail "pinfer load --memory-budget min: $(cat "$tmp/load.json")"
+python3 - "$tmp/load.json" <<'PY' || fail "the socket's ModelInfo of packed (above)"
+import json, sys
+m = json.load(open(sys.argv[1]))
+assert m["memory_budget"] > 0 and m["memory_budget"] == m["memory_bytes"], m
+assert m["neuron_cache_bytes"] > 0, m
+PY
+"$pinfer" --socket "$tmp/sock" run packed "Once upon a time" -n 16 --temp 0 >/dev/null ||
+	fail "generation on packed (socket load)"
+"$pinfer" --socket "$tmp/sock" --json ps >"$tmp/ps.json" || fail "pinfer ps"
+python3 - "$tmp/ps.json" <<'PY' || fail "pinfer ps of packed (above)"
+import json, sys
+text = open(sys.argv[1]).read()
+models = [json.loads(l) for l in text.splitlines() if l.strip()]
+models = [m for l in models for m in (l if isinstance(l, list) else l.get("models", [l]))]
+m = [m for m in models if m.get("name") == "packed"]
+assert m, text
+m = m[0]
+assert m["memory_budget"] > 0 and m["neuron_cache_bytes"] > 0, m
+assert 0 <= m["neuron_cache_hit_rate"] <= 1 and m["bytes_read_per_token"] > 0, m
+PY
+out=$("$pinfer" --socket "$tmp/sock" load packed --memory-budget 50%ffn 2>&1) &&
+	fail "another budget on the socket while loaded: $out"
+case "$out" in *"memory budget"*) ;; *) fail "another budget on the socket: $out" ;; esac
+"$pinfer" --socket "$tmp/sock" unload packed >/dev/null || fail "unloading packed"
+# The client on the bus.
+"$pinfer" --bus session --json load packed --memory-budget 50%ffn >"$tmp/load.json" ||
+	fail "pinfer --bus session load --memory-budget: $(cat "$tmp/load.json")"
+python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); sys.exit(not m["memory_budget"] > 0)' \
+	"$tmp/load.json" || fail "the bus's ModelInfo of packed: $(cat "$tmp/load.json")"
+"$pinfer" --socket "$tmp/sock" unload packed >/dev/null || fail "unloading packed"
+# A plain model with a budget: the engine's reason, and the daemon serves on.
+out=$(gcall "$mgr" "$iface.LoadModel" relu "{'memory-budget': <'min'>}")
+expect_error org.pinfer.Pinfer1.Error.LoadFailed "$out" "a budget for a plain model"
+case "$out" in *"needs a bundle file"*) ;; *) fail "the refusal of a budget does not say why: $out" ;; esac
+out=$("$pinfer" --socket "$tmp/sock" load relu --memory-budget 1G 2>&1) && fail "a budget for relu on the socket: $out"
+case "$out" in *"needs a bundle file"*) ;; *) fail "the socket's refusal of a budget: $out" ;; esac
+"$pinfer" --socket "$tmp/sock" ping >/dev/null || fail "ping after the refused budgets"
+relu=$(bctl call "$name" "$mgr" "$iface" LoadModel 'sa{sv}' relu 0 | sed 's/^o "\(.*\)"$/\1/')
+[ "$(prop "$relu" org.pinfer.Pinfer1.Model MemoryBudget)" = 0 ] || fail "MemoryBudget of a model in memory"
+[ "$(prop "$relu" org.pinfer.Pinfer1.Model NeuronCacheBytes)" = 0 ] || fail "NeuronCacheBytes of a model in memory"
+gcall "$relu" org.pinfer.Pinfer1.Model.Evict >/dev/null || fail "evicting relu"
+
 # (11) The daemon outlives its bus: serving the socket, D-Bus off.
 kill "$monitor" 2>/dev/null
 monitor=
@@ -345,8 +423,13 @@ stop_daemon_checked
 
 # (13) The shipped policy: anyone may read, only root and the pinfer
 # group may load. Root stands in for the pinferd user as the name's owner.
+# From here on, the config's offload-budget applies to bundle files only.
+echo "offload-budget = min" >>"$tmp/pinferd.conf"
 start_bus policy
 start_daemon
+packed=$(bctl call "$name" "$mgr" "$iface" LoadModel 'sa{sv}' packed 0 | sed 's/^o "\(.*\)"$/\1/')
+[ "$(mp MemoryBudget)" -gt 0 ] || fail "offload-budget: MemoryBudget of packed $(mp MemoryBudget)"
+gcall "$packed" org.pinfer.Pinfer1.Model.Evict >/dev/null || fail "evicting packed"
 out=$(as_nobody gdbus call --address "$addr" --dest "$name" --object-path "$mgr" \
 	--method "$iface.LoadModel" stories260K '{}' 2>&1)
 expect_error org.freedesktop.DBus.Error.AccessDenied "$out" "the policy: LoadModel as nobody"
@@ -356,7 +439,9 @@ as_nobody busctl --address="$addr" call "$name" "$mgr" "$iface" ListModels >/dev
 	fail "the policy: nobody cannot list models"
 as_nobody busctl --address="$addr" introspect "$name" "$mgr" >/dev/null ||
 	fail "the policy: nobody cannot introspect"
-bctl call "$name" "$mgr" "$iface" LoadModel 'sa{sv}' stories260K 0 >/dev/null || fail "the policy: root cannot load"
+st=$(bctl call "$name" "$mgr" "$iface" LoadModel 'sa{sv}' stories260K 0 | sed 's/^o "\(.*\)"$/\1/')
+[ -n "$st" ] || fail "the policy: root cannot load"
+[ "$(prop "$st" org.pinfer.Pinfer1.Model MemoryBudget)" = 0 ] || fail "offload-budget applied to a plain file"
 out=$(as_nobody dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
 	org.freedesktop.DBus.RequestName string:$name uint32:0 2>&1)
 expect_error org.freedesktop.DBus.Error.AccessDenied "$out" "the policy: nobody owning the name"
