@@ -221,86 +221,6 @@ static void on_wake(struct loop *l, void *data)
 	}
 }
 
-/* GGUF metadata, enough to walk it: whether the file holds the key that
- * marks a bundle file (docs/format.md), which the daemon's offload-budget
- * applies to. */
-#define BUNDLE_KEY "pinfer.bundle.version"
-
-static bool gguf_read(FILE *f, void *p, size_t n)
-{
-	return fread(p, 1, n, f) == n;
-}
-
-static bool gguf_skip_string(FILE *f, char *key, size_t key_size, bool *is_key)
-{
-	uint64_t n;
-	if (!gguf_read(f, &n, sizeof(n)) || n > (1ull << 30))
-		return false;
-	if (key && n < key_size) {
-		if (!gguf_read(f, key, (size_t)n))
-			return false;
-		key[n] = 0;
-		*is_key = !strcmp(key, BUNDLE_KEY);
-		return true;
-	}
-	if (is_key)
-		*is_key = false;
-	return fseeko(f, (off_t)n, SEEK_CUR) == 0;
-}
-
-static bool gguf_skip_value(FILE *f, uint32_t type, int depth)
-{
-	static const unsigned char sizes[] = { 1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8 };
-	if (type >= sizeof(sizes))
-		return false;
-	if (type == 8)
-		return gguf_skip_string(f, NULL, 0, NULL);
-	if (type != 9)
-		return fseeko(f, sizes[type], SEEK_CUR) == 0;
-	uint32_t et;
-	uint64_t n;
-	if (depth > 2 || !gguf_read(f, &et, sizeof(et)) || !gguf_read(f, &n, sizeof(n)) || et >= sizeof(sizes))
-		return false;
-	if (et != 8 && et != 9) {
-		if (n > (1ull << 40))
-			return false;
-		return fseeko(f, (off_t)(n * sizes[et]), SEEK_CUR) == 0;
-	}
-	for (uint64_t i = 0; i < n; i++)
-		if (!gguf_skip_value(f, et, depth + 1))
-			return false;
-	return true;
-}
-
-static bool is_bundle_file(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return false;
-	bool found = false;
-	char magic[4];
-	uint32_t version;
-	uint64_t n_tensors, n_kv;
-	if (gguf_read(f, magic, 4) && !memcmp(magic, "GGUF", 4) && gguf_read(f, &version, sizeof(version)) &&
-	    version >= 2 && gguf_read(f, &n_tensors, sizeof(n_tensors)) && gguf_read(f, &n_kv, sizeof(n_kv))) {
-		char key[64];
-		for (uint64_t i = 0; i < n_kv && i < (1u << 20); i++) {
-			uint32_t type;
-			bool is_key;
-			if (!gguf_skip_string(f, key, sizeof(key), &is_key) || !gguf_read(f, &type, sizeof(type)))
-				break;
-			if (is_key) {
-				found = true;
-				break;
-			}
-			if (!gguf_skip_value(f, type, 0))
-				break;
-		}
-	}
-	fclose(f);
-	return found;
-}
-
 static void *load_main(void *arg)
 {
 	struct load_job *job = arg;
@@ -311,7 +231,7 @@ static void *load_main(void *arg)
 	params.calibration = job->calibration[0] ? job->calibration : NULL;
 	if (job->budget.kind == BUDGET_AUTO)
 		job->budget.kind = BUDGET_NONE;
-	if (job->budget.kind == BUDGET_NONE && job->default_budget.kind == BUDGET_SET && is_bundle_file(job->path))
+	if (job->budget.kind == BUDGET_NONE && job->default_budget.kind == BUDGET_SET && pinfer_is_bundle_file(job->path))
 		job->budget = job->default_budget;
 	if (job->budget.kind == BUDGET_SET) {
 		params.memory_budget = job->budget.bytes;

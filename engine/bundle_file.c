@@ -32,6 +32,16 @@ bool pf_bundle_file_is(const struct gguf_file *f)
 	return gguf_find(f, PF_BUNDLE_KEY_VERSION) != NULL;
 }
 
+bool pinfer_is_bundle_file(const char *path)
+{
+	struct gguf_file *f;
+	if (gguf_open(&f, path, NULL))
+		return false;
+	bool is = pf_bundle_file_is(f);
+	gguf_close(f);
+	return is;
+}
+
 static uint32_t rd_u32(const void *p)
 {
 	uint32_t v;

@@ -121,6 +121,9 @@ PINFER_API const char *pinfer_sparsity_name(enum pinfer_sparsity s);
 PINFER_API int pinfer_sparsity_parse(const char *name, enum pinfer_sparsity *out);
 /* The threshold-mode threshold of a layer (0 in other modes). */
 PINFER_API float pinfer_model_threshold(const struct pinfer_model *m, int layer);
+/* Whether the file at path is a bundle file (`pinfer-model pack`), the
+ * kind a memory budget applies to; false for any other file or error. */
+PINFER_API bool pinfer_is_bundle_file(const char *path);
 /* false (and *out untouched) for a model that is not offloaded. */
 PINFER_API bool pinfer_model_offload_stats(const struct pinfer_model *m, struct pinfer_offload_stats *out);
 /* A new budget for an offloaded model, while contexts may evaluate on
