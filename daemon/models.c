@@ -358,39 +358,14 @@ int models_want_budget(struct model_entry *e, const struct models_budget *b)
 
 bool models_parse_budget(const char *s, struct models_budget *out)
 {
-	struct models_budget b = { .kind = BUDGET_SET };
-	char *end;
-	if (!strcmp(s, "none")) {
-		b.kind = BUDGET_NONE;
-	} else if (!strcmp(s, "min")) {
-		b.ffn_percent = PINFER_FFN_CACHE_MIN;
-	} else if (*s >= '0' && *s <= '9') {
-		errno = 0;
-		unsigned long long v = strtoull(s, &end, 10);
-		if (errno)
-			return false;
-		if (!strcmp(end, "%ffn")) {
-			if (v < 1 || v > 100)
-				return false;
-			b.ffn_percent = (int)v;
-		} else {
-			int shift = 0;
-			if (*end) {
-				const char *units = "KMGT", *u = strchr(units, *end >= 'a' ? *end - 32 : *end);
-				if (!u || !*u || end[1])
-					return false;
-				shift = 10 * (int)(u - units + 1);
-			}
-			if (v > (UINT64_MAX >> shift))
-				return false;
-			b.bytes = (uint64_t)v << shift;
-			if (!b.bytes)
-				b.kind = BUDGET_NONE;
-		}
-	} else {
+	struct pinfer_model_params p;
+	if (pinfer_memory_budget_parse(s, &p))
 		return false;
-	}
-	*out = b;
+	*out = (struct models_budget){
+		.kind = p.memory_budget || p.ffn_cache_percent ? BUDGET_SET : BUDGET_NONE,
+		.bytes = p.memory_budget,
+		.ffn_percent = p.ffn_cache_percent,
+	};
 	return true;
 }
 

@@ -32,6 +32,42 @@ void pinfer_model_params_default(struct pinfer_model_params *p)
 	memset(p, 0, sizeof(*p));
 }
 
+int pinfer_memory_budget_parse(const char *s, struct pinfer_model_params *p)
+{
+	uint64_t bytes = 0;
+	int percent = 0;
+	if (!strcmp(s, "min")) {
+		percent = PINFER_FFN_CACHE_MIN;
+	} else if (strcmp(s, "none")) {
+		char *end;
+		if (*s < '0' || *s > '9')
+			return -EINVAL;
+		errno = 0;
+		unsigned long long v = strtoull(s, &end, 10);
+		if (errno)
+			return -EINVAL;
+		if (!strcmp(end, "%ffn")) {
+			if (v < 1 || v > 100)
+				return -EINVAL;
+			percent = (int)v;
+		} else {
+			int shift = 0;
+			if (*end) {
+				const char *units = "KMGT", *u = strchr(units, *end >= 'a' ? *end - 32 : *end);
+				if (!u || !*u || end[1])
+					return -EINVAL;
+				shift = 10 * (int)(u - units + 1);
+			}
+			if (v > (UINT64_MAX >> shift))
+				return -EINVAL;
+			bytes = (uint64_t)v << shift;
+		}
+	}
+	p->memory_budget = bytes;
+	p->ffn_cache_percent = percent;
+	return 0;
+}
+
 static int get_dim(const struct gguf_file *f, const char *arch, const char *key, bool required,
 		   int fallback, int *out, struct pf_err *err)
 {

@@ -121,6 +121,11 @@ PINFER_API const char *pinfer_sparsity_name(enum pinfer_sparsity s);
 PINFER_API int pinfer_sparsity_parse(const char *name, enum pinfer_sparsity *out);
 /* The threshold-mode threshold of a layer (0 in other modes). */
 PINFER_API float pinfer_model_threshold(const struct pinfer_model *m, int layer);
+/* A memory budget as the tools and pinferd take it: "2G", "1500M" or
+ * bytes (K, M, G, T: powers of 1024), "N%ffn" (1-100), "min", or "0" /
+ * "none" (everything in memory), into p->memory_budget and
+ * p->ffn_cache_percent. -EINVAL, p untouched, for anything else. */
+PINFER_API int pinfer_memory_budget_parse(const char *s, struct pinfer_model_params *p);
 /* Whether the file at path is a bundle file (`pinfer-model pack`), the
  * kind a memory budget applies to; false for any other file or error. */
 PINFER_API bool pinfer_is_bundle_file(const char *path);

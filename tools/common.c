@@ -52,24 +52,11 @@ int model_opts_parse(struct model_opts *o, int opt, const char *arg, const char 
 	case OPT_CALIBRATION:
 		o->params.calibration = arg;
 		return 1;
-	case OPT_MEMORY_BUDGET: {
-		char *end;
-		long pct = strtol(arg, &end, 10);
-		o->params.memory_budget = 0;
-		o->params.ffn_cache_percent = 0;
-		if (!strcmp(arg, "min")) {
-			o->params.ffn_cache_percent = PINFER_FFN_CACHE_MIN;
+	case OPT_MEMORY_BUDGET:
+		if (!pinfer_memory_budget_parse(arg, &o->params))
 			return 1;
-		}
-		if (end != arg && !strcmp(end, "%ffn") && pct >= 1 && pct <= 100) {
-			o->params.ffn_cache_percent = (int)pct;
-			return 1;
-		}
-		if (parse_size(arg, &o->params.memory_budget) && o->params.memory_budget > 0)
-			return 1;
-		fprintf(stderr, "%s: --memory-budget takes a size (e.g. 2G, 1500M), N%%ffn (1-100) or min\n", cmd);
+		fprintf(stderr, "%s: --memory-budget takes a size (e.g. 2G, 1500M), N%%ffn (1-100), min or none\n", cmd);
 		return -1;
-	}
 	case OPT_ROPE:
 		if (!strcasecmp(arg, "norm"))
 			o->params.rope = PINFER_ROPE_NORM;
@@ -137,26 +124,6 @@ int usage_error(const char *cmd, void (*usage)(void), const char *fmt, ...)
 	fputc('\n', stderr);
 	usage();
 	return 2;
-}
-
-bool parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		return false;
-	int shift = 0;
-	if (*end) {
-		const char *units = "KMGT", *u = strchr(units, *end >= 'a' ? *end - 32 : *end);
-		if (!u || !*u || end[1])
-			return false;
-		shift = 10 * (int)(u - units + 1);
-	}
-	if (v > (UINT64_MAX >> shift))
-		return false;
-	*out = (uint64_t)v << shift;
-	return true;
 }
 
 bool parse_int(const char *s, long min, long max, long *out)

@@ -57,8 +57,6 @@ int usage_error(const char *cmd, void (*usage)(void), const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 bool parse_int(const char *s, long min, long max, long *out);
-/* A byte count: digits with an optional K, M, G or T (powers of 1024). */
-bool parse_size(const char *s, uint64_t *out);
 bool parse_float(const char *s, float *out);
 double now_seconds(void);
 
