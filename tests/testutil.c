@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "common.h"
 #include "synth.h"
 
 char test_dir[256];
@@ -137,11 +138,7 @@ struct pinfer_ctx *test_new_ctx(struct pinfer_model *m, int n_ctx, int n_threads
 
 int32_t test_argmax(const float *v, int n)
 {
-	int32_t best = 0;
-	for (int32_t i = 1; i < n; i++)
-		if (v[i] > v[best])
-			best = i;
-	return best;
+	return logits_argmax(v, n);
 }
 
 static const char story[] =

@@ -15,15 +15,6 @@ struct side {
 	double best;
 };
 
-static int argmax(const float *x, int n)
-{
-	int best = 0;
-	for (int i = 1; i < n; i++)
-		if (x[i] > x[best])
-			best = i;
-	return best;
-}
-
 /* n greedy tokens after BOS in a fresh sequence; the rate is kept if best. */
 static int decode(struct side *s, long n, struct pf_err *err)
 {
@@ -35,7 +26,7 @@ static int decode(struct side *s, long n, struct pf_err *err)
 		return r;
 	double t0 = now_seconds();
 	for (long i = 0; i < n; i++) {
-		s->tok = argmax(pinfer_logits(s->c, -1), n_vocab);
+		s->tok = logits_argmax(pinfer_logits(s->c, -1), n_vocab);
 		if ((r = pinfer_eval(s->c, &s->tok, 1, err)))
 			return r;
 	}

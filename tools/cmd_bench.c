@@ -96,15 +96,6 @@ static int by_value(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static int argmax(const float *x, int n)
-{
-	int best = 0;
-	for (int i = 1; i < n; i++)
-		if (x[i] > x[best])
-			best = i;
-	return best;
-}
-
 int cmd_bench(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -192,7 +183,7 @@ int cmd_bench(int argc, char **argv)
 		t0 = now_seconds();
 		for (long i = 0; i < n_decode; i++) {
 			double t1 = now_seconds();
-			tok = argmax(pinfer_logits(c, -1), info->n_vocab);
+			tok = logits_argmax(pinfer_logits(c, -1), info->n_vocab);
 			if (pinfer_eval(c, &tok, 1, &err))
 				goto fail;
 			latency[round * n_decode + i] = now_seconds() - t1;
@@ -225,7 +216,7 @@ int cmd_bench(int argc, char **argv)
 		t0 = now_seconds();
 		if (pinfer_eval(c, &bos, 1, &err))
 			goto fail;
-		argmax(pinfer_logits(c, -1), info->n_vocab);
+		logits_argmax(pinfer_logits(c, -1), info->n_vocab);
 		double dt = now_seconds() - t0;
 		if (dt < ttft)
 			ttft = dt;

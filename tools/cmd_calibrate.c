@@ -19,6 +19,7 @@
 #include "commands.h"
 #include "common.h"
 #include "gguf_writer.h"
+#include "rng.h"
 
 enum { OPT_TARGET = 2000, OPT_SAMPLES, OPT_METHOD };
 
@@ -44,21 +45,6 @@ struct calib {
 	uint64_t rng;
 };
 
-static uint64_t next_rand(uint64_t *state)
-{
-	/* splitmix64 */
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-/* Uniform in (0, 1). */
-static double next_unit(uint64_t *state)
-{
-	return ((double)(next_rand(state) >> 11) + 0.5) * 0x1.0p-53;
-}
-
 static inline float silu(float g)
 {
 	return g / (1.0f + expf(-g));
@@ -68,8 +54,8 @@ static inline float silu(float g)
  * a geometric skip, so a full reservoir costs nothing per pair passed. */
 static void skip_ahead(struct calib *c, struct reservoir *r)
 {
-	r->w *= exp(log(next_unit(&c->rng)) / (double)c->cap);
-	double skip = floor(log(next_unit(&c->rng)) / log1p(-r->w));
+	r->w *= exp(log(rng_unit(&c->rng)) / (double)c->cap);
+	double skip = floor(log(rng_unit(&c->rng)) / log1p(-r->w));
 	r->next += 1 + (skip < 1e18 ? (uint64_t)skip : (uint64_t)1e18);
 }
 
@@ -92,7 +78,7 @@ static void probe(void *data, int layer, int T, const float *x, const float *gat
 	}
 	for (; r->n == c->cap && r->next < r->seen + n;) {
 		uint64_t j = r->next - r->seen;
-		size_t slot = (size_t)(next_rand(&c->rng) % c->cap);
+		size_t slot = (size_t)(rng_next(&c->rng) % c->cap);
 		r->s[slot] = (struct sample){ fabsf(silu(gate[j])), act[j] * act[j] };
 		skip_ahead(c, r);
 	}

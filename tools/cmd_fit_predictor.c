@@ -25,6 +25,7 @@
 #include "gguf_writer.h"
 #include "model.h"
 #include "quant.h"
+#include "rng.h"
 #include "threadpool.h"
 
 enum {
@@ -60,14 +61,6 @@ struct record {
 	bool oom;
 };
 
-static uint64_t next_rand(uint64_t *state)
-{
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 static void record_probe(void *data, int layer, int T, const float *x, const float *gate, const float *act)
 {
 	(void)gate;
@@ -89,7 +82,7 @@ static void record_probe(void *data, int layer, int T, const float *x, const flo
 			if (r->n < r->cap) {
 				r->slot[t] = r->n++;
 			} else {
-				uint64_t j = next_rand(&r->rng) % (i + 1);
+				uint64_t j = rng_next(&r->rng) % (i + 1);
 				r->slot[t] = j < (uint64_t)r->cap ? (int)j : -1;
 			}
 		}

@@ -126,6 +126,15 @@ int usage_error(const char *cmd, void (*usage)(void), const char *fmt, ...)
 	return 2;
 }
 
+int logits_argmax(const float *x, int n)
+{
+	int best = 0;
+	for (int i = 1; i < n; i++)
+		if (x[i] > x[best])
+			best = i;
+	return best;
+}
+
 bool parse_int(const char *s, long min, long max, long *out)
 {
 	char *end;

@@ -57,6 +57,8 @@ int usage_error(const char *cmd, void (*usage)(void), const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 bool parse_int(const char *s, long min, long max, long *out);
+/* The index of the largest of n logits (the first of equals): greedy. */
+int logits_argmax(const float *x, int n);
 bool parse_float(const char *s, float *out);
 double now_seconds(void);
 

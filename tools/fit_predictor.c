@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rng.h"
+
 /* Training's logit is the score minus LOGIT_OFFSET, through the bias unit.
  * The threshold a high recall needs lies at a negative logit (-1.5 for
  * the last 0.1% of a trained layer's active neurons on the test model),
@@ -38,23 +40,9 @@
  * measurable. */
 #define LOGIT_OFFSET 4.0f
 
-static uint64_t next_rand(uint64_t *state)
-{
-	/* splitmix64 */
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static double next_unit(uint64_t *state)
-{
-	return ((double)(next_rand(state) >> 11) + 0.5) * 0x1.0p-53;
-}
-
 static float next_normal(uint64_t *state)
 {
-	double u = next_unit(state), v = next_unit(state);
+	double u = rng_unit(state), v = rng_unit(state);
 	return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
 }
 
@@ -553,7 +541,7 @@ static int train(const struct fit_data *D, const struct fit_opts *o, const float
 	int steps_per_epoch = (n + B - 1) / B, total = steps_per_epoch * o->epochs, step = 0;
 	for (int ep = 0; ep < o->epochs; ep++) {
 		for (int i = n - 1; i > 0; i--) {
-			int j = (int)(next_rand(rng) % (uint64_t)(i + 1));
+			int j = (int)(rng_next(rng) % (uint64_t)(i + 1));
 			int tmp = perm[i];
 			perm[i] = perm[j];
 			perm[j] = tmp;
@@ -796,7 +784,7 @@ static int split_rows(const struct fit_data *D, const struct fit_opts *o, int *r
 	for (int pass = 0; pass < 2; pass++)
 		for (int i = 0; i < n; i++) {
 			uint64_t key = (uint64_t)(D->group ? D->group[i] : i) + o->seed * 0x632be59bd9b4e019ull;
-			bool val = (next_rand(&key) >> 32) < cut;
+			bool val = (rng_next(&key) >> 32) < cut;
 			if (pass == 0 && val)
 				rows[n_val++] = i;
 			else if (pass == 1 && !val)

@@ -17,6 +17,7 @@
 #include "gguf_writer.h"
 #include "quant.h"
 #include "quantize.h"
+#include "rng.h"
 #include "synth_item.h"
 #include "synth_sparse.h"
 #include "threadpool.h"
@@ -76,10 +77,7 @@ const char *synth_default_vocab(char *buf, size_t size)
 
 uint64_t synth_splitmix64(uint64_t x)
 {
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
+	return splitmix64(x);
 }
 
 /* The factor that gives the sum of four uniform 16-bit lanes (less its
