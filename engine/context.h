@@ -40,6 +40,12 @@ struct pinfer_ctx {
 	float *chunk;    /* offloaded models: a run of clusters' gate and up outputs */
 	float *pred_h;   /* (n_batch, rank) predictor mode: hidden layer */
 	float *pred_s;   /* (n_batch, n_ff) predictor mode: scores */
+	bool store_step;    /* an offloaded model's step is open: a prefetch began it */
+	/* Decode's prefetch (ffn.c) costs a predictor pass per layer and saves
+	 * waiting for reads: whether it pays is learnt from token times. */
+	bool prefetching;   /* in this token */
+	double token_ns[2]; /* running mean token time without and with it; 0: not tried */
+	uint32_t tokens;
 	struct pinfer_ffn_stats ffn_stats;
 	pinfer_ffn_probe_fn probe;
 	void *probe_data;

@@ -18,6 +18,7 @@
  * for the neurons that fired. */
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ffn_store.h"
@@ -246,13 +247,14 @@ static int ffn_prefill_sparse(struct pinfer_ctx *c, const struct pf_layer *L, in
 	if (!s) {
 		prefill_run(c, L, l, T, &bl, bl.first->data, 0, n_ff);
 	} else {
-		int64_t n_clusters = (n_ff + bl.group - 1) / bl.group, run = pf_ffn_store_run_max(s, l);
-		pf_ffn_store_begin_step(s);
-		for (int64_t k0 = 0; k0 < n_clusters && !r; k0 += run) {
-			int64_t k1 = k0 + run < n_clusters ? k0 + run : n_clusters;
-			const uint8_t *base;
-			if ((r = pf_ffn_store_run(s, l, k0, k1, &base, err)))
-				break;
+		if (!c->store_step) {
+			pf_ffn_store_begin_step(s);
+			pf_ffn_store_runs_start(s, l);
+		}
+		c->store_step = false;
+		int64_t k0, k1;
+		const uint8_t *base;
+		while ((r = pf_ffn_store_run_next(s, l, &k0, &k1, &base, err)) > 0) {
 			int64_t p1 = k1 * bl.group < n_ff ? k1 * bl.group : n_ff;
 			prefill_run(c, L, l, T, &bl, base, k0 * bl.group, p1);
 		}
@@ -265,11 +267,20 @@ static int ffn_prefill_sparse(struct pinfer_ctx *c, const struct pf_layer *L, in
 	return 0;
 }
 
-/* The chosen neurons of one layer, for one pass of the threads. */
+/* Neurons per chunk a thread takes: enough to amortize taking it, few
+ * enough to balance a few hundred chosen neurons. */
+#define NEURON_CHUNK 16
+
+/* The chosen neurons of one layer, for one pass of the threads: the
+ * ready ones (in memory, or cached) taken a chunk at a time, then, under a
+ * budget, those of each cluster read from the file as it lands. */
 struct neuron_job {
 	const struct pf_layer *L;
 	const int32_t *idx;
 	const uint8_t *const *bundle;  /* each chosen neuron's bundle */
+	int64_t n_ready;
+	_Atomic int64_t next_ready;
+	struct pf_ffn_store *store;
 	struct bundle_layout bl;
 	bool gate_in_bundle;
 	const float *gate;          /* every neuron's gate (gate and threshold modes) */
@@ -315,20 +326,17 @@ static void down_add(struct down_batch *b, float a, const uint8_t *row, float *y
 		down_flush(b, y);
 }
 
-/* For each chosen neuron, what its activation still lacks (the gate in
- * predictor mode, the up), then its down row added into this thread's sum.
- * A neuron's rows are one bundle, read front to back; the next neuron's
- * bundle is requested meanwhile, since the hardware prefetcher does not
- * follow a jump to another bundle. */
-static void run_neurons(void *arg, int64_t begin, int64_t end, int thread)
+/* For each chosen neuron of [begin, end), what its activation still lacks
+ * (the gate in predictor mode, the up), then its down row added into this
+ * thread's sum y. A neuron's rows are one bundle, read front to back; the
+ * next neuron's bundle is requested meanwhile, since the hardware
+ * prefetcher does not follow a jump to another bundle. Returns how many
+ * fired. */
+static uint64_t neurons(struct neuron_job *j, int64_t begin, int64_t end, struct down_batch *batch, float *y)
 {
-	struct neuron_job *j = arg;
 	const struct pf_layer *L = j->L;
 	int n = (int)j->dim;
-	float *y = j->partial + (size_t)thread * (size_t)j->dim;
 	uint64_t fired = 0;
-	struct down_batch batch = { .down = &L->ffn_down_t,
-				    .max = L->ffn_down_t.ops->axpy_multi ? PF_AXPY_MULTI_MAX : 1 };
 	for (int64_t i = begin; i < end; i++) {
 		int32_t id = j->idx[i];
 		const uint8_t *b = j->bundle[i];
@@ -352,11 +360,36 @@ static void run_neurons(void *arg, int64_t begin, int64_t end, int thread)
 			a = g * u;
 		if (a == 0.0f)
 			continue;
-		down_add(&batch, a, b + j->bl.down_off, y);
+		down_add(batch, a, b + j->bl.down_off, y);
 		if (j->act_out)
 			j->act_out[id] = a;
 		fired++;
 	}
+	return fired;
+}
+
+/* A thread's share of a layer's neurons: it takes ready ones while any is
+ * left, then the clusters that land. The pool calls this a few times per
+ * thread so that one that starts late still finds a call to join by; a
+ * call that finds nothing left returns at once. */
+static void run_neurons(void *arg, int64_t begin, int64_t end, int thread)
+{
+	(void)begin;
+	(void)end;
+	struct neuron_job *j = arg;
+	const struct pf_weight *down = &j->L->ffn_down_t;
+	float *y = j->partial + (size_t)thread * (size_t)j->dim;
+	uint64_t fired = 0;
+	struct down_batch batch = { .down = down, .max = down->ops->axpy_multi ? PF_AXPY_MULTI_MAX : 1 };
+	for (;;) {
+		int64_t i = atomic_fetch_add_explicit(&j->next_ready, NEURON_CHUNK, memory_order_relaxed);
+		if (i >= j->n_ready)
+			break;
+		fired += neurons(j, i, i + NEURON_CHUNK < j->n_ready ? i + NEURON_CHUNK : j->n_ready, &batch, y);
+	}
+	int first, count;
+	while (j->store && pf_ffn_store_next_landed(j->store, &first, &count))
+		fired += neurons(j, j->n_ready + first, j->n_ready + first + count, &batch, y);
 	down_flush(&batch, y);
 	atomic_fetch_add_explicit(&j->fired, fired, memory_order_relaxed);
 }
@@ -372,9 +405,6 @@ static const uint8_t *kernel_input(const struct pf_weight *w, const float *x, in
 	return buf;
 }
 
-/* Neurons per chunk a thread takes: enough to amortize taking it, few
- * enough to balance a few hundred chosen neurons. */
-#define NEURON_CHUNK 16
 
 static int ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l, struct pf_err *err)
 {
@@ -405,12 +435,15 @@ static int ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l, str
 		}
 	}
 	/* Under a budget, the neurons whose clusters are cached are computed
-	 * while the others' reads are in flight, then those. */
+	 * while the others' reads are in flight, and each of those clusters
+	 * as soon as it lands. */
 	struct bundle_layout bl = layout_of(m, L);
 	struct pf_ffn_store *s = m->store;
 	int n_ready = n;
 	if (s) {
-		pf_ffn_store_begin_step(s);
+		if (!c->store_step)
+			pf_ffn_store_begin_step(s);
+		c->store_step = false;
 		n_ready = pf_ffn_store_neurons_start(s, l, idx, n, c->bundle, err);
 		if (n_ready < 0) {
 			pf_ffn_store_end_step(s);
@@ -430,18 +463,14 @@ static int ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l, str
 	if (c->probe)
 		memset(c->probe_act, 0, (size_t)n_ff * sizeof(float));
 	struct neuron_job j = {
-		.L = L, .idx = idx, .bundle = c->bundle, .bl = bl, .gate_in_bundle = m->bundles.gate,
-		.gate = gate, .xq_gate = xq_gate, .xq_up = xq_up, .partial = c->partial, .dim = dim,
-		.mode = hp->sparsity, .act = hp->ffn_act, .act_out = c->probe ? c->probe_act : NULL,
+		.L = L, .idx = idx, .bundle = c->bundle, .n_ready = n_ready, .store = s, .bl = bl,
+		.gate_in_bundle = m->bundles.gate, .gate = gate, .xq_gate = xq_gate, .xq_up = xq_up,
+		.partial = c->partial, .dim = dim, .mode = hp->sparsity, .act = hp->ffn_act,
+		.act_out = c->probe ? c->probe_act : NULL,
 	};
-	pf_pool_run(c->pool, run_neurons, &j, n_ready, NEURON_CHUNK);
+	pf_pool_run(c->pool, run_neurons, &j, 4 * n_threads, 1);
 	if (s) {
 		int r = pf_ffn_store_neurons_finish(s, l, err);
-		if (!r) {
-			j.idx = idx + n_ready;
-			j.bundle = c->bundle + n_ready;
-			pf_pool_run(c->pool, run_neurons, &j, n - n_ready, NEURON_CHUNK);
-		}
 		pf_ffn_store_end_step(s);
 		if (r)
 			return r;
@@ -471,4 +500,59 @@ int pf_ffn(struct pinfer_ctx *c, const struct pf_layer *L, int l, int T, struct 
 		return 0;
 	}
 	return T == 1 ? ffn_sparse(c, L, l, err) : ffn_prefill_sparse(c, L, l, T, err);
+}
+
+void pf_ffn_prefetch(struct pinfer_ctx *c, const struct pf_layer *L, int l, int T)
+{
+	const struct pinfer_model *m = c->model;
+	const struct pinfer_model_info *hp = &m->info;
+	struct pf_ffn_store *s = m->store;
+	if (!s || hp->sparsity == PINFER_SPARSITY_DENSE)
+		return;
+	if (T > 1) {
+		pf_ffn_store_begin_step(s);
+		c->store_step = true;
+		pf_ffn_store_runs_start(s, l);
+		return;
+	}
+	if (!c->prefetching)
+		return;
+	pf_rmsnorm(c->xb, c->x, L->ffn_norm, (int)hp->n_embd, hp->rms_eps);
+	predict(c, L, 1);
+	int n = 0;
+	for (int j = 0; j < hp->n_ff; j++)
+		if (c->pred_s[j] > m->pred_threshold)
+			c->active[n++] = j;
+	pf_ffn_store_begin_step(s);
+	c->store_step = true;
+	pf_ffn_store_prefetch(s, l, c->active, n);
+}
+
+/* Every PREFETCH_PROBE-th token tries the setting that was slower, so the
+ * choice follows the budget, the disk and the load of the machine. */
+#define PREFETCH_PROBE 16
+
+void pf_ffn_prefetch_choose(struct pinfer_ctx *c)
+{
+	const struct pinfer_model *m = c->model;
+	c->prefetching = false;
+	if (!m->store || m->info.sparsity != PINFER_SPARSITY_PREDICTOR || !pf_ffn_store_misses(m->store))
+		return;
+	/* PINFER_PREFETCH=0 or 1 fixes the choice (tests, measurements) */
+	const char *force = getenv("PINFER_PREFETCH");
+	if (force && (*force == '0' || *force == '1')) {
+		c->prefetching = *force == '1';
+		return;
+	}
+	bool best = c->token_ns[1] == 0.0 || (c->token_ns[0] != 0.0 && c->token_ns[1] < c->token_ns[0]);
+	c->prefetching = c->tokens % PREFETCH_PROBE == PREFETCH_PROBE - 1 ? !best : best;
+}
+
+void pf_ffn_prefetch_learn(struct pinfer_ctx *c, uint64_t token_ns)
+{
+	if (!c->model->store)
+		return;
+	double *mean = &c->token_ns[c->prefetching];
+	*mean = *mean == 0.0 ? (double)token_ns : 0.75 * *mean + 0.25 * (double)token_ns;
+	c->tokens++;
 }

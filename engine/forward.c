@@ -3,6 +3,7 @@
  * residual stream, then the output head. Decode is the T = 1 case. */
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "blas.h"
 #include "context.h"
@@ -80,6 +81,13 @@ static void attend(void *arg, int64_t begin, int64_t end, int thread)
 	}
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static void embed(struct pinfer_ctx *c, const int32_t *tokens, int T)
 {
 	const struct pf_weight *e = &c->model->tok_embd;
@@ -102,6 +110,9 @@ int pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T, struct pf_err
 	size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
 	size_t layer_kv = (size_t)c->n_ctx * kv_dim;
 
+	uint64_t t0 = T == 1 ? now_ns() : 0;
+	if (T == 1)
+		pf_ffn_prefetch_choose(c);
 	embed(c, tokens, T);
 	for (int t = 0; t < T; t++)
 		pf_rope_angles(c->rope_cs + (size_t)t * hp->rope_dim, c->pos + t, hp->rope_dim,
@@ -112,6 +123,7 @@ int pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T, struct pf_err
 		float *k_cache = c->k_cache + l * layer_kv;
 		float *v_cache = c->v_cache + l * layer_kv;
 
+		pf_ffn_prefetch(c, L, l, T);
 		/* attention: K and V of the new tokens go straight into the cache */
 		for (int t = 0; t < T; t++)
 			pf_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->attn_norm, dim,
@@ -155,5 +167,7 @@ int pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T, struct pf_err
 	pf_matmul(c->pool, &c->scratch, &head, 1, c->xb, n_out);
 	c->n_logits = n_out;
 	c->pos += T;
+	if (T == 1)
+		pf_ffn_prefetch_learn(c, now_ns() - t0);
 	return 0;
 }

@@ -1,8 +1,10 @@
 /* Batched reads of a model file (the offloaded FFN's clusters): many reads
- * in flight at once through io_uring, so the disk sees a deep queue, or,
- * where io_uring is unavailable (an old kernel, a seccomp filter that
- * refuses io_uring_setup) or PINFER_IO=pread asks for it, the same
- * interface over pread. */
+ * in flight at once through io_uring, so the disk sees a deep queue, and
+ * each one reported as soon as it lands, so that its data is computed on
+ * while the others are still on their way. Where io_uring is unavailable
+ * (an old kernel, a seccomp filter that refuses io_uring_setup) or
+ * PINFER_IO=pread asks for it, the same interface runs on a reader thread
+ * that preads the batch in order. */
 #ifndef PINFER_IO_H
 #define PINFER_IO_H
 
@@ -16,7 +18,7 @@ struct pf_io_req {
 	void *buf;
 	size_t len;
 	uint64_t offset;
-	ssize_t result;  /* after pf_io_read: bytes read, or -errno */
+	ssize_t result;  /* once reported: bytes read, or -errno */
 };
 
 struct pf_io;
@@ -25,12 +27,18 @@ struct pf_io;
 int pf_io_open(struct pf_io **out, int fd, struct pf_err *err);
 void pf_io_free(struct pf_io *io);
 
-/* Reads every request, in two halves so that the caller computes while
- * the reads are in flight: pf_io_start queues the reads (the first 64 go
- * to the device at once), pf_io_finish returns when all are done, each
- * request's result set. One batch at a time; reqs must stay valid until
- * pf_io_finish. With pread, the reads happen in pf_io_finish. */
+/* Starts reading every request (the first 64 go to the device at once).
+ * One batch at a time; reqs must stay valid until all are reported. */
 void pf_io_start(struct pf_io *io, struct pf_io_req *reqs, int n);
+/* The batch grows to n requests of the same array: reqs[old n..n) are
+ * started too. */
+void pf_io_extend(struct pf_io *io, int n);
+/* Waits until some requests not reported yet have landed and writes up to
+ * max of their indices into done: returns how many, 0 once every request
+ * of the batch was reported. Requests land in any order. One caller at a
+ * time (any thread). */
+int pf_io_wait(struct pf_io *io, int *done, int max);
+/* Waits for every request not reported yet. */
 void pf_io_finish(struct pf_io *io);
 
 /* "io_uring" or "pread". */

@@ -105,6 +105,8 @@ struct pinfer_offload_stats {
 	uint64_t hits, misses;         /* cluster lookups of decode steps */
 	uint64_t reads, bytes_read;
 	uint64_t read_ns;              /* time decode and prefill waited for reads */
+	uint64_t prefetch_reads;       /* reads started during attention, on a guess */
+	uint64_t prefetch_used;        /* of those, the clusters the FFN then needed */
 	bool direct;                   /* reads bypass the page cache (O_DIRECT) */
 	const char *io;                /* "io_uring", or "pread" where it is unavailable */
 };
@@ -136,6 +138,12 @@ PINFER_API bool pinfer_model_offload_stats(const struct pinfer_model *m, struct 
  * (-ENOMEM, the budget unchanged) below the minimum; -EINVAL for a model
  * that is not offloaded. */
 PINFER_API int pinfer_model_set_memory_budget(struct pinfer_model *m, uint64_t bytes, struct pf_err *err);
+/* The budget in bytes that ffn_percent (1-100, as
+ * pinfer_model_params.ffn_cache_percent) gives an offloaded model now, to
+ * set it in place with pinfer_model_set_memory_budget. Never waits for an
+ * evaluation. */
+PINFER_API int pinfer_model_percent_budget(const struct pinfer_model *m, int ffn_percent, uint64_t *bytes,
+					   struct pf_err *err);
 
 /* Vocabulary. */
 PINFER_API int pinfer_tokenize(const struct pinfer_model *m, const char *text, size_t len, bool add_bos,

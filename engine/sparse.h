@@ -23,5 +23,14 @@ void pf_sparse_free(struct pinfer_model *m);
  * zeroed, which gives the same result. Fails (err set) only when an
  * offloaded model's cluster cannot be read. */
 int pf_ffn(struct pinfer_ctx *c, const struct pf_layer *L, int l, int T, struct pf_err *err);
+/* Before layer l's attention, for an offloaded model: starts the reads
+ * the layer's FFN will wait for, so that they land while attention is
+ * computed. Prefill: the first run of the layer's clusters. Decode in
+ * predictor mode: the clusters the predictor guesses from the layer's
+ * input. */
+void pf_ffn_prefetch(struct pinfer_ctx *c, const struct pf_layer *L, int l, int T);
+/* Around a decode step: whether this token prefetches, and what it took. */
+void pf_ffn_prefetch_choose(struct pinfer_ctx *c);
+void pf_ffn_prefetch_learn(struct pinfer_ctx *c, uint64_t token_ns);
 
 #endif

@@ -51,6 +51,17 @@ int pinfer_model_set_memory_budget(struct pinfer_model *m, uint64_t bytes, struc
 	return pf_ffn_store_set_budget(m->store, bytes, err);
 }
 
+int pinfer_model_percent_budget(const struct pinfer_model *m, int ffn_percent, uint64_t *bytes, struct pf_err *err)
+{
+	if (!m->store)
+		return pf_errf(err, -EINVAL, "%s: not an offloaded model (a bundle file opened with a memory budget)",
+			       m->gguf->path);
+	if (ffn_percent < 1 || ffn_percent > 100)
+		return pf_errf(err, -EINVAL, "a share of the FFN of %d%% is not 1-100%%", ffn_percent);
+	*bytes = pf_ffn_store_percent_budget(m->store, ffn_percent);
+	return 0;
+}
+
 float pinfer_model_threshold(const struct pinfer_model *m, int layer)
 {
 	return m->thresholds && layer >= 0 && layer < m->info.n_layer ? m->thresholds[layer] : 0.0f;

@@ -2,7 +2,8 @@
  * one thread decodes greedily, another moves the budget between the
  * minimum and room for everything; the tokens stay those of the model in
  * memory, every budget the store accepts is kept within, and a budget
- * below the minimum is refused without changing anything. */
+ * below the minimum is refused without changing anything. The process's
+ * resident memory follows the budget. */
 #include "testutil.h"
 
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 
@@ -28,13 +30,13 @@ static void run_command(command_fn fn, int argc, const char *const *args)
 	assert_int_equal(fn(argc, argv), 0);
 }
 
-static void pack_model(char *src, char *packed, size_t size)
+static void pack_model(char *src, char *packed, size_t size, const char *n_ff)
 {
 	char prof[512];
 	snprintf(src, size, "%s/m.gguf", test_dir);
 	snprintf(prof, sizeof(prof), "%s/m.prof", test_dir);
 	snprintf(packed, size, "%s/m.pack", test_dir);
-	const char *synth[] = { "synth", "--dim", "256", "--ff", "768", "--layers", "3", "--heads", "4", "--type",
+	const char *synth[] = { "synth", "--dim", "256", "--ff", n_ff, "--layers", "3", "--heads", "4", "--type",
 				"q4_0", "--act", "relu", "--sparsity", "0.9", "--predictor", "64", "-o", src };
 	run_command(cmd_synth, 19, synth);
 	const char *profile[] = { "profile", "-m", src, "-f", shared_path("text/tinystories_val_head.txt"), "--lines",
@@ -84,7 +86,7 @@ static void test_budget_changes(void **state)
 {
 	(void)state;
 	char src[512], packed[512];
-	pack_model(src, packed, sizeof(src));
+	pack_model(src, packed, sizeof(src), "768");
 	int32_t want[N_TOKENS], got[N_TOKENS];
 
 	struct pinfer_model *m = test_open_model(src, PINFER_SPARSITY_PREDICTOR);
@@ -102,6 +104,13 @@ static void test_budget_changes(void **state)
 	c = test_new_ctx(m, 64, 2);
 	struct pinfer_offload_stats st;
 	assert_true(pinfer_model_offload_stats(m, &st));
+
+	/* a share of the FFN as a size: what opening with it planned */
+	uint64_t bytes;
+	assert_int_equal(pinfer_model_percent_budget(m, 50, &bytes, &err), 0);
+	assert_true(bytes == st.budget);
+	assert_int_equal(pinfer_model_percent_budget(m, 0, &bytes, &err), -EINVAL);
+	assert_int_equal(pinfer_model_percent_budget(m, 101, &bytes, &err), -EINVAL);
 
 	/* below the minimum: refused, nothing changed */
 	uint64_t before = st.budget;
@@ -124,10 +133,75 @@ static void test_budget_changes(void **state)
 	pinfer_model_free(m);
 }
 
+/* Resident memory now, in bytes. */
+static uint64_t rss(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	assert_non_null(f);
+	unsigned long long size, resident;
+	assert_int_equal(fscanf(f, "%llu %llu", &size, &resident), 2);
+	fclose(f);
+	return resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* What the process holds beyond what it held before the model was loaded
+ * stays within the budget + 5%, whichever way the budget moved last: the
+ * cache gives pages back when it shrinks. The baseline is taken after
+ * the same evaluation on the model in memory, so that what that brings
+ * up once (the BLAS library's buffers, the threads' stacks and heaps) is
+ * in it. */
+static void test_rss_within_budget(void **state)
+{
+	(void)state;
+	char src[512], packed[512];
+	pack_model(src, packed, sizeof(src), "8192");
+	int32_t tokens[N_TOKENS];
+	struct pinfer_model *m = test_open_model(src, PINFER_SPARSITY_PREDICTOR);
+	struct pinfer_ctx *c = test_new_ctx(m, 64, 2);
+	generate(m, c, tokens);
+	pinfer_ctx_free(c);
+	pinfer_model_free(m);
+	uint64_t base = rss();
+
+	struct pinfer_model_params p;
+	pinfer_model_params_default(&p);
+	p.ffn_cache_percent = 100;
+	struct pf_err err;
+	if (pinfer_model_open(&m, packed, &p, &err))
+		fail_msg("%s", err.msg);
+	c = test_new_ctx(m, 64, 2);
+	struct pinfer_offload_stats st;
+	pinfer_model_offload_stats(m, &st);
+	uint64_t all = st.budget, min = st.minimum;
+	const uint64_t budgets[] = { all, min, (min + all) / 2, min, all };
+	uint64_t last_used = 0, last_cache = 0;
+	for (size_t i = 0; i < sizeof(budgets) / sizeof(budgets[0]); i++) {
+		if (pinfer_model_set_memory_budget(m, budgets[i], &err))
+			fail_msg("%s", err.msg);
+		pinfer_ctx_truncate(c, 0);
+		generate(m, c, tokens);
+		uint64_t used = rss() - base;
+		pinfer_model_offload_stats(m, &st);
+		print_message("budget %llu bytes: %llu bytes resident beyond the process's own (%.1f%%), cache %llu\n",
+			      (unsigned long long)budgets[i], (unsigned long long)used,
+			      100.0 * (double)used / (double)budgets[i], (unsigned long long)st.cache_bytes);
+		assert_true(used <= budgets[i] + budgets[i] / 20);
+		/* a smaller cache gave its pages back, but for the huge page
+		 * its new end may fall in */
+		if (i > 0 && st.cache_bytes < last_cache)
+			assert_true(last_used - used + (2u << 20) >= last_cache - st.cache_bytes);
+		last_used = used;
+		last_cache = st.cache_bytes;
+	}
+	pinfer_ctx_free(c);
+	pinfer_model_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_budget_changes),
+		cmocka_unit_test(test_rss_within_budget),
 	};
 	return cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown);
 }

@@ -90,6 +90,24 @@ static double sgemm_gflops(int n_threads)
 	return best;
 }
 
+/* A "Vm...:" line of /proc/self/status, in KiB; -1 where there is none. */
+static long proc_status_kib(const char *key)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	if (!f)
+		return -1;
+	char line[256];
+	long kib = -1;
+	size_t n = strlen(key);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n)) {
+			kib = strtol(line + n, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return kib;
+}
+
 static int by_value(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -268,6 +286,15 @@ int cmd_bench(int argc, char **argv)
 		       lookups > 0 ? 100.0 * (double)(io1.hits - io0.hits) / lookups : 100.0,
 		       (io1.read_ns - io0.read_ns) / steps / 1e6,
 		       100.0 * (double)(io1.read_ns - io0.read_ns) / 1e9 / decode_seconds);
+		long rss = proc_status_kib("VmRSS:"), peak = proc_status_kib("VmHWM:");
+		if (rss >= 0 && peak >= 0)
+			printf("memory: resident %.1f MiB now, %.1f MiB at the most (budget %.1f MiB)\n", rss / 1024.0,
+			       peak / 1024.0, io1.budget / 1048576.0);
+		if (io1.prefetch_reads > io0.prefetch_reads)
+			printf("prefetch during attention: %.1f reads per token, %.1f%% of them needed\n",
+			       (io1.prefetch_reads - io0.prefetch_reads) / steps,
+			       100.0 * (double)(io1.prefetch_used - io0.prefetch_used) /
+				       (double)(io1.prefetch_reads - io0.prefetch_reads));
 	}
 	qsort(latency, 3 * (size_t)n_decode, sizeof(*latency), by_value);
 	printf("token latency: P50 %.2f ms, P99 %.2f ms (%ld decoded tokens)\n",
