@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "intr.h"
+#include "message.h"
 #include "report.h"
 
 /* What one decoded reply may allocate, as in the daemon: a full frame of
@@ -148,24 +149,6 @@ enum recv_status conn_recv(struct conn *c, int64_t deadline_ms, bool interruptib
 	}
 }
 
-/* The request a reply answers; 0 for HelloReply, which answers none. */
-static uint64_t reply_id(const Pinfer__ServerMessage *m)
-{
-	switch (m->msg_case) {
-	case PINFER__SERVER_MESSAGE__MSG_ERROR: return m->error->request_id;
-	case PINFER__SERVER_MESSAGE__MSG_TOKEN: return m->token->request_id;
-	case PINFER__SERVER_MESSAGE__MSG_DONE: return m->done->request_id;
-	case PINFER__SERVER_MESSAGE__MSG_TOKENIZE_REPLY: return m->tokenize_reply->request_id;
-	case PINFER__SERVER_MESSAGE__MSG_DETOKENIZE_REPLY: return m->detokenize_reply->request_id;
-	case PINFER__SERVER_MESSAGE__MSG_LIST_MODELS_REPLY: return m->list_models_reply->request_id;
-	case PINFER__SERVER_MESSAGE__MSG_STATUS_REPLY: return m->status_reply->request_id;
-	case PINFER__SERVER_MESSAGE__MSG_PONG: return m->pong->request_id;
-	case PINFER__SERVER_MESSAGE__MSG_LOAD_MODEL_REPLY: return m->load_model_reply->request_id;
-	case PINFER__SERVER_MESSAGE__MSG_UNLOAD_MODEL_REPLY: return m->unload_model_reply->request_id;
-	default: return 0;
-	}
-}
-
 int conn_call(struct conn *c, const Pinfer__ClientMessage *m, uint64_t id,
 	      Pinfer__ServerMessage__MsgCase want, Pinfer__ServerMessage **reply)
 {
@@ -183,7 +166,7 @@ int conn_call(struct conn *c, const Pinfer__ClientMessage *m, uint64_t id,
 		case RECV_FAILED:
 			return EXIT_PROTO;
 		}
-		uint64_t rid = reply_id(msg);
+		uint64_t rid = proto_reply_id(msg);
 		if (msg->msg_case == PINFER__SERVER_MESSAGE__MSG_ERROR && (rid == id || rid == 0))
 			return report_daemon_error(msg->error);
 		if (rid != id)

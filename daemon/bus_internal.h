@@ -101,6 +101,10 @@ void bus_sync(struct bus *b);
 
 /* bus_methods.c */
 void bus_method_load_model(struct bus *b, DBusMessage *msg);
+/* LoadModel's arguments (sa{sv}: a model name and options) checked and
+ * read into c's name and options, nothing else touched (the D-Bus fuzz
+ * target calls it alone); false with the error's D-Bus name and text. */
+bool bus_load_args(DBusMessage *msg, struct bus_call *c, const char **error, char *why, size_t size);
 /* seq: Model.Evict of that load's object; 0: Manager.EvictModel. */
 void bus_method_evict(struct bus *b, DBusMessage *msg, const char *name, uint64_t seq);
 void bus_method_list_models(struct bus *b, DBusMessage *msg);

@@ -166,20 +166,6 @@ static void run_load(struct bus *b, struct bus_call *c)
 		bus_call_free(c);
 		return;
 	}
-	if (c->max_bytes && e->state == MODEL_LOADED && e->mem_bytes > c->max_bytes) {
-		bus_reply_error(b, c->msg, ERR("OutOfMemory"), "model %s takes %llu bytes, more than the %llu asked for",
-				e->name, (unsigned long long)e->mem_bytes, (unsigned long long)c->max_bytes);
-		bus_call_free(c);
-		return;
-	}
-	if (models_want_budget(e, &c->budget)) {
-		char have[32];
-		bus_reply_error(b, c->msg, ERR("Busy"), "model %s is %s with memory budget %s; evict it to change that",
-				e->name, e->state == MODEL_LOADED ? "loaded" : "being loaded",
-				models_budget_name(&e->budget, have, sizeof(have)));
-		bus_call_free(c);
-		return;
-	}
 	if (models_want_sparsity(e, c->sparsity)) {
 		bus_reply_error(b, c->msg, ERR("Busy"), "model %s is %s with sparsity %s; evict it to change that",
 				e->name, e->state == MODEL_LOADED ? "loaded" : "being loaded",
@@ -188,8 +174,25 @@ static void run_load(struct bus *b, struct bus_call *c)
 		bus_call_free(c);
 		return;
 	}
+	/* A loaded model's budget may start changing now (after the sparsity,
+	 * which then refuses nothing more); the call waits for that as for a
+	 * load, and max-memory is checked against the new budget when it
+	 * ends. */
+	char why[PF_ERR_MAX];
+	int r = models_want_budget(models, e, &c->budget, why, sizeof(why));
+	if (r < 0) {
+		bus_reply_error(b, c->msg, r == -ENOMEM ? ERR("OutOfMemory") : ERR("Busy"), "%s", why);
+		bus_call_free(c);
+		return;
+	}
+	if (c->max_bytes && e->state == MODEL_LOADED && !models_budget_changing(e) && e->mem_bytes > c->max_bytes) {
+		bus_reply_error(b, c->msg, ERR("OutOfMemory"), "model %s takes %llu bytes, more than the %llu asked for",
+				e->name, (unsigned long long)e->mem_bytes, (unsigned long long)c->max_bytes);
+		bus_call_free(c);
+		return;
+	}
 	models_use(models, e, c->has_keep_alive, c->keep_alive_ms);
-	if (e->state == MODEL_LOADED) {
+	if (e->state == MODEL_LOADED && !models_budget_changing(e)) {
 		finish_load_call(b, c, e, 0, NULL);
 		return;
 	}
@@ -197,10 +200,9 @@ static void run_load(struct bus *b, struct bus_call *c)
 		e->max_bytes = c->max_bytes;
 	c->next = b->loading;
 	b->loading = c;
-	int r = models_load(models, e);
+	r = models_load(models, e);
 	if (r) {
 		unlink_call(&b->loading, c);
-		char why[128];
 		snprintf(why, sizeof(why), "cannot start loading %s: %s", e->name, strerror(-r));
 		finish_load_call(b, c, e, r == -ENOMEM ? -ENOMEM : -EIO, why);
 	}
@@ -319,9 +321,14 @@ static void check_caller(struct bus *b, struct bus_call *c)
 	b->asking = c;
 }
 
+static bool is_model_name(const char *name)
+{
+	return *name && strlen(name) < MODEL_NAME_MAX && !strchr(name, '/');
+}
+
 static struct bus_call *new_call(struct bus *b, DBusMessage *msg, int kind, const char *name)
 {
-	if (!*name || strlen(name) >= MODEL_NAME_MAX || strchr(name, '/')) {
+	if (!is_model_name(name)) {
 		bus_reply_error(b, msg, ERR("InvalidArgument"), "'%s' is not a model name", name);
 		return NULL;
 	}
@@ -337,9 +344,21 @@ static struct bus_call *new_call(struct bus *b, DBusMessage *msg, int kind, cons
 	return c;
 }
 
-/* Reads LoadModel's a{sv} into c; false after replying InvalidArgument. */
-static bool parse_load_options(struct bus *b, DBusMessage *msg, struct bus_call *c)
+bool bus_load_args(DBusMessage *msg, struct bus_call *c, const char **error, char *why, size_t size)
 {
+	*error = ERR("InvalidArgument");
+	if (!dbus_message_has_signature(msg, "sa{sv}")) {
+		*error = DBUS_ERROR_INVALID_ARGS;
+		snprintf(why, size, "LoadModel takes (sa{sv}), not (%s)", dbus_message_get_signature(msg));
+		return false;
+	}
+	const char *name;
+	dbus_message_get_args(msg, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_INVALID);
+	if (!is_model_name(name)) {
+		snprintf(why, size, "'%s' is not a model name", name);
+		return false;
+	}
+	snprintf(c->name, sizeof(c->name), "%s", name);
 	DBusMessageIter it, dict;
 	dbus_message_iter_init(msg, &it);
 	dbus_message_iter_next(&it);
@@ -365,23 +384,22 @@ static bool parse_load_options(struct bus *b, DBusMessage *msg, struct bus_call 
 			const char *mode;
 			dbus_message_iter_get_basic(&var, &mode);
 			if (pinfer_sparsity_parse(mode, &c->sparsity)) {
-				bus_reply_error(b, msg, ERR("InvalidArgument"),
-						"sparsity '%s' is not auto, dense, gate, threshold or predictor", mode);
+				snprintf(why, size, "sparsity '%s' is not auto, dense, gate, threshold or predictor", mode);
 				return false;
 			}
 		} else if (!strcmp(key, "memory-budget") && type == DBUS_TYPE_STRING) {
 			const char *budget;
 			dbus_message_iter_get_basic(&var, &budget);
 			if (!models_parse_budget(budget, &c->budget)) {
-				bus_reply_error(b, msg, ERR("InvalidArgument"),
-						"memory-budget '%s' is not a size (2G, 1500M, bytes), N%%ffn (1-100), min or none",
-						budget);
+				snprintf(why, size,
+					 "memory-budget '%s' is not a size (2G, 1500M, bytes), N%%ffn (1-100), min or none",
+					 budget);
 				return false;
 			}
 		} else {
-			bus_reply_error(b, msg, ERR("InvalidArgument"),
-					"unknown option '%s' of type '%c' (keep-alive-ms: x, max-memory: t, sparsity: s, memory-budget: s)",
-					key, type);
+			snprintf(why, size,
+				 "unknown option '%s' of type '%c' (keep-alive-ms: x, max-memory: t, sparsity: s, memory-budget: s)",
+				 key, type);
 			return false;
 		}
 	}
@@ -390,20 +408,21 @@ static bool parse_load_options(struct bus *b, DBusMessage *msg, struct bus_call 
 
 void bus_method_load_model(struct bus *b, DBusMessage *msg)
 {
-	const char *name;
-	if (!dbus_message_has_signature(msg, "sa{sv}")) {
-		bus_reply_error(b, msg, DBUS_ERROR_INVALID_ARGS, "LoadModel takes (sa{sv}), not (%s)",
-				dbus_message_get_signature(msg));
+	struct bus_call *c = calloc(1, sizeof(*c));
+	if (!c) {
+		bus_reply_error(b, msg, DBUS_ERROR_NO_MEMORY, "out of memory");
 		return;
 	}
-	dbus_message_get_args(msg, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_INVALID);
-	struct bus_call *c = new_call(b, msg, CALL_LOAD, name);
-	if (!c)
-		return;
-	if (!parse_load_options(b, msg, c)) {
-		bus_call_free(c);
+	const char *error;
+	char why[512];
+	if (!bus_load_args(msg, c, &error, why, sizeof(why))) {
+		bus_reply_error(b, msg, error, "%s", why);
+		free(c);
 		return;
 	}
+	c->bus = b;
+	c->msg = dbus_message_ref(msg);
+	c->kind = CALL_LOAD;
 	check_caller(b, c);
 }
 

@@ -80,6 +80,7 @@ void conn_request_add(struct conn *c, struct request *r)
 	r->conn_next = c->requests;
 	c->requests = r;
 	c->n_requests++;
+	c->held_bytes += r->held_bytes;
 	arm_timer(c);
 }
 
@@ -91,6 +92,7 @@ void conn_request_remove(struct conn *c, struct request *r)
 			r->conn_next = NULL;
 			r->conn = NULL;
 			c->n_requests--;
+			c->held_bytes -= r->held_bytes;
 			break;
 		}
 	if (c->n_requests == 0 && !c->closing)

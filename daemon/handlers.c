@@ -10,6 +10,7 @@
 #include "generate.h"
 #include "bus.h"
 #include "log.h"
+#include "request_check.h"
 #include "server.h"
 #include "stop.h"
 
@@ -432,11 +433,21 @@ static void admit(struct conn *c, struct request *r, struct model_entry *e, bool
 		  int64_t keep_alive_ms)
 {
 	struct server *s = c->srv;
+	r->held_bytes = r->params.prompt_len + r->n_in_ids * sizeof(int32_t) + r->pending_len;
+	size_t cap = CONN_HELD_FACTOR * (size_t)s->cfg->max_frame;
+	if (c->held_bytes + r->held_bytes > cap) {
+		conn_send_error(c, r->id, PINFER__ERROR_CODE__ERR_LIMIT_EXCEEDED,
+				"this connection's unfinished requests hold %zu bytes; %zu more would pass the "
+				"limit of %zu", c->held_bytes, r->held_bytes, cap);
+		request_unref(r);
+		return;
+	}
 	r->model = e;
 	conn_request_add(c, r);
 	s->requests_in_flight++;
 	models_use(s->models, e, has_keep_alive, keep_alive_ms);
-	if (e->state == MODEL_LOADED) {
+	/* A LoadModel waits for a budget change as for a load. */
+	if (e->state == MODEL_LOADED && !(r->kind == REQ_LOAD && models_budget_changing(e))) {
 		start(s, r);
 		return;
 	}
@@ -564,27 +575,11 @@ static void handle_generate(struct conn *c, const Pinfer__Generate *g)
 	uint64_t id = g->request_id;
 	if (!check_id(c, id))
 		return;
-	if (g->raw && g->input_case == PINFER__GENERATE__INPUT_CHAT) {
-		conn_send_error(c, id, PINFER__ERROR_CODE__ERR_BAD_REQUEST, "raw applies to a prompt, not a chat");
-		return;
-	}
-	if (g->n_stop > REQUEST_MAX_STOPS) {
-		conn_send_error(c, id, PINFER__ERROR_CODE__ERR_LIMIT_EXCEEDED, "at most %d stop strings",
-				REQUEST_MAX_STOPS);
-		return;
-	}
-	for (size_t i = 0; i < g->n_stop; i++) {
-		size_t n = strlen(g->stop[i]);
-		if (n == 0 || n > STOP_MAX_LEN || (g->stop[i][0] & 0xc0) == 0x80) {
-			conn_send_error(c, id, PINFER__ERROR_CODE__ERR_BAD_REQUEST,
-					"stop string %zu must be 1 to %d bytes of UTF-8", i, STOP_MAX_LEN);
-			return;
-		}
-	}
-	int n_predict = g->opt_n_predict_case && g->n_predict >= 0 ? g->n_predict : s->cfg->max_predict;
-	if (n_predict > s->cfg->max_predict) {
-		conn_send_error(c, id, PINFER__ERROR_CODE__ERR_LIMIT_EXCEEDED,
-				"n_predict %d is above the daemon's limit of %d", n_predict, s->cfg->max_predict);
+	int n_predict;
+	char why[160];
+	Pinfer__ErrorCode code = request_check_generate(g, s->cfg->max_predict, &n_predict, why, sizeof(why));
+	if (code) {
+		conn_send_error(c, id, code, "%s", why);
 		return;
 	}
 	struct model_entry *e = find_model(c, id, g->model);
@@ -807,17 +802,12 @@ static void handle_load(struct conn *c, const Pinfer__LoadModel *m)
 {
 	if (!may_control(c, m->request_id) || !check_id(c, m->request_id))
 		return;
-	enum pinfer_sparsity mode = PINFER_SPARSITY_AUTO;
-	if (m->opt_sparsity_case && pinfer_sparsity_parse(m->sparsity, &mode)) {
-		conn_send_error(c, m->request_id, PINFER__ERROR_CODE__ERR_BAD_REQUEST,
-				"sparsity '%s' is not auto, dense, gate, threshold or predictor", m->sparsity);
-		return;
-	}
-	struct models_budget budget = { .kind = BUDGET_AUTO };
-	if (m->opt_memory_budget_case && !models_parse_budget(m->memory_budget, &budget)) {
-		conn_send_error(c, m->request_id, PINFER__ERROR_CODE__ERR_BAD_REQUEST,
-				"memory_budget '%s' is not a size (2G, 1500M, bytes), N%%ffn (1-100), min or none",
-				m->memory_budget);
+	enum pinfer_sparsity mode;
+	struct models_budget budget;
+	char bad[160];
+	Pinfer__ErrorCode code = request_check_load(m, &mode, &budget, bad, sizeof(bad));
+	if (code) {
+		conn_send_error(c, m->request_id, code, "%s", bad);
 		return;
 	}
 	struct model_entry *e = find_model(c, m->request_id, m->model);
@@ -828,20 +818,22 @@ static void handle_load(struct conn *c, const Pinfer__LoadModel *m)
 		conn_send_error(c, m->request_id, PINFER__ERROR_CODE__ERR_INTERNAL, "out of memory");
 		return;
 	}
-	/* Recorded for the load of a model not in memory (which no sparsity
-	 * mode refuses); else it must be the budget the model has. */
-	if (models_want_budget(e, &budget)) {
-		char have[32];
-		conn_send_error(c, m->request_id, PINFER__ERROR_CODE__ERR_BUSY,
-				"model %s is loaded or loading with memory budget %s; unload it to change that",
-				e->name, models_budget_name(&e->budget, have, sizeof(have)));
-		request_unref(r);
-		return;
-	}
 	if (models_want_sparsity(e, mode)) {
 		conn_send_error(c, m->request_id, PINFER__ERROR_CODE__ERR_BUSY,
 				"model %s is loaded or loading with another sparsity mode; unload it to change that",
 				e->name);
+		request_unref(r);
+		return;
+	}
+	/* After the sparsity, which refuses nothing to a model not in memory
+	 * and changes nothing: a loaded model's budget may start changing
+	 * now, which admit() then waits for. */
+	char why[PF_ERR_MAX];
+	int rc = models_want_budget(c->srv->models, e, &budget, why, sizeof(why));
+	if (rc < 0) {
+		conn_send_error(c, m->request_id,
+				rc == -ENOMEM ? PINFER__ERROR_CODE__ERR_OUT_OF_MEMORY : PINFER__ERROR_CODE__ERR_BUSY, "%s",
+				why);
 		request_unref(r);
 		return;
 	}

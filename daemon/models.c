@@ -12,6 +12,7 @@
 
 #include "frame.h"
 #include "log.h"
+#include "models_internal.h"
 
 struct load_job {
 	struct models *models;
@@ -26,23 +27,6 @@ struct load_job {
 	int status;
 	struct pf_err err;
 	struct load_job *next;
-};
-
-struct models {
-	struct loop *loop;
-	struct models_config cfg;
-	struct model_entry *entries;
-	sched_notify_fn notify;
-	void *notify_data;
-	models_load_done_fn *load_done;
-	void *load_done_data;
-	struct loop_wake *wake;
-
-	pthread_mutex_t lock;      /* guards finished and loading */
-	pthread_cond_t idle;
-	struct load_job *finished;
-	int loading;
-	uint64_t loads;            /* loads ended well, for load_seq */
 };
 
 static int64_t unix_ms(void)
@@ -66,6 +50,8 @@ static void unload(struct models *m, struct model_entry *e)
 	e->max_bytes = 0;
 	e->sparsity = PINFER_SPARSITY_AUTO;
 	e->budget.kind = BUDGET_AUTO;
+	e->budget_bytes = 0;
+	e->squeeze = 0;
 	log_info("model %s unloaded", e->name);
 }
 
@@ -73,7 +59,7 @@ uint64_t models_used_bytes(struct models *m)
 {
 	uint64_t used = 0;
 	for (struct model_entry *e = m->entries; e; e = e->next)
-		used += e->mem_bytes;
+		used += e->mem_bytes + e->mem_reserved;
 	return used;
 }
 
@@ -117,15 +103,12 @@ static struct model_entry *lru_idle(struct models *m, const struct model_entry *
 	return best;
 }
 
-/* Evicts idle models until `need` more bytes fit in the budget (and the
- * count limit allows one more). False, with why, when busy models leave
- * no room. */
-static bool make_room(struct models *m, struct model_entry *for_e, uint64_t need, char *why,
+bool models_make_room(struct models *m, struct model_entry *for_e, uint64_t need, bool one_more, char *why,
 		      size_t why_size)
 {
 	for (;;) {
 		uint64_t used = models_used_bytes(m);
-		bool count_ok = !m->cfg.max_loaded || models_loaded_count(m) < m->cfg.max_loaded;
+		bool count_ok = !one_more || !m->cfg.max_loaded || models_loaded_count(m) < m->cfg.max_loaded;
 		if (count_ok && used + need <= m->cfg.budget_bytes)
 			return true;
 		struct model_entry *victim = lru_idle(m, for_e);
@@ -161,7 +144,7 @@ static void finish_load(struct models *m, struct load_job *job)
 		snprintf(why, sizeof(why), "model %s needs %llu bytes, more than the %llu asked for",
 			 e->name, (unsigned long long)job->estimate, (unsigned long long)e->max_bytes);
 		status = -ENOMEM;
-	} else if (!status && !make_room(m, e, job->estimate, why, sizeof(why))) {
+	} else if (!status && !models_make_room(m, e, job->estimate, true, why, sizeof(why))) {
 		status = -ENOMEM;
 	}
 	if (!status) {
@@ -183,8 +166,12 @@ static void finish_load(struct models *m, struct load_job *job)
 		e->budget = job->budget;
 		/* An offloaded model's contexts are inside its budget now. */
 		struct pinfer_offload_stats st;
-		if (pinfer_model_offload_stats(e->model, &st))
+		char reads[32] = "";
+		if (pinfer_model_offload_stats(e->model, &st)) {
 			e->mem_bytes = st.budget;
+			snprintf(reads, sizeof(reads), ", reads by %s", st.io);
+		}
+		models_offload_loaded(e);
 		e->state = MODEL_LOADED;
 		e->last_used_ms = loop_now_ms();
 		e->load_seq = ++m->loads;
@@ -194,10 +181,10 @@ static void finish_load(struct models *m, struct load_job *job)
 		e->ffn_neurons = 0;
 		e->ffn_active = 0;
 		char bname[32];
-		log_info("model %s loaded (%llu MiB with %d slots, sparsity %s, memory budget %s)", e->name,
+		log_info("model %s loaded (%llu MiB with %d slots, sparsity %s, memory budget %s%s)", e->name,
 			 (unsigned long long)(e->mem_bytes >> 20), m->cfg.sched.n_slots,
 			 pinfer_sparsity_name(pinfer_model_info(e->model)->sparsity),
-			 models_budget_name(&e->budget, bname, sizeof(bname)));
+			 models_budget_name(&e->budget, bname, sizeof(bname)), reads);
 	}
 	free(job);
 	m->load_done(m->load_done_data, e, status, status ? why : NULL);
@@ -335,64 +322,6 @@ int models_want_sparsity(struct model_entry *e, enum pinfer_sparsity s)
 		return e->sparsity == s ? 0 : -EBUSY;
 	e->sparsity = s;
 	return 0;
-}
-
-static bool same_budget(const struct models_budget *a, const struct models_budget *b)
-{
-	if (a->kind == BUDGET_AUTO || b->kind == BUDGET_AUTO)
-		return a->kind == b->kind;
-	if (a->kind != b->kind)
-		return false;
-	return a->kind == BUDGET_NONE || (a->bytes == b->bytes && a->ffn_percent == b->ffn_percent);
-}
-
-int models_want_budget(struct model_entry *e, const struct models_budget *b)
-{
-	if (b->kind == BUDGET_AUTO)
-		return 0;
-	if (e->state != MODEL_UNLOADED)
-		return same_budget(&e->budget, b) ? 0 : -EBUSY;
-	e->budget = *b;
-	return 0;
-}
-
-bool models_parse_budget(const char *s, struct models_budget *out)
-{
-	struct pinfer_model_params p;
-	if (pinfer_memory_budget_parse(s, &p))
-		return false;
-	*out = (struct models_budget){
-		.kind = p.memory_budget || p.ffn_cache_percent ? BUDGET_SET : BUDGET_NONE,
-		.bytes = p.memory_budget,
-		.ffn_percent = p.ffn_cache_percent,
-	};
-	return true;
-}
-
-const char *models_budget_name(const struct models_budget *b, char *buf, size_t size)
-{
-	if (b->kind != BUDGET_SET)
-		snprintf(buf, size, "%s", b->kind == BUDGET_AUTO ? "auto" : "none");
-	else if (b->ffn_percent == PINFER_FFN_CACHE_MIN)
-		snprintf(buf, size, "min");
-	else if (b->ffn_percent)
-		snprintf(buf, size, "%d%%ffn", b->ffn_percent);
-	else
-		snprintf(buf, size, "%llu", (unsigned long long)b->bytes);
-	return buf;
-}
-
-bool models_offload(const struct model_entry *e, struct models_offload *out)
-{
-	*out = (struct models_offload){ 0 };
-	struct pinfer_offload_stats st;
-	if (e->state != MODEL_LOADED || !pinfer_model_offload_stats(e->model, &st))
-		return false;
-	out->budget = st.budget;
-	out->cache_bytes = st.cache_bytes;
-	out->hit_rate = st.hits + st.misses ? (double)st.hits / (double)(st.hits + st.misses) : 0.0;
-	out->bytes_read_per_token = e->tokens_generated ? (double)st.bytes_read / (double)e->tokens_generated : 0.0;
-	return true;
 }
 
 double models_measured_sparsity(const struct model_entry *e)
@@ -563,6 +492,8 @@ int models_new(struct models **out, struct loop *l, const struct models_config *
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->idle, NULL);
 	int r = loop_wake_new(l, &m->wake, on_wake, m);
+	if (!r && (r = models_offload_init(m)))
+		loop_wake_free(m->wake);
 	if (r) {
 		pthread_mutex_destroy(&m->lock);
 		pthread_cond_destroy(&m->idle);
@@ -579,7 +510,7 @@ void models_free(struct models *m)
 	if (!m)
 		return;
 	pthread_mutex_lock(&m->lock);
-	while (m->loading > 0)
+	while (m->loading > 0 || m->resizing > 0)
 		pthread_cond_wait(&m->idle, &m->lock);
 	struct load_job *done = m->finished;
 	m->finished = NULL;
@@ -598,6 +529,7 @@ void models_free(struct models *m)
 			unload(m, e);
 		free(e);
 	}
+	models_offload_free(m);
 	loop_wake_free(m->wake);
 	pthread_mutex_destroy(&m->lock);
 	pthread_cond_destroy(&m->idle);

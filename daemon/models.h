@@ -36,6 +36,11 @@ bool models_parse_budget(const char *s, struct models_budget *out);
 /* "none", "min", "N%ffn" or bytes, into buf. */
 const char *models_budget_name(const struct models_budget *b, char *buf, size_t size);
 
+struct models_offload {
+	uint64_t budget, cache_bytes;
+	double hit_rate, bytes_read_per_token;
+};
+
 struct model_entry {
 	char name[MODEL_NAME_MAX];
 	char path[PATH_MAX];
@@ -54,6 +59,14 @@ struct model_entry {
 	uint64_t max_bytes;        /* the next or current load fails above this; 0: no limit */
 	enum pinfer_sparsity sparsity;  /* for the next load; AUTO: the daemon's default */
 	struct models_budget budget;    /* for the next load, then what it used (never AUTO once loaded) */
+	/* An offloaded model's budget (models_offload.c): */
+	uint64_t budget_bytes;     /* the one asked for, in bytes: pressure shrinks from it and grows back to it */
+	int squeeze;               /* pressure steps taken below budget_bytes; 0: none */
+	bool resizing;             /* a change runs on a thread (holding one use, see active) */
+	uint64_t mem_reserved;     /* what a growing budget takes beyond mem_bytes meanwhile */
+	bool resize_asked;         /* LoadModel callers wait for a change to budget (running, or next) */
+	struct models_budget budget_before;  /* budget again if that fails */
+	struct models_offload offload_then;  /* the figures when the change began, reported while it runs */
 	/* Of the current load: */
 	uint64_t load_seq;         /* numbers the daemon's loads from 1 */
 	int64_t loaded_at_unix_us;
@@ -77,8 +90,13 @@ struct models_config {
 	/* Bundle files load under this budget unless asked otherwise (AUTO or
 	 * NONE: all in memory); other files ignore it. */
 	struct models_budget offload_budget;
+	/* Budgets shrunk under memory pressure grow back once no pressure was
+	 * reported for this long (0: MODELS_RESTORE_MS). */
+	uint64_t restore_ms;
 	struct sched_config sched;
 };
+
+#define MODELS_RESTORE_MS 30000
 
 struct models;
 
@@ -122,16 +140,26 @@ int64_t models_clamp_keep_alive(int64_t ms);
 int models_want_sparsity(struct model_entry *e, enum pinfer_sparsity s);
 
 /* The same for a memory budget (BUDGET_AUTO: whatever the model has or
- * gets). */
-int models_want_budget(struct model_entry *e, const struct models_budget *b);
+ * gets), except that a loaded offloaded model asked for another size or
+ * `min` changes its budget in place: then MODELS_BUDGET_CHANGING is
+ * returned, and load_done follows once the change ends (with -ENOMEM when
+ * the engine refuses the budget), for the caller to wait for like a load;
+ * models_budget_changing() is true meanwhile. Idle models may be evicted
+ * for a budget that grows. Errors, with why filled: -EBUSY when only an
+ * unload can give the model that budget (loading with another, in memory,
+ * `none` or `N%ffn` for a loaded one, another change in progress); -ENOMEM
+ * below the model's minimum or when the growth does not fit the daemon's
+ * budget. */
+#define MODELS_BUDGET_CHANGING 1
+int models_want_budget(struct models *m, struct model_entry *e, const struct models_budget *b, char *why,
+		       size_t why_size);
+bool models_budget_changing(const struct model_entry *e);
 
 /* An offloaded model's figures (0 for the others): its budget, neuron
  * cache bytes, cache hit rate of decode steps (0..1), and bytes read from
- * the file since the load per token generated. */
-struct models_offload {
-	uint64_t budget, cache_bytes;
-	double hit_rate, bytes_read_per_token;
-};
+ * the file since the load per token generated. While its budget changes,
+ * those of when the change began with the budget it takes meanwhile in
+ * the daemon's accounting: the engine's figures wait for the change. */
 bool models_offload(const struct model_entry *e, struct models_offload *out);
 
 /* What e's finished generations measured since its load: the share of
@@ -141,6 +169,21 @@ double models_decode_tps(const struct model_entry *e);
 
 /* Unloads every loaded model that no request uses; returns how many. */
 int models_evict_idle(struct models *m);
+
+/* Memory pressure was reported. Offloaded models give memory back first,
+ * used or idle: each report shrinks each one's budget a step toward its
+ * minimum (half of what it has above the minimum, then a quarter, then
+ * the minimum). Only a report that finds no budget left to shrink, and
+ * none changing, evicts the idle models. Once no report came for
+ * restore_ms, shrunk budgets grow back to what was asked, as far as the
+ * daemon's budget allows. */
+struct models_relief {
+	int shrunk;     /* budgets this report shrinks */
+	int changing;   /* budget changes still running */
+	int evicted;    /* idle models unloaded */
+};
+#define MODELS_SQUEEZE_STEPS 3
+void models_pressure(struct models *m, struct models_relief *out);
 
 /* SIGHUP changed the default keep-alive: models found from now on and
  * those not loaded or loading take it; one in memory keeps its own, which

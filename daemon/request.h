@@ -67,6 +67,7 @@ struct request {
 	bool return_pieces;      /* Tokenize */
 	uint8_t *pending_msg;    /* Generate waiting for its model: the packed message */
 	size_t pending_len;
+	size_t held_bytes;       /* its payload, charged to its connection (conn_request_add) */
 	struct model_entry *model;
 	struct request *wait_next;  /* in the model's list of requests awaiting its load */
 	bool waiting;            /* on that list */

@@ -64,14 +64,20 @@ static void before_sleep(struct loop *l, void *data)
 	notify_status(status);
 }
 
-/* The system runs short of memory: what no request uses goes, before the
- * kernel picks a process to kill, likely this one, the largest. */
+/* The system runs short of memory: offloaded models' budgets shrink, then
+ * what no request uses goes, before the kernel picks a process to kill,
+ * likely this one, the largest. */
 static void on_pressure(void *data)
 {
 	struct server *s = data;
-	int n = models_evict_idle(s->models);
-	log_info("memory pressure (%s): %d idle model%s evicted", pressure_source(s->pressure), n,
-		 n == 1 ? "" : "s");
+	struct models_relief r;
+	models_pressure(s->models, &r);
+	if (r.shrunk || r.changing)
+		log_info("memory pressure (%s): %d memory budget%s shrinking, %d still changing",
+			 pressure_source(s->pressure), r.shrunk, r.shrunk == 1 ? "" : "s", r.changing);
+	else
+		log_info("memory pressure (%s): %d idle model%s evicted", pressure_source(s->pressure), r.evicted,
+			 r.evicted == 1 ? "" : "s");
 }
 
 static void on_listen(struct loop *l, int fd, uint32_t events, void *data)

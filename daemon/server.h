@@ -34,6 +34,7 @@ struct conn {
 	struct proto_arena arena;
 	struct request *requests;  /* unfinished requests (conn_next links) */
 	int n_requests;
+	size_t held_bytes;         /* the requests' held_bytes, at most CONN_HELD_FACTOR * max_frame */
 	uint64_t timer;            /* handshake or idle timeout */
 	uint32_t events;           /* the LOOP_* bits watched */
 	/* May the peer load and unload models (access.h)? Asked at accept,
@@ -95,6 +96,11 @@ void conn_begin_close(struct conn *c);
 /* Cancels the connection's requests and closes it. */
 void conn_close(struct conn *c, const char *why);
 void conn_flush_all(struct server *s);
+/* Requests waiting for a model's load keep their payload (prompt, ids),
+ * which decodes to up to 4 times its frame: what one connection's
+ * unfinished requests hold together is capped at this many max_frames,
+ * not max-requests times that. */
+#define CONN_HELD_FACTOR 4
 void conn_request_add(struct conn *c, struct request *r);
 void conn_request_remove(struct conn *c, struct request *r);
 struct request *conn_request_find(struct conn *c, uint64_t id);

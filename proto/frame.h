@@ -23,9 +23,9 @@
 #include "pinfer.pb-c.h"
 
 /* The protocol version pinfer.proto describes. A peer whose major differs
- * is refused; minors only add fields and messages. */
+ * is refused; minors add fields, messages or meanings (docs/protocol.md). */
 #define PROTO_MAJOR 1
-#define PROTO_MINOR 2
+#define PROTO_MINOR 3
 
 #define FRAME_HEADER 4
 /* max_frame when nothing else is configured, and what a client assumes

@@ -144,7 +144,9 @@ void client_connect_raw(struct client *c, const struct daemon *d)
 {
 	c->fd = try_connect(d->socket);
 	assert_true(c->fd >= 0);
-	struct timeval tv = { 10, 0 };
+	/* Only a net under a daemon that hangs: a sanitizer build on a busy
+	 * machine takes seconds over a long prompt before its first frame. */
+	struct timeval tv = { 60, 0 };
 	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	frame_in_init(&c->in, FRAME_MAX_DEFAULT);
 	proto_arena_init(&c->arena, 16u << 20);

@@ -3,7 +3,7 @@
 # 100%, 50% and 20% of the FFN, the minimum and a size in bytes, a
 # predictor model, a model whose bundles are bigger than a block and
 # stories260K in threshold mode generate the tokens and the perplexity of
-# their sources; reads go O_DIRECT; a damaged cold cluster, a read error
+# their sources, with decode's prefetch on and off; reads go O_DIRECT; a damaged cold cluster, a read error
 # (EIO) and a short read (injected into pread by a preloaded library) fail
 # the evaluation with a message that says what and where.
 me=test_offload
@@ -33,6 +33,15 @@ export PINFER_IO=pread
 same_as_source "$tmp/pred.gguf" "$tmp/pred.pack"
 same_as_source "$tmp/wide.gguf" "$tmp/wide.pack"
 unset PINFER_IO
+# Decode's prefetch during attention (predictor mode under a budget), on
+# and off, on both I/O paths: the same tokens.
+for io in io_uring pread; do
+	for prefetch in 0 1; do
+		export PINFER_IO=$io PINFER_PREFETCH=$prefetch
+		same_as_source "$tmp/pred.gguf" "$tmp/pred.pack"
+	done
+done
+unset PINFER_IO PINFER_PREFETCH
 
 # The plan in bytes: the minimum is refused below, accepted at; a budget
 # in bytes between the minimum and everything runs the same. The model's
@@ -68,6 +77,8 @@ expect "$tmp/out" "offload: budget"
 expect "$tmp/out" "reads by io_uring, O_DIRECT"
 PINFER_IO=pread run "$bin" bench -m "$tmp/pred.pack" --memory-budget min -t 2 -n 8 -p 4
 expect "$tmp/out" "reads by pread, O_DIRECT"
+PINFER_PREFETCH=1 run "$bin" bench -m "$tmp/pred.pack" --memory-budget min -t 2 -n 8 -p 4
+expect "$tmp/out" "prefetch during attention"
 awk '/^offload per decoded token/ { r = $5 + 0 } END { exit !(r > 0) }' "$tmp/out" ||
 	{ cat "$tmp/out" >&2; fail "no reads per token at the minimum budget"; }
 
@@ -91,34 +102,7 @@ refuse 1 "checksum" "$bin" run -m "$tmp/damaged.pack" -p x -n 1
 # or returns short, after the load (decode reads go by pread too, so that
 # the injector sees them).
 export PINFER_IO=pread
-cat >"$tmp/fault.c" <<'EOF'
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <errno.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-/* FAULT_PREAD=eio|short: every pread from the FAULT_AFTER-th on fails with
- * EIO, or returns half of what was asked. */
-ssize_t pread(int fd, void *buf, size_t n, off_t off)
-{
-	static long calls;
-	ssize_t (*real)(int, void *, size_t, off_t) = (ssize_t (*)(int, void *, size_t, off_t))dlsym(RTLD_NEXT, "pread");
-	const char *mode = getenv("FAULT_PREAD"), *after = getenv("FAULT_AFTER");
-	if (mode && ++calls >= (after ? atol(after) : 1)) {
-		if (!strcmp(mode, "eio")) {
-			errno = EIO;
-			return -1;
-		}
-		if (!strcmp(mode, "short") && n > 1)
-			n /= 2;
-	}
-	return real(fd, buf, n, off);
-}
-ssize_t pread64(int fd, void *buf, size_t n, off_t off) __attribute__((alias("pread")));
-EOF
-"${CC:-cc}" -shared -fPIC -O1 -o "$tmp/fault.so" "$tmp/fault.c" -ldl 2>"$tmp/cc.log" ||
+"${CC:-cc}" -shared -fPIC -O1 -o "$tmp/fault.so" "$(dirname "$0")/fault_pread.c" -ldl 2>"$tmp/cc.log" ||
 	{ cat "$tmp/cc.log" >&2; fail "cannot build the pread fault injector"; }
 # a sanitizer build wants its runtime first; the injector only wraps pread
 ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0

@@ -1,8 +1,12 @@
 /* Memory-pressure watching: the sources pressure_open() picks from the
- * environment, what it sends them, and how reports are spaced. Waits end on
+ * environment, what it sends them, and how reports are spaced; then what
+ * the model registry does with the reports (models_pressure), from a FIFO
+ * source as in the daemon: offloaded budgets shrink step by step before
+ * any model is evicted, and grow back once the reports stop. Waits end on
  * the event the test expects, with a timer of a few seconds as a backstop;
- * asserts check counts, never durations. The coalescing cases wait about
- * one PRESSURE_INTERVAL_MS for the trailing call. */
+ * asserts check counts, sizes and orders of events, never durations. The
+ * coalescing cases wait about one PRESSURE_INTERVAL_MS for the trailing
+ * call. */
 #include "testutil.h"
 
 #include <errno.h>
@@ -17,8 +21,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "commands.h"
 #include "error.h"
 #include "loop.h"
+#include "models.h"
 #include "pressure.h"
 
 /* Backstop for waits that end on an event. */
@@ -498,6 +504,275 @@ static void test_psi(void **state)
 	}
 }
 
+/* The registry under pressure */
+
+/* test_dir/models: stories260K, and packed, a small predictor model packed
+ * into a bundle file; made once, for the tests that need them. */
+static void make_models(void)
+{
+	static bool made;
+	if (made)
+		return;
+	char models[512], src[512], prof[512], packed[512], stories[512];
+	snprintf(models, sizeof(models), "%s/models", test_dir);
+	snprintf(src, sizeof(src), "%s/m.gguf", test_dir);
+	snprintf(prof, sizeof(prof), "%s/m.prof", test_dir);
+	snprintf(packed, sizeof(packed), "%s/packed.gguf", models);
+	snprintf(stories, sizeof(stories), "%s/stories260K.gguf", models);
+	assert_int_equal(mkdir(models, 0700), 0);
+	char *synth[] = { "synth", "--dim", "256", "--ff", "768", "--layers", "3", "--heads", "4", "--type", "q4_0",
+			  "--act", "relu", "--sparsity", "0.9", "--predictor", "64", "-o", src, NULL };
+	assert_int_equal(cmd_synth(19, synth), 0);
+	char *profile[] = { "profile", "-m", src, "-f", (char *)shared_path("text/tinystories_val_head.txt"),
+			    "--lines", "10", "-o", prof, NULL };
+	assert_int_equal(cmd_profile(9, profile), 0);
+	char *pack[] = { "pack", "-m", src, "--profile", prof, "-o", packed, NULL };
+	assert_int_equal(cmd_pack(7, pack), 0);
+	assert_int_equal(symlink(shared_path("models/stories260K/stories260K.gguf"), stories), 0);
+	made = true;
+}
+
+struct registry {
+	struct loop *loop;
+	struct models *models;
+	struct pressure *p;
+	char fifo[512];
+	int loads_left;
+	struct models_relief relief[8];
+	int reports;
+	struct model_entry *watched;  /* its budgets, in the order they were seen */
+	uint64_t seen[8];
+	int n_seen;
+	bool (*done)(struct registry *);
+	bool timed_out;
+	int want_reports, want_seen;
+};
+
+static void no_requests(void *data, struct request *r)
+{
+	(void)data;
+	(void)r;
+	fail_msg("no request was made");
+}
+
+static void on_load(void *data, struct model_entry *e, int status, const char *error)
+{
+	struct registry *g = data;
+	if (status)
+		fail_msg("loading %s: %s", e->name, error);
+	g->loads_left--;
+}
+
+static void on_registry_pressure(void *data)
+{
+	struct registry *g = data;
+	assert_true(g->reports < 8);
+	models_pressure(g->models, &g->relief[g->reports++]);
+}
+
+/* Before each sleep: records the watched model's budget when it changed
+ * (every budget it takes is seen: a change lands when its thread's
+ * wake-up is dispatched, and the next one starts a thread of its own
+ * then), and stops the loop once the awaited state is there. */
+static void registry_before_sleep(struct loop *l, void *data)
+{
+	struct registry *g = data;
+	if (g->watched) {
+		uint64_t b = g->watched->mem_bytes;
+		if (g->n_seen == 0 || g->seen[g->n_seen - 1] != b) {
+			assert_true(g->n_seen < 8);
+			g->seen[g->n_seen++] = b;
+		}
+	}
+	if (g->done && g->done(g))
+		loop_stop(l);
+}
+
+static void registry_backstop(struct loop *l, void *data)
+{
+	((struct registry *)data)->timed_out = true;
+	loop_stop(l);
+}
+
+static void run_registry_until(struct registry *g, bool (*done)(struct registry *), const char *what)
+{
+	g->done = done;
+	g->timed_out = false;
+	uint64_t backstop = loop_timer_add(g->loop, 4 * WAIT_MAX_MS, registry_backstop, g);
+	assert_int_not_equal(backstop, 0);
+	assert_int_equal(loop_run(g->loop), 0);
+	loop_timer_cancel(g->loop, backstop);
+	g->done = NULL;
+	if (g->timed_out)
+		fail_msg("timed out waiting for %s", what);
+}
+
+static bool loads_done(struct registry *g)
+{
+	return g->loads_left == 0;
+}
+
+/* The reports and the budgets awaited are in, and no change runs. */
+static bool reported(struct registry *g)
+{
+	return g->reports >= g->want_reports && g->n_seen >= g->want_seen && !g->watched->resizing;
+}
+
+static void registry_open(struct registry *g, uint64_t restore_ms, const char *budget)
+{
+	make_models();
+	memset(g, 0, sizeof(*g));
+	char dir[512];
+	snprintf(dir, sizeof(dir), "%s/models", test_dir);
+	snprintf(g->fifo, sizeof(g->fifo), "%s/pressure", test_dir);
+	unlink(g->fifo);
+	assert_int_equal(mkfifo(g->fifo, 0600), 0);
+	assert_int_equal(loop_new(&g->loop), 0);
+	struct models_config c = {
+		.dir = dir,
+		.budget_bytes = 1ull << 30,
+		.keep_alive_ms = -1,
+		.restore_ms = restore_ms,
+		.sched = { .n_slots = 1, .queue_max = 1, .n_ctx = 64, .n_batch = 16, .n_threads = 1 },
+	};
+	assert_int_equal(models_new(&g->models, g->loop, &c, no_requests, g, on_load, g), 0);
+	struct model_entry *packed = models_find(g->models, "packed");
+	assert_non_null(packed);
+	struct models_budget b;
+	assert_true(models_parse_budget(budget, &b));
+	char why[256];
+	assert_int_equal(models_want_budget(g->models, packed, &b, why, sizeof(why)), 0);
+	g->loads_left = 2;
+	assert_int_equal(models_load(g->models, packed), 0);
+	assert_int_equal(models_load(g->models, models_find(g->models, "stories260K")), 0);
+	loop_set_before_sleep(g->loop, registry_before_sleep, g);
+	run_registry_until(g, loads_done, "the loads");
+	g->watched = packed;
+	g->seen[g->n_seen++] = packed->mem_bytes;
+	assert_int_equal(setenv("MEMORY_PRESSURE_WATCH", g->fifo, 1), 0);
+	assert_int_equal(pressure_open(&g->p, g->loop, on_registry_pressure, g, NULL), 0);
+	assert_non_null(g->p);
+	unsetenv("MEMORY_PRESSURE_WATCH");
+}
+
+static void registry_close(struct registry *g)
+{
+	pressure_close(g->p);
+	models_free(g->models);
+	loop_free(g->loop);
+	unlink(g->fifo);
+}
+
+/* Reports pressure and waits until the report was handled and the
+ * watched model took as many new budgets as changes. */
+static void report_pressure(struct registry *g, int changes)
+{
+	g->want_reports = g->reports + 1;
+	g->want_seen = g->n_seen + changes;
+	write_fifo(g->fifo, "some");
+	run_registry_until(g, reported, "a report and its budgets");
+}
+
+static uint64_t engine_budget(const struct model_entry *e)
+{
+	struct pinfer_offload_stats st;
+	assert_true(pinfer_model_offload_stats(e->model, &st));
+	return st.budget;
+}
+
+static uint64_t engine_minimum(const struct model_entry *e)
+{
+	struct pinfer_offload_stats st;
+	assert_true(pinfer_model_offload_stats(e->model, &st));
+	return st.minimum;
+}
+
+/* Three reports shrink the offloaded model to half its room
+ * above the minimum, a quarter, then the minimum, with nothing evicted;
+ * the next one, finding nothing to shrink, evicts the idle models. */
+static void test_registry_shrinks_then_evicts(void **state)
+{
+	(void)state;
+	struct registry g;
+	registry_open(&g, 3600 * 1000, "100%ffn");
+	struct model_entry *packed = g.watched, *stories = models_find(g.models, "stories260K");
+	uint64_t asked = packed->mem_bytes, min = engine_minimum(packed);
+	assert_int_equal(engine_budget(packed), asked);
+	assert_true(asked > min + 8 * 4096);
+	for (int k = 1; k <= MODELS_SQUEEZE_STEPS; k++) {
+		report_pressure(&g, 1);
+		uint64_t want = k < MODELS_SQUEEZE_STEPS ? min + ((asked - min) >> k) : min;
+		assert_int_equal(packed->mem_bytes, want);
+		assert_int_equal(engine_budget(packed), want);
+		assert_int_equal(g.relief[k - 1].shrunk, 1);
+		assert_int_equal(g.relief[k - 1].evicted, 0);
+		assert_int_equal(stories->state, MODEL_LOADED);
+	}
+	assert_int_equal(models_used_bytes(g.models), min + stories->mem_bytes);
+	report_pressure(&g, 1);  /* packed unloaded: its budget 0 */
+	assert_int_equal(g.relief[3].shrunk, 0);
+	assert_int_equal(g.relief[3].changing, 0);
+	assert_int_equal(g.relief[3].evicted, 2);
+	assert_int_equal(packed->state, MODEL_UNLOADED);
+	assert_int_equal(stories->state, MODEL_UNLOADED);
+	registry_close(&g);
+}
+
+/* Reports that stop: the budget grows back to what was asked. Then a
+ * LoadModel's budget changes in place, and what it cannot change is
+ * refused. */
+static void test_registry_restores(void **state)
+{
+	(void)state;
+	struct registry g;
+	registry_open(&g, 50, "100%ffn");
+	struct model_entry *packed = g.watched;
+	uint64_t asked = packed->mem_bytes, min = engine_minimum(packed);
+	/* Shrunk, then back, whenever the quiet period ends: a budget
+	 * changing when it ends is grown back once the change is over. */
+	report_pressure(&g, 2);
+	assert_int_equal(g.relief[0].shrunk, 1);
+	assert_int_equal(g.n_seen, 3);
+	assert_int_equal(g.seen[0], asked);
+	assert_int_equal(g.seen[1], min + (asked - min) / 2);
+	assert_int_equal(g.seen[2], asked);
+	assert_int_equal(engine_budget(packed), asked);
+	assert_int_equal(packed->squeeze, 0);
+
+	struct models_budget b;
+	char why[512];
+	assert_true(models_parse_budget("min", &b));
+	assert_int_equal(models_want_budget(g.models, packed, &b, why, sizeof(why)), MODELS_BUDGET_CHANGING);
+	assert_true(models_budget_changing(packed));
+	g.loads_left = 1;
+	run_registry_until(&g, loads_done, "the budget change");
+	assert_false(models_budget_changing(packed));
+	assert_int_equal(packed->mem_bytes, min);
+	assert_int_equal(packed->budget_bytes, min);
+	assert_int_equal(models_want_budget(g.models, packed, &b, why, sizeof(why)), 0);
+
+	const char *reload[] = { "50%ffn", "none" };
+	for (size_t i = 0; i < sizeof(reload) / sizeof(reload[0]); i++) {
+		assert_true(models_parse_budget(reload[i], &b));
+		assert_int_equal(models_want_budget(g.models, packed, &b, why, sizeof(why)), -EBUSY);
+		if (!strstr(why, "takes an unload"))
+			fail_msg("%s: %s", reload[i], why);
+	}
+	assert_true(models_parse_budget("4096", &b));
+	assert_int_equal(models_want_budget(g.models, packed, &b, why, sizeof(why)), -ENOMEM);
+	if (!strstr(why, "below its minimum"))
+		fail_msg("%s", why);
+	/* More than the daemon's budget holds, with the other model busy. */
+	struct model_entry *stories = models_find(g.models, "stories260K");
+	models_use(g.models, stories, false, 0);
+	assert_true(models_parse_budget("2G", &b));
+	assert_int_equal(models_want_budget(g.models, packed, &b, why, sizeof(why)), -ENOMEM);
+	assert_int_equal(stories->state, MODEL_LOADED);
+	models_release(g.models, stories);
+	assert_int_equal(engine_budget(packed), min);
+	registry_close(&g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -512,6 +787,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_socket_datagram, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_decoding, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_psi, setup, teardown),
+		cmocka_unit_test(test_registry_shrinks_then_evicts),
+		cmocka_unit_test(test_registry_restores),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown);
 }
