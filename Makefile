@@ -1,6 +1,7 @@
 # pinfer build. `make` builds everything, `make check` runs every test,
 # `make demo` generates a story, `make bench` prints speed figures.
-# SANITIZE=1 builds and tests with ASan+UBSan in a separate tree.
+# SANITIZE=1 builds and tests with ASan+UBSan in a separate tree,
+# SANITIZE=thread with TSan in another.
 # WITH_SYSTEMD=0 builds pinferd without libsystemd (no sd_notify; socket
 # activation still works), in a separate tree too.
 
@@ -20,6 +21,9 @@ SYSCONFDIR ?= /etc
 ifeq ($(SANITIZE),1)
 BUILD   := build/san
 OPT     := -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else ifeq ($(SANITIZE),thread)
+BUILD   := build/tsan
+OPT     := -O1 -fsanitize=thread -fno-omit-frame-pointer
 else
 BUILD   := build/rel
 OPT     := -O2
@@ -86,7 +90,7 @@ TESTS_SH    := $(wildcard tests/test_*.sh)
 TESTUTIL_OBJ := $(BUILD)/tests/testutil.o $(BUILD)/tests/daemon_harness.o
 DEPS_STAMP  := build/.deps-ok
 
-.PHONY: all check demo bench clean deps install
+.PHONY: all check test demo bench clean deps install check-asan
 # Keep test objects: they are intermediates of a chain and make would delete them.
 .SECONDARY:
 PROGRAMS    := $(PINFER_MODEL) $(if $(wildcard daemon/main.c),$(PINFERD)) \
@@ -157,8 +161,32 @@ $(PINFER_CLIENT): $(CLIENT_OBJ) $(LIBPROTO)
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(TESTUTIL_OBJ) $(LIBDAEMON) $(LIBTOOLS) $(LIBPROTO) $(LIBPINFER)
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(CMOCKA_LIBS) $(PROTO_LIBS) $(DBUS_LIBS) $(SYSTEMD_LIBS) $(LDLIBS_ALL)
 
-check: all
+# tests/alloc_wrap.c goes between the allocator and the code that
+# test_alloc_faults runs, and fails the allocation it is told to.
+ALLOC_WRAP  := malloc calloc realloc free aligned_alloc posix_memalign strdup strndup mmap munmap \
+               pthread_create pthread_join pthread_detach
+$(BUILD)/tests/test_alloc_faults: $(BUILD)/tests/alloc_wrap.o
+$(BUILD)/tests/test_alloc_faults: LDFLAGS += $(ALLOC_WRAP:%=-Wl,--wrap=%)
+
+test: all
 	@BUILD=$(BUILD) SHARED=$(SHARED) WITH_SYSTEMD=$(WITH_SYSTEMD) scripts/run-tests.sh $(TESTS_BIN) $(TESTS_SH)
+
+# `make check` is what CI runs: the suite in this build, then every further
+# stage (each mk/*.mk file adds its own to CHECK_STAGES). A stage that
+# cannot run here fails rather than skips: the tools it needs are installed
+# by scripts/install-deps.sh.
+CHECK_STAGES := check-asan
+include $(sort $(wildcard mk/*.mk))
+
+check: test
+	@for stage in $(CHECK_STAGES); do \
+		echo "== stage $$stage"; \
+		$(MAKE) --no-print-directory $$stage || exit 1; \
+	done
+
+# The whole suite again under ASan+UBSan, in build/san.
+check-asan:
+	@$(MAKE) --no-print-directory SANITIZE=1 test
 
 demo: $(PROGRAMS)
 	@BUILD=$(BUILD) SHARED=$(SHARED) scripts/demo.sh

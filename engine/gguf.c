@@ -224,24 +224,25 @@ static int cmp_str_ptr(const void *a, const void *b)
 
 /* Sorting finds a repeated name in O(n log n): a hostile file with millions
  * of keys must not make the check quadratic. The strings are `stride` bytes
- * apart starting at first. Returns one of a duplicate pair, or NULL (also
- * when out of memory, which the allocations before this would have hit). */
-static const struct gguf_str *find_duplicate(const struct gguf_str *first, uint64_t n, size_t stride)
+ * apart starting at first. Sets *dup to one of a duplicate pair, or NULL;
+ * -ENOMEM when it cannot check (a file is not taken unchecked). */
+static int find_duplicate(const struct gguf_str *first, uint64_t n, size_t stride,
+			  const struct gguf_str **dup)
 {
+	*dup = NULL;
 	if (n < 2)
-		return NULL;
+		return 0;
 	const struct gguf_str **v = malloc(n * sizeof(*v));
 	if (!v)
-		return NULL;
+		return -ENOMEM;
 	for (uint64_t i = 0; i < n; i++)
 		v[i] = (const struct gguf_str *)(const void *)((const char *)first + i * stride);
 	qsort(v, n, sizeof(*v), cmp_str_ptr);
-	const struct gguf_str *dup = NULL;
-	for (uint64_t i = 1; i < n && !dup; i++)
+	for (uint64_t i = 1; i < n && !*dup; i++)
 		if (cmp_str_ptr(&v[i - 1], &v[i]) == 0)
-			dup = v[i];
+			*dup = v[i];
 	free(v);
-	return dup;
+	return 0;
 }
 
 bool gguf_str_eq(struct gguf_str s, const char *cstr)
@@ -388,7 +389,9 @@ static int parse(struct gguf_file *f, struct pf_err *err)
 		if ((r = read_kv(&c, kv)))
 			return r;
 	}
-	const struct gguf_str *dup = find_duplicate(&f->kv[0].key, f->n_kv, sizeof(*f->kv));
+	const struct gguf_str *dup;
+	if (find_duplicate(&f->kv[0].key, f->n_kv, sizeof(*f->kv), &dup))
+		return pf_errf(err, -ENOMEM, "%s: out of memory checking the metadata keys", f->path);
 	if (dup) {
 		char key[96];
 		return pf_errf(err, -EINVAL, "%s: duplicate metadata key '%s'", f->path,
@@ -406,7 +409,8 @@ static int parse(struct gguf_file *f, struct pf_err *err)
 		if ((r = read_tensor_info(&c, &f->tensors[i])))
 			return r;
 	}
-	dup = find_duplicate(&f->tensors[0].name, f->n_tensors, sizeof(*f->tensors));
+	if (find_duplicate(&f->tensors[0].name, f->n_tensors, sizeof(*f->tensors), &dup))
+		return pf_errf(err, -ENOMEM, "%s: out of memory checking the tensor names", f->path);
 	if (dup) {
 		char name[96];
 		return pf_errf(err, -EINVAL, "%s: duplicate tensor name '%s'", f->path,

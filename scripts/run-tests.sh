@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs every test given on the command line (cmocka binaries and shell
 # scripts), prints one line per test and a summary, and exits non-zero when
-# any failed. A failing test's output is shown in full.
+# any failed. A failing test's output is shown in full; what a passing one
+# skipped (a cmocka skip, a line with NOTE:) is shown under it.
 set -u
 : "${SHARED:?SHARED must name the shared data directory}"
 : "${BUILD:?BUILD must name the build directory}"
@@ -30,7 +31,12 @@ for t in "$@"; do
 		failed="$failed $name"
 	fi
 	printf '%-4s %-32s %3ss\n' "$status" "$name" "$(( $(date +%s) - start ))"
-	[ "$status" = FAIL ] && sed 's/^/    | /' "$log"
+	if [ "$status" = FAIL ]; then
+		sed 's/^/    | /' "$log"
+	else
+		# what a test could not check here is said, not hidden in its log
+		grep -E '^\[  SKIPPED \]|NOTE:' "$log" | sed 's/^/    | skipped: /'
+	fi
 done
 echo "----"
 echo "tests: $((pass + fail)), passed: $pass, failed: $fail"
