@@ -751,13 +751,21 @@ static void test_registry_restores(void **state)
 	assert_int_equal(packed->budget_bytes, min);
 	assert_int_equal(models_want_budget(g.models, packed, &b, why, sizeof(why)), 0);
 
-	const char *reload[] = { "50%ffn", "none" };
-	for (size_t i = 0; i < sizeof(reload) / sizeof(reload[0]); i++) {
-		assert_true(models_parse_budget(reload[i], &b));
-		assert_int_equal(models_want_budget(g.models, packed, &b, why, sizeof(why)), -EBUSY);
-		if (!strstr(why, "takes an unload"))
-			fail_msg("%s: %s", reload[i], why);
+	/* A share of the FFN in place: the size it gives the model now, the
+	 * one it was loaded with; then the minimum again. */
+	const char *round_trip[] = { "100%ffn", "min" };
+	const uint64_t want[] = { asked, min };
+	for (size_t i = 0; i < 2; i++) {
+		assert_true(models_parse_budget(round_trip[i], &b));
+		assert_int_equal(models_want_budget(g.models, packed, &b, why, sizeof(why)), MODELS_BUDGET_CHANGING);
+		g.loads_left = 1;
+		run_registry_until(&g, loads_done, "the budget change");
+		assert_int_equal(packed->budget_bytes, want[i]);
 	}
+	assert_true(models_parse_budget("none", &b));
+	assert_int_equal(models_want_budget(g.models, packed, &b, why, sizeof(why)), -EBUSY);
+	if (!strstr(why, "takes an unload"))
+		fail_msg("none: %s", why);
 	assert_true(models_parse_budget("4096", &b));
 	assert_int_equal(models_want_budget(g.models, packed, &b, why, sizeof(why)), -ENOMEM);
 	if (!strstr(why, "below its minimum"))
