@@ -531,9 +531,12 @@ void pf_ffn_store_prefetch(struct pf_ffn_store *s, int l, const int32_t *idx, in
 	pf_io_extend(s->io, s->n_miss);
 }
 
-bool pf_ffn_store_misses(const struct pf_ffn_store *s)
+bool pf_ffn_store_misses(struct pf_ffn_store *s)
 {
-	return s->n_hot < s->n_keys;
+	pthread_mutex_lock(&s->stats_lock);
+	bool some_cold = s->stats.hot_clusters < s->stats.clusters;
+	pthread_mutex_unlock(&s->stats_lock);
+	return some_cold;
 }
 
 /* The reads of the step so far were not all needed after all (a slot ran

@@ -40,7 +40,9 @@ void pf_ffn_store_end_step(struct pf_ffn_store *s);
  * cached. The step's pf_ffn_store_neurons_start, which must be for layer
  * l, waits for those instead of reading them again. */
 void pf_ffn_store_prefetch(struct pf_ffn_store *s, int l, const int32_t *idx, int n);
-bool pf_ffn_store_misses(const struct pf_ffn_store *s);
+/* Whether the plan leaves clusters on disk; from another thread than a
+ * budget change's, as of the last plan. */
+bool pf_ffn_store_misses(struct pf_ffn_store *s);
 
 /* In a step: bundle[i] = the bundle of neuron idx[i] of layer l (idx
  * ascending on entry), reordered so that the neurons whose clusters are
