@@ -27,7 +27,7 @@ TSAN_TESTS   := $(addprefix $(TSAN_BUILD)/tests/,test_forward test_memory test_i
 check-tsan:
 	@$(MAKE) --no-print-directory SANITIZE=thread all
 	@rm -rf $(TSAN_REPORTS) && mkdir -p $(TSAN_REPORTS) && status=0 && \
-	TSAN_OPTIONS="halt_on_error=1 log_path=$(abspath $(TSAN_REPORTS))/report" \
+	TSAN_OPTIONS="halt_on_error=1 suppressions=$(abspath tests/tsan.supp) log_path=$(abspath $(TSAN_REPORTS))/report" \
 		BUILD=$(TSAN_BUILD) SHARED=$(SHARED) WITH_SYSTEMD=$(WITH_SYSTEMD) \
 		scripts/run-tests.sh $(TSAN_TESTS) || status=1; \
 	if [ -n "$$(ls -A $(TSAN_REPORTS))" ]; then \
