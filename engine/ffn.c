@@ -405,7 +405,6 @@ static const uint8_t *kernel_input(const struct pf_weight *w, const float *x, in
 	return buf;
 }
 
-
 static int ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l, struct pf_err *err)
 {
 	const struct pinfer_model *m = c->model;
