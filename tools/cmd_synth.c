@@ -11,6 +11,7 @@
 enum {
 	OPT_SHAPE = 2000, OPT_DIM, OPT_FF, OPT_LAYERS, OPT_HEADS, OPT_KV_HEADS, OPT_VOCAB,
 	OPT_TYPE, OPT_SYNTH_ACT, OPT_SYNTH_SPARSITY, OPT_SYNTH_CTX, OPT_SEED, OPT_PREDICTOR,
+	OPT_PREDICTOR_TYPE,
 };
 
 static int usage(FILE *f, int status)
@@ -42,6 +43,9 @@ static int usage(FILE *f, int status)
 		"                      format (magic PWRI): blk.N.fc1/fc2/ffn_down_t.weight and\n"
 		"                      powerinfer.sparse_threshold. The gates are made low-rank\n"
 		"                      plus noise so that it finds ~99.5%% of the active neurons\n"
+		"  --predictor-type TYPE  fc1 and fc2's type (default q8_0); the margin covers\n"
+		"                      its rounding (q4_0 halves the bytes read per token for\n"
+		"                      a few more neurons predicted)\n"
 		"  --ctx N             llama.context_length (default 4096)\n"
 		"  --seed S            weights are a function of S alone (default 1)\n"
 		"  -t, --threads N     threads (default: online CPUs)\n"
@@ -74,6 +78,7 @@ int cmd_synth(int argc, char **argv)
 		{ "ctx", required_argument, NULL, OPT_SYNTH_CTX },
 		{ "seed", required_argument, NULL, OPT_SEED },
 		{ "predictor", required_argument, NULL, OPT_PREDICTOR },
+		{ "predictor-type", required_argument, NULL, OPT_PREDICTOR_TYPE },
 		{ "threads", required_argument, NULL, 't' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
@@ -122,6 +127,12 @@ int cmd_synth(int argc, char **argv)
 		case OPT_PREDICTOR:
 			ok = parse_int(optarg, 2, 1000000, &v) && v % 2 == 0;
 			o.predictor = (int)v;
+			break;
+		case OPT_PREDICTOR_TYPE:
+			if (quantize_parse_type(optarg, &o.predictor_type, &err)) {
+				fprintf(stderr, "synth: --predictor-type: %s\n", err.msg);
+				return 2;
+			}
 			break;
 		case OPT_SEED:
 			ok = parse_int(optarg, 0, __LONG_MAX__, &v);

@@ -40,6 +40,7 @@ void synth_opts_init(struct synth_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->type = PF_F16;
+	o->predictor_type = PF_Q8_0;
 	o->n_ctx = 4096;
 	o->seed = 1;
 }
@@ -215,9 +216,9 @@ static size_t plan(struct item *items, const struct synth_opts *o, uint64_t n_vo
 			 * ffn_down's key */
 			char name[64];
 			snprintf(name, sizeof(name), "blk.%d.fc1.weight", l);
-			add_item(&items[n++], name, 2, d, (uint64_t)o->predictor, PRED_TYPE, 0);
+			add_item(&items[n++], name, 2, d, (uint64_t)o->predictor, o->predictor_type, 0);
 			snprintf(name, sizeof(name), "blk.%d.fc2.weight", l);
-			add_item(&items[n++], name, 2, (uint64_t)o->predictor, ff, PRED_TYPE, 0);
+			add_item(&items[n++], name, 2, (uint64_t)o->predictor, ff, o->predictor_type, 0);
 			snprintf(name, sizeof(name), "blk.%d.ffn_down_t.weight", l);
 			add_item(&items[n], name, 2, d, ff, o->type, items[n - 3].key);
 			items[n].std = items[n - 3].std;

@@ -44,13 +44,15 @@ struct synth_opts {
 				   * the FFN's fraction of zero activations per token */
 	int predictor;            /* 0: none; else (with a sparsity) the predictor's hidden
 				   * units R, even, 2 <= R <= n_embd: PowerInfer's format */
+	enum pf_dtype predictor_type;  /* fc1 and fc2 */
 	uint32_t n_ctx;
 	uint64_t seed;
 	int n_threads;  /* 0: online CPUs */
 	FILE *log;      /* progress and summary; NULL: silent */
 };
 
-/* Defaults: no shape, type f16, context 4096, seed 1, vocab NULL. */
+/* Defaults: no shape, type f16, predictor type q8_0, context 4096, seed 1,
+ * vocab NULL. */
 void synth_opts_init(struct synth_opts *o);
 /* Sets the dimensions of a named shape; -1 when there is none by that name. */
 int synth_set_shape(struct synth_opts *o, const char *name);

@@ -597,13 +597,21 @@ static void sparse_roles(struct item *items, const struct synth_opts *o,
  * sigma N (X + noise) with X = mu_j + L_j what the predictor computes: L_j
  * ~ N(0, sdl^2) over the tokens and mu_j distributed as the layer's biases
  * (mu; every layer has the same ones, permuted). The noise has standard
- * deviation fe (PRED_NOISE and the quantization error); the neuron fires
- * with probability Phi(X / fe)^k given X (k = 2 for dReLU: gate and up have
- * independent noise) and is predicted when X > -M. So over the tokens and
- * neurons the recall is E[fire, X > -M] / E[fire]: the smallest M that
- * makes it PRED_RECALL, found on a grid of X (the biases binned, convolved
- * with L's density). *ratio: the expected predicted / active. */
-static double predictor_margin(const float *mu, int n, double sdl, double fe, int k,
+ * deviation fe (PRED_NOISE and the gate's quantization error); the neuron
+ * fires with probability Phi(X / fe)^k given X (k = 2 for dReLU: gate and
+ * up have independent noise). The predictor computes X with an error of
+ * standard deviation ep (its own rounding, the same for gate and up), so
+ * the neuron is predicted with probability Phi((X + M) / ep) (X > -M when
+ * ep is 0). Over the tokens and neurons the recall is E[fire, predicted] /
+ * E[fire]: the smallest M that makes it PRED_RECALL, found by bisection
+ * over a grid of X (the biases binned, convolved with L's density).
+ * *ratio: the expected predicted / active. */
+static double predicted_share(double x, double m, double ep)
+{
+	return ep > 0 ? norm_cdf((x + m) / ep) : x > -m ? 1.0 : 0.0;
+}
+
+static double predictor_margin(const float *mu, int n, double sdl, double fe, double ep, int k,
 			       double *ratio)
 {
 	const double h = 0.01, lo = -30.0;
@@ -630,38 +638,47 @@ static double predictor_margin(const float *mu, int n, double sdl, double fe, in
 	double active = 0;
 	for (int i = 0; i < ng; i++)
 		active += dens[i] * pow(norm_cdf((lo + i * h) / fe), k);
-	double miss = 0, pred = 1.0;
-	int last = -1;  /* predicted: X above grid point last */
-	for (int i = 0; i < ng; i++) {
-		double mi = dens[i] * pow(norm_cdf((lo + i * h) / fe), k);
-		if (miss + mi > (1.0 - PRED_RECALL) * active)
-			break;
-		miss += mi;
-		pred -= dens[i];
-		last = i;
+	/* the miss falls as M grows: the smallest M whose miss is in budget */
+	double m_lo = lo, m_hi = -lo, pred = 1.0;
+	while (m_hi - m_lo > h / 4) {
+		double m = 0.5 * (m_lo + m_hi), miss = 0;
+		for (int i = 0; i < ng; i++)
+			miss += dens[i] * pow(norm_cdf((lo + i * h) / fe), k) *
+				(1.0 - predicted_share(lo + i * h, m, ep));
+		if (miss > (1.0 - PRED_RECALL) * active)
+			m_lo = m;
+		else
+			m_hi = m;
 	}
+	for (int i = 0; i < ng; i++)
+		pred -= dens[i] * (1.0 - predicted_share(lo + i * h, m_hi, ep));
 	free(hist);
 	*ratio = active > 0 ? pred / active : 0;
-	return -(lo + (last + 0.5) * h);
+	return m_hi;
 }
 
-/* The relative error the weight type adds to a low-rank row's columns 1..
- * (over some rows of layer 0's gate): noise the predictor does not see. */
-static double quant_noise(const struct item *gate)
+/* The relative error the weight type adds to the columns 1.. of a matrix's
+ * rows (some rows of layer 0's): for the gate, noise the predictor does
+ * not see; for fc1 and fc2, noise on the predictor's own score. The rms
+ * error of column 0 (the bias, which meets the bias channel) goes to
+ * *bias_err. */
+static double quant_noise(const struct item *it, double *bias_err)
 {
-	const struct pf_quant_ops *ops = pf_quant_ops(gate->type);
-	int64_t n = (int64_t)gate->ne[0], rows = (int64_t)gate->ne[1];
+	const struct pf_quant_ops *ops = pf_quant_ops(it->type);
+	int64_t n = (int64_t)it->ne[0], rows = (int64_t)it->ne[1];
 	uint64_t row_bytes;
-	if (!pf_dtype_bytes(gate->type, (uint64_t)n, &row_bytes))
+	if (!pf_dtype_bytes(it->type, (uint64_t)n, &row_bytes))
 		return 0;
 	float *x = malloc(2 * (size_t)n * sizeof(float));
 	void *q = malloc(row_bytes);
-	double err2 = 0, norm2 = 0;
-	for (int64_t s = 0; x && q && s < 64 && s < rows; s++) {
+	double err2 = 0, norm2 = 0, bias2 = 0;
+	int64_t sampled = 0;
+	for (int64_t s = 0; x && q && s < 64 && s < rows; s++, sampled++) {
 		int64_t row = s * rows / (rows < 64 ? rows : 64);
-		gen_lowrank(gate, row, x);
+		synth_sparse_row(it, row, x);
 		ops->from_float(x, q, n);
 		ops->to_float(q, x + n, n);
+		bias2 += (double)(x[n] - x[0]) * (x[n] - x[0]);
 		for (int64_t i = 1; i < n; i++) {
 			err2 += (double)(x[n + i] - x[i]) * (x[n + i] - x[i]);
 			norm2 += (double)x[i] * x[i];
@@ -669,19 +686,34 @@ static double quant_noise(const struct item *gate)
 	}
 	free(x);
 	free(q);
+	*bias_err = sampled ? sqrt(bias2 / (double)sampled) : 0;
 	return norm2 > 0 ? sqrt(err2 / norm2) : 0;
 }
 
 /* Sets every layer's margin (the same: all layers have the same biases and
- * noise). */
+ * noise). The predictor's score is the low-rank part L of the gate, of
+ * standard deviation sdl, plus fc2's bias column times the bias channel
+ * (BIAS_GAIN N): the rounding of fc1 and fc2 adds their relative error of
+ * L (fc1's rows, a few weights each, are nearly exact in any block
+ * format; fc2's are not below 8 bits) and fc2's error of the bias, which
+ * is a different offset for each neuron. */
 static void predictor_finish(struct item *items, const struct synth_opts *o,
 			     struct sparse_plan *sp)
 {
-	const struct item *gate = &items[1 + 6];  /* layer 0's */
-	sp->quant = quant_noise(gate);
+	/* layer 0's (sparse_roles' order) */
+	const struct item *gate = &items[1 + 6], *up = &items[1 + 7];
+	const struct item *fc1 = &items[1 + 9], *fc2 = &items[1 + 10];
+	double sdl = sqrt(1.0 - sp->noise * sp->noise), bias_err;
+	/* the gate's rows (and dReLU's up's) first: fc2's take their stored biases */
+	sp->quant = quant_noise(gate, &bias_err);
+	if (sp->nu)
+		quant_noise(up, &bias_err);
+	double q1 = quant_noise(fc1, &bias_err), q2 = quant_noise(fc2, &bias_err);
+	double b = bias_err * BIAS_GAIN / gate->std;
+	sp->pred_type = fc2->type;
+	sp->pred_quant = sqrt(sdl * sdl * (q1 * q1 + q2 * q2) + b * b);
 	double fe = sqrt(sp->noise * sp->noise + sp->quant * sp->quant);
-	sp->margin = predictor_margin(sp->mu, o->n_ff, sqrt(1.0 - sp->noise * sp->noise), fe,
-				      sp->nu ? 2 : 1, &sp->ratio);
+	sp->margin = predictor_margin(sp->mu, o->n_ff, sdl, fe, sp->pred_quant, sp->nu ? 2 : 1, &sp->ratio);
 	for (int l = 0; l < o->n_layer; l++)
 		sp->lr[l].margin = (float)(sp->margin * gate->std / BIAS_GAIN);
 }
@@ -716,7 +748,8 @@ void synth_sparse_log(FILE *log, const struct synth_opts *o, const struct sparse
 			pinfer_ffn_act_name(o->act), (double)o->sparsity, (double)sp->gain[0],
 			(double)sp->gain[o->n_layer - 1], o->n_layer - 1);
 	if (o->predictor)
-		fprintf(log, "synth: predictor of %d hidden units (rank %d and the bias) in PowerInfer's format: noise %.3g, quantization error %.3g, margin %.3g: expected recall %.3g, predicted/active %.3g\n",
-			o->predictor, o->predictor / 2 - 1, sp->noise, sp->quant, sp->margin,
+		fprintf(log, "synth: predictor of %d hidden units (rank %d and the bias) in PowerInfer's format (%s): noise %.3g, quantization error %.3g (gate) and %.3g (predictor), margin %.3g: expected recall %.3g, predicted/active %.3g\n",
+			o->predictor, o->predictor / 2 - 1, pf_dtype_info(sp->pred_type)->name,
+			sp->noise, sp->quant, sp->pred_quant, sp->margin,
 			PRED_RECALL, sp->ratio);
 }

@@ -13,8 +13,6 @@
 #include "synth.h"
 #include "synth_item.h"
 
-#define PRED_TYPE PF_Q8_0  /* fc1, fc2: read every token, so 8 bits (F16 would double them) */
-
 struct sparse_plan {
 	float *mu;    /* n_layer * n_ff: gate's standardized bias of each neuron */
 	float *nu;    /* the same for up (dReLU; NULL for ReLU) */
@@ -24,10 +22,12 @@ struct sparse_plan {
 	uint32_t *group;     /* n_layer * n_embd: struct lowrank's */
 	float *w;            /* n_layer * n_embd */
 	float *qbias;        /* 2 * n_ff: struct lowrank's, shared by the layers */
-	/* the low-rank rows' noise share, the weight type's relative error, the
+	/* the low-rank rows' noise share, the weight type's relative error of
+	 * the gate, the noise the predictor's type adds to its score, the
 	 * margin M (in units of the gate's standard deviation sigma N) and the
 	 * expected predicted / active (predictor_finish) */
-	double noise, quant, margin, ratio;
+	double noise, quant, pred_quant, margin, ratio;
+	enum pf_dtype pred_type;  /* fc2's, as written (f16 where rows fit no block) */
 };
 
 /* Checks --sparsity and --predictor (against --act and --dim): 0 or
