@@ -128,6 +128,7 @@ static void evict(struct pf_neuron_cache *c, int32_t s)
 	c->slot_of[c->key_of[s]] = -1;
 	c->key_of[s] = -1;
 	c->pinned[s] = false;
+	c->n_used--;
 }
 
 static int32_t take_slot(struct pf_neuron_cache *c)
@@ -150,6 +151,7 @@ static void occupy(struct pf_neuron_cache *c, int32_t s, int64_t key, bool pin)
 {
 	c->key_of[s] = key;
 	c->slot_of[key] = s;
+	c->n_used++;
 	c->used_in[s] = c->step;
 	c->pinned[s] = pin;
 	if (pin)
@@ -241,8 +243,5 @@ void pf_ncache_resize(struct pf_neuron_cache *c, int32_t n_slots)
 
 int32_t pf_ncache_count(const struct pf_neuron_cache *c)
 {
-	int32_t n = 0;
-	for (int32_t s = 0; s < c->n_slots; s++)
-		n += c->key_of[s] >= 0;
-	return n;
+	return c->n_used;
 }

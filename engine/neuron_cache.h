@@ -35,6 +35,7 @@ struct pf_neuron_cache {
 	uint32_t *used_in;     /* [max_slots]: the step that last used the slot */
 	uint32_t step;
 	int32_t n_pinned;
+	int32_t n_used;        /* occupied slots: read with every step's figures */
 	uint64_t hits, misses, evictions;
 };
 

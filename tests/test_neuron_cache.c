@@ -137,7 +137,8 @@ static void test_resize(void **state)
 
 /* Random gets and puts against a model: every key put since it was last
  * evicted is either cached with its contents or was evicted (counted);
- * pinned keys are always cached; the count never exceeds the capacity. */
+ * pinned keys are always cached; the count never exceeds the capacity and
+ * is the number of occupied slots. */
 static void test_random(void **state)
 {
 	(void)state;
@@ -170,6 +171,10 @@ static void test_random(void **state)
 			}
 		}
 		assert_true(pf_ncache_count(&c) <= c.n_slots);
+		int32_t cached = 0;
+		for (int32_t sl = 0; sl < c.max_slots; sl++)
+			cached += c.key_of[sl] >= 0;
+		assert_int_equal(pf_ncache_count(&c), cached);
 		for (int64_t k = 0; k < KEYS; k++)
 			if (pinned[k] && c.n_slots >= n_pinned && !pf_ncache_get(&c, k))
 				fail_msg("step %d: pinned key %lld lost", step, (long long)k);
