@@ -23,10 +23,15 @@
 #include "quant_internal.h"
 
 /* Nothing dequantizes activations in bulk, so their fast dequantizer is
- * the reference. */
-#define ACTIVATION(t, from) \
+ * the reference. Q8_S, which decode converts every matrix product's input
+ * to, has a SIMD quantizer; the others use the reference's. */
+#define ACTIVATION_WITH(t, from, quantize) \
 	[PF_##t] = { PF_##t, PF_##t, pf_##from##_to_float, pf_##from##_to_float, \
-		pf_##from##_from_float, NULL, NULL, NULL, NULL, NULL, NULL }
+		quantize, NULL, NULL, NULL, NULL, NULL, NULL }
+#define ACTIVATION(t, from) ACTIVATION_WITH(t, from, pf_##from##_from_float)
+#define Q8_S_FROM_ref pf_q8_s_from_float
+#define Q8_S_FROM_avx2 pf_q8_s_from_float_avx2
+#define Q8_S_FROM_neon pf_q8_s_from_float_neon
 
 /* Weight types: the fast dequantizer, vec_dot and axpy are filled in per
  * ISA below; the scalar table's fast ones are the references. */
@@ -60,7 +65,7 @@
 	WEIGHT_MULTI(Q6_K, Q8_K, q6_k, isa, DEQUANT(isa, q6_k)), \
 	ACTIVATION(Q8_1, q8_1), \
 	ACTIVATION(Q8_K, q8_k), \
-	ACTIVATION(Q8_S, q8_s), \
+	ACTIVATION_WITH(Q8_S, q8_s, Q8_S_FROM_##isa), \
 }
 
 #if defined(__aarch64__) && defined(__ARM_NEON)

@@ -10,6 +10,7 @@
 
 #include "dtype.h"
 #include "quant.h"
+#include "quant_internal.h"
 
 /* Per weight type:
  * - rt: bound on the relative RMS error of from_float + to_float on Gaussian
@@ -274,15 +275,28 @@ static void test_short_rows(void **state)
  * is four 16-byte chunks (d four times, s, q[0..16), q[16..32)), a pair of
  * blocks interleaves its chunks, an odd last block stands alone. d is the
  * float scale to_float multiplies by, q the rounded x / d, and s[l] is 8
- * times the sum of q[4l..4l+4) and q[16+4l..16+4l+4). */
+ * times the sum of q[4l..4l+4) and q[16+4l..16+4l+4). The fast quantizer
+ * gives the reference's bytes, also for rows with NaN, infinities and
+ * subnormals. */
 static void test_q8_s_layout(void **state)
 {
 	(void)state;
 	uint64_t rng = 0x7531;
 	static const int lens[] = { 32, 64, 96, 160, 4096 };
 	float *x = malloc(N_MAX * sizeof(float)), *y = malloc(N_MAX * sizeof(float));
-	uint8_t *q = malloc(row_bytes(PF_Q8_S, N_MAX));
-	assert_true(x && y && q);
+	uint8_t *q = malloc(row_bytes(PF_Q8_S, N_MAX)), *qref = malloc(row_bytes(PF_Q8_S, N_MAX));
+	assert_true(x && y && q && qref);
+	static const float special[] = { NAN, INFINITY, -INFINITY, 1e-40f, -1e-45f, 0.0f, -0.0f, 3e38f,
+					 126.5f, -126.5f, 0.5f, -0.5f, 2.5f };
+	for (int t = 0; t < 200; t++) {
+		for (int j = 0; j < 96; j++)
+			x[j] = test_rand(&rng) % 3 ? gauss(&rng) * (t % 7 ? 1.0f : 1e-38f)
+						    : special[test_rand(&rng) % (sizeof(special) / sizeof(special[0]))];
+		ops_of(PF_Q8_S)->from_float(x, q, 96);
+		pf_q8_s_from_float(x, qref, 96);
+		if (memcmp(q, qref, row_bytes(PF_Q8_S, 96)))
+			fail_msg("q8_s from_float: row %d differs from the reference", t);
+	}
 	const struct pf_quant_ops *ops = ops_of(PF_Q8_S);
 	assert_int_equal(pf_dtype_info(PF_Q8_S)->size, 64);
 	for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
@@ -290,6 +304,8 @@ static void test_q8_s_layout(void **state)
 		for (int kind = 0; kind < ROW_KINDS; kind++) {
 			fill_row(x, n, kind, &rng);
 			ops->from_float(x, q, n);
+			pf_q8_s_from_float(x, qref, n);
+			assert_memory_equal(q, qref, row_bytes(PF_Q8_S, n));
 			ops->to_float(q, y, n);
 			for (int b = 0; b < nb; b++) {
 				size_t base = (size_t)b / 2 * 128;
@@ -328,6 +344,7 @@ static void test_q8_s_layout(void **state)
 	free(x);
 	free(y);
 	free(q);
+	free(qref);
 }
 
 /* Floats equal bit for bit; NaN == NaN too where nan_ok, for F16, whose
