@@ -23,8 +23,9 @@
 #include "quant_internal.h"
 
 /* Nothing dequantizes activations in bulk, so their fast dequantizer is
- * the reference. Q8_S, which decode converts every matrix product's input
- * to, has a SIMD quantizer; the others use the reference's. */
+ * the reference. Q8_S and Q8_0, which decode converts matrix products'
+ * inputs to, have SIMD quantizers (actquant_<isa>.c); the others use the
+ * reference's. */
 #define ACTIVATION_WITH(t, from, quantize) \
 	[PF_##t] = { PF_##t, PF_##t, pf_##from##_to_float, pf_##from##_to_float, \
 		quantize, NULL, NULL, NULL, NULL, NULL, NULL }
@@ -32,6 +33,9 @@
 #define Q8_S_FROM_ref pf_q8_s_from_float
 #define Q8_S_FROM_avx2 pf_q8_s_from_float_avx2
 #define Q8_S_FROM_neon pf_q8_s_from_float_neon
+#define Q8_0_FROM_ref pf_q8_0_from_float
+#define Q8_0_FROM_avx2 pf_q8_0_from_float_avx2
+#define Q8_0_FROM_neon pf_q8_0_from_float_neon
 
 /* Weight types: the fast dequantizer, vec_dot and axpy are filled in per
  * ISA below; the scalar table's fast ones are the references. */
@@ -42,10 +46,12 @@
 
 /* Weight types, with their multi-token dot and multi-row axpy kernels
  * where they have them. */
-#define WEIGHT_WITH(t, vt, name, isa, fast, dot_multi, axpy_multi) \
-	[PF_##t] = { PF_##t, PF_##vt, pf_##name##_to_float, fast, pf_##name##_from_float, \
+#define WEIGHT_FULL(t, vt, name, isa, fast, quantize, dot_multi, axpy_multi) \
+	[PF_##t] = { PF_##t, PF_##vt, pf_##name##_to_float, fast, quantize, \
 		pf_##name##_dot_##isa, pf_##name##_dot_ref, dot_multi, \
 		pf_##name##_axpy_##isa, pf_##name##_axpy_ref, axpy_multi }
+#define WEIGHT_WITH(t, vt, name, isa, fast, dot_multi, axpy_multi) \
+	WEIGHT_FULL(t, vt, name, isa, fast, pf_##name##_from_float, dot_multi, axpy_multi)
 #define WEIGHT(t, vt, name, isa, fast) WEIGHT_WITH(t, vt, name, isa, fast, NULL, NULL)
 #define WEIGHT_MULTI(t, vt, name, isa, fast) \
 	WEIGHT_WITH(t, vt, name, isa, fast, pf_##name##_dot_multi_##isa, NULL)
@@ -59,7 +65,8 @@
 	WEIGHT(Q4_1, Q8_1, q4_1, isa, DEQUANT(isa, q4_1)), \
 	WEIGHT(Q5_0, Q8_S, q5_0, isa, DEQUANT(isa, q5_0)), \
 	WEIGHT(Q5_1, Q8_1, q5_1, isa, DEQUANT(isa, q5_1)), \
-	WEIGHT_WITH(Q8_0, Q8_0, q8_0, isa, DEQUANT(isa, q8_0), NULL, pf_q8_0_axpy_multi_##isa), \
+	WEIGHT_FULL(Q8_0, Q8_0, q8_0, isa, DEQUANT(isa, q8_0), Q8_0_FROM_##isa, NULL, \
+		    pf_q8_0_axpy_multi_##isa), \
 	WEIGHT_MULTI(Q4_K, Q8_K, q4_k, isa, DEQUANT(isa, q4_k)), \
 	WEIGHT(Q5_K, Q8_K, q5_k, isa, DEQUANT(isa, q5_k)), \
 	WEIGHT_MULTI(Q6_K, Q8_K, q6_k, isa, DEQUANT(isa, q6_k)), \
