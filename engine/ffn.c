@@ -57,12 +57,6 @@ struct neuron_job {
 	_Atomic uint64_t fired;
 };
 
-static void prefetch_bundle(const uint8_t *p, size_t bytes)
-{
-	for (size_t o = 0; o < bytes; o += 64)
-		__builtin_prefetch(p + o, 0, 0);
-}
-
 /* Down rows of neurons that fired, waiting to be added to a thread's sum:
  * a few at a time where the format adds several rows per pass over it. */
 struct down_batch {
@@ -89,44 +83,74 @@ static void down_add(struct down_batch *b, float a, const uint8_t *row, float *y
 		down_flush(b, y);
 }
 
-/* For each chosen neuron of [begin, end), what its activation still lacks
- * (the gate in predictor mode, the up), then its down row added into this
- * thread's sum y. A neuron's rows are one bundle, read front to back; the
- * next neuron's bundle is requested meanwhile, since the hardware
- * prefetcher does not follow a jump to another bundle. Returns how many
- * fired. */
+/* Neurons a group: their gate rows, then the up rows of those that fire,
+ * go through the multi-row kernel together (quant.h: vec_dot_rows). */
+#define GROUP PF_DOT_MULTI_MAX
+
+/* s[r] = dot(rows[r], x) for k rows in w's format. */
+static void dot_rows(const struct pf_weight *w, int n, int k, float *s, const uint8_t *const *rows,
+		     const uint8_t *x)
+{
+	if (k > 1 && w->ops->vec_dot_rows)
+		w->ops->vec_dot_rows(n, k, s, rows, x);
+	else
+		for (int r = 0; r < k; r++)
+			w->ops->vec_dot(n, &s[r], rows[r], x);
+}
+
+static float activation(const struct neuron_job *j, float g, float u)
+{
+	if (j->mode == PINFER_SPARSITY_THRESHOLD)
+		return pf_silu(g) * u;
+	if (j->act == PINFER_ACT_DRELU)
+		return u > 0.0f ? g * u : 0.0f;
+	return g * u;
+}
+
+/* For the chosen neurons of [begin, end), a group at a time: what their
+ * activations still lack (the gates in predictor mode, then the ups of
+ * those whose gate fires, four rows per kernel call: four streams of
+ * weights in flight where one at a time left the memory bus idle; asking
+ * for the next group's bundles ahead made it slower), then the down rows
+ * of those that fire added into this thread's sum y, in the neurons'
+ * order. Returns how many fired. */
 static uint64_t neurons(struct neuron_job *j, int64_t begin, int64_t end, struct down_batch *batch, float *y)
 {
 	const struct pf_layer *L = j->L;
 	int n = (int)j->dim;
+	bool predicted = j->mode == PINFER_SPARSITY_PREDICTOR;
 	uint64_t fired = 0;
-	for (int64_t i = begin; i < end; i++) {
-		int32_t id = j->idx[i];
-		const uint8_t *b = j->bundle[i];
-		if (i + 1 < end)
-			prefetch_bundle(j->bundle[i + 1], j->bl.bytes);
-		float g, u, a;
-		if (j->mode == PINFER_SPARSITY_PREDICTOR) {
-			L->ffn_gate.ops->vec_dot(n, &g, j->gate_in_bundle ? b : pf_weight_row(&L->ffn_gate, id),
-						 j->xq_gate);
-			if (g <= 0.0f)
-				continue;  /* predicted, but it does not fire */
+	for (int64_t i = begin; i < end; i += GROUP) {
+		int k = end - i < GROUP ? (int)(end - i) : GROUP, m = 0, at[GROUP];
+		const uint8_t *rows[GROUP];
+		float g[GROUP], u[GROUP];
+		if (predicted) {
+			for (int r = 0; r < k; r++)
+				rows[r] = j->gate_in_bundle ? j->bundle[i + r] : pf_weight_row(&L->ffn_gate, j->idx[i + r]);
+			dot_rows(&L->ffn_gate, n, k, g, rows, j->xq_gate);
+			for (int r = 0; r < k; r++)
+				if (g[r] > 0.0f) {  /* else predicted, but it does not fire */
+					g[m] = g[r];
+					at[m++] = r;
+				}
 		} else {
-			g = j->gate[id];
+			for (int r = 0; r < k; r++) {
+				g[m] = j->gate[j->idx[i + r]];
+				at[m++] = r;
+			}
 		}
-		L->ffn_up.ops->vec_dot(n, &u, b + j->bl.up_off, j->xq_up);
-		if (j->mode == PINFER_SPARSITY_THRESHOLD)
-			a = pf_silu(g) * u;
-		else if (j->act == PINFER_ACT_DRELU)
-			a = u > 0.0f ? g * u : 0.0f;
-		else
-			a = g * u;
-		if (a == 0.0f)
-			continue;
-		down_add(batch, a, b + j->bl.down_off, y);
-		if (j->act_out)
-			j->act_out[id] = a;
-		fired++;
+		for (int q = 0; q < m; q++)
+			rows[q] = j->bundle[i + at[q]] + j->bl.up_off;
+		dot_rows(&L->ffn_up, n, m, u, rows, j->xq_up);
+		for (int q = 0; q < m; q++) {
+			float a = activation(j, g[q], u[q]);
+			if (a == 0.0f)
+				continue;
+			down_add(batch, a, j->bundle[i + at[q]] + j->bl.down_off, y);
+			if (j->act_out)
+				j->act_out[j->idx[i + at[q]]] = a;
+			fired++;
+		}
 	}
 	return fired;
 }

@@ -12,7 +12,8 @@
  * Q4_0, Q4_K and Q6_K also have multi-token kernels for prefill, which
  * unpack each weight block once for PF_DOT_MULTI_MAX tokens: on Zen 2 (2
  * threads, 4096x4096) Q4_0 goes from 121 to 170 GFLOP/s, Q4_K from 80 to
- * 145, Q6_K from 112 to 145.
+ * 145, Q6_K from 112 to 145. Q4_0 also multiplies a few rows with one
+ * token at once, for the sparse FFN's gathered gate and up rows.
  *
  * Every weight type has an axpy kernel (y += a * row) for the sparse FFN,
  * whose scalar reference dequantizes a block with to_float and adds; Q4_0
@@ -28,7 +29,7 @@
  * reference's. */
 #define ACTIVATION_WITH(t, from, quantize) \
 	[PF_##t] = { PF_##t, PF_##t, pf_##from##_to_float, pf_##from##_to_float, \
-		quantize, NULL, NULL, NULL, NULL, NULL, NULL }
+		quantize, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
 #define ACTIVATION(t, from) ACTIVATION_WITH(t, from, pf_##from##_from_float)
 #define Q8_S_FROM_ref pf_q8_s_from_float
 #define Q8_S_FROM_avx2 pf_q8_s_from_float_avx2
@@ -46,12 +47,12 @@
 
 /* Weight types, with their multi-token dot and multi-row axpy kernels
  * where they have them. */
-#define WEIGHT_FULL(t, vt, name, isa, fast, quantize, dot_multi, axpy_multi) \
+#define WEIGHT_FULL(t, vt, name, isa, fast, quantize, dot_multi, axpy_multi, dot_rows) \
 	[PF_##t] = { PF_##t, PF_##vt, pf_##name##_to_float, fast, quantize, \
 		pf_##name##_dot_##isa, pf_##name##_dot_ref, dot_multi, \
-		pf_##name##_axpy_##isa, pf_##name##_axpy_ref, axpy_multi }
+		pf_##name##_axpy_##isa, pf_##name##_axpy_ref, axpy_multi, dot_rows }
 #define WEIGHT_WITH(t, vt, name, isa, fast, dot_multi, axpy_multi) \
-	WEIGHT_FULL(t, vt, name, isa, fast, pf_##name##_from_float, dot_multi, axpy_multi)
+	WEIGHT_FULL(t, vt, name, isa, fast, pf_##name##_from_float, dot_multi, axpy_multi, NULL)
 #define WEIGHT(t, vt, name, isa, fast) WEIGHT_WITH(t, vt, name, isa, fast, NULL, NULL)
 #define WEIGHT_MULTI(t, vt, name, isa, fast) \
 	WEIGHT_WITH(t, vt, name, isa, fast, pf_##name##_dot_multi_##isa, NULL)
@@ -60,13 +61,13 @@
 	WEIGHT(F32, F32, f32, isa, pf_f32_to_float), \
 	WEIGHT(F16, F32, f16, isa, DEQUANT(isa, f16)), \
 	WEIGHT(BF16, F32, bf16, isa, DEQUANT(isa, bf16)), \
-	WEIGHT_WITH(Q4_0, Q8_S, q4_0, isa, DEQUANT(isa, q4_0), pf_q4_0_dot_multi_##isa, \
-		    pf_q4_0_axpy_multi_##isa), \
+	WEIGHT_FULL(Q4_0, Q8_S, q4_0, isa, DEQUANT(isa, q4_0), pf_q4_0_from_float, \
+		    pf_q4_0_dot_multi_##isa, pf_q4_0_axpy_multi_##isa, pf_q4_0_dot_rows_##isa), \
 	WEIGHT(Q4_1, Q8_1, q4_1, isa, DEQUANT(isa, q4_1)), \
 	WEIGHT(Q5_0, Q8_S, q5_0, isa, DEQUANT(isa, q5_0)), \
 	WEIGHT(Q5_1, Q8_1, q5_1, isa, DEQUANT(isa, q5_1)), \
 	WEIGHT_FULL(Q8_0, Q8_0, q8_0, isa, DEQUANT(isa, q8_0), Q8_0_FROM_##isa, NULL, \
-		    pf_q8_0_axpy_multi_##isa), \
+		    pf_q8_0_axpy_multi_##isa, NULL), \
 	WEIGHT_MULTI(Q4_K, Q8_K, q4_k, isa, DEQUANT(isa, q4_k)), \
 	WEIGHT(Q5_K, Q8_K, q5_k, isa, DEQUANT(isa, q5_k)), \
 	WEIGHT_MULTI(Q6_K, Q8_K, q6_k, isa, DEQUANT(isa, q6_k)), \

@@ -44,6 +44,12 @@ typedef void (*pf_vec_dot_fn)(int n, float *s, const void *w, const void *x);
  * (the same sums in the same order). For prefill. */
 typedef void (*pf_vec_dot_multi_fn)(int n, float *s, size_t s_stride, const void *w,
 				    const void *x, size_t x_stride, int n_x);
+/* k weight rows against one activation x (1 <= k <= PF_DOT_MULTI_MAX):
+ * s[r] = dot(w[r], x), vec_dot's floats bit for bit. The rows' blocks are
+ * taken in step: k streams of weights in flight and x loaded once, for the
+ * sparse FFN's rows gathered from scattered neurons (on Zen 2 decode runs
+ * 6% faster with the gate and up rows four at a time). */
+typedef void (*pf_vec_dot_rows_fn)(int n, int k, float *s, const uint8_t *const *w, const void *x);
 /* y[0..n) += a * w[0..n) for one weight row w, n a multiple of the block
  * size: the sparse FFN's down projection adds the rows (neurons) that fired,
  * scaled by their activation, from a transposed down matrix. */
@@ -71,6 +77,7 @@ struct pf_quant_ops {
 	pf_axpy_fn axpy;              /* fastest for this CPU; NULL for activation formats */
 	pf_axpy_fn axpy_ref;          /* scalar reference; NULL for activation formats */
 	pf_axpy_multi_fn axpy_multi;  /* NULL where the type has none: call axpy per row */
+	pf_vec_dot_rows_fn vec_dot_rows; /* NULL where the type has none: call vec_dot per row */
 };
 
 /* NULL when the type has no kernels in this build. */

@@ -253,6 +253,16 @@ PF_DOT_MULTI_DECLS(neon);
 #endif
 #undef PF_DOT_MULTI_DECLS
 
+/* Multi-row dot kernels (pf_vec_dot_rows_fn): Q4_0's, the format of the
+ * sparse FFN's gate and up rows in the models it runs fastest. */
+void pf_q4_0_dot_rows_ref(int n, int k, float *s, const uint8_t *const *w, const void *x);
+#if defined(__x86_64__)
+void pf_q4_0_dot_rows_avx2(int n, int k, float *s, const uint8_t *const *w, const void *x);
+#endif
+#if defined(__aarch64__) && defined(__ARM_NEON)
+void pf_q4_0_dot_rows_neon(int n, int k, float *s, const uint8_t *const *w, const void *x);
+#endif
+
 /* axpy kernels (pf_axpy_fn), one per weight type and ISA:
  * pf_<type>_axpy_<isa>. The references (quant_ref.c, quant_ref_k.c)
  * dequantize with to_float and add; the SIMD ones (quant_x86.c,

@@ -254,6 +254,52 @@ static inline int32x4_t q5_0_block(const struct pf_block_q5_0 *bw, const uint8_t
 DOT_Q8_S(q4_0, pf_block_q4_0, q4_0_block)
 DOT_Q8_S(q5_0, pf_block_q5_0, q5_0_block)
 
+/* k rows of Q4_0 against one x (k a constant after inlining): per row the
+ * operations and their order of pf_q4_0_dot_neon, so its sums bit for bit;
+ * the rows' blocks are taken in step, so k streams of weights are read at
+ * once. */
+static inline __attribute__((always_inline)) void q4_0_rows(int n, float *s, const uint8_t *const *w,
+	const uint8_t *px, int k)
+{
+	const struct pf_block_q4_0 *bw[PF_DOT_MULTI_MAX];
+	float32x4_t acc0[PF_DOT_MULTI_MAX], acc1[PF_DOT_MULTI_MAX];
+	PF_UNROLL(4)
+	for (int r = 0; r < k; r++) {
+		bw[r] = (const struct pf_block_q4_0 *)(const void *)w[r];
+		acc0[r] = acc1[r] = vdupq_n_f32(0.0f);
+	}
+	int nb = n / QK, b = 0;
+	for (; b + 1 < nb; b += 2) {
+		const uint8_t *pb = px + (size_t)b * 4 * Q8_S_CHUNK;
+		PF_UNROLL(4)
+		for (int r = 0; r < k; r++) {
+			acc0[r] = scaled(acc0[r], q4_0_block(bw[r] + b, pb, 2 * Q8_S_CHUNK),
+				ld_f16(bw[r][b].d) * pf_rd_f32(pb));
+			acc1[r] = scaled(acc1[r], q4_0_block(bw[r] + b + 1, pb + Q8_S_CHUNK, 2 * Q8_S_CHUNK),
+				ld_f16(bw[r][b + 1].d) * pf_rd_f32(pb + Q8_S_CHUNK));
+		}
+	}
+	if (b < nb) {
+		const uint8_t *pb = px + (size_t)b * 4 * Q8_S_CHUNK;
+		PF_UNROLL(4)
+		for (int r = 0; r < k; r++)
+			acc0[r] = scaled(acc0[r], q4_0_block(bw[r] + b, pb, Q8_S_CHUNK), ld_f16(bw[r][b].d) * pf_rd_f32(pb));
+	}
+	PF_UNROLL(4)
+	for (int r = 0; r < k; r++)
+		s[r] = vaddvq_f32(vaddq_f32(acc0[r], acc1[r]));
+}
+
+void pf_q4_0_dot_rows_neon(int n, int k, float *s, const uint8_t *const *w, const void *x)
+{
+	switch (k) {
+	case 4: q4_0_rows(n, s, w, x, 4); break;
+	case 3: q4_0_rows(n, s, w, x, 3); break;
+	case 2: q4_0_rows(n, s, w, x, 2); break;
+	default: pf_q4_0_dot_neon(n, s, w[0], x); break;
+	}
+}
+
 /* Q4_0 x Q8_S for nx tokens at once (nx a constant after inlining): each
  * block's nibbles and scale are unpacked once for all the tokens. Per token
  * the operations and their order are pf_q4_0_dot_neon's, so the sums match

@@ -376,6 +376,13 @@ DOT_MULTI_REF(q4_0)
 DOT_MULTI_REF(q4_k)
 DOT_MULTI_REF(q6_k)
 
+/* The scalar multi-row kernel: the reference once per row. */
+void pf_q4_0_dot_rows_ref(int n, int k, float *s, const uint8_t *const *w, const void *x)
+{
+	for (int r = 0; r < k; r++)
+		pf_q4_0_dot_ref(n, s + r, w[r], x);
+}
+
 void pf_q4_1_dot_ref(int n, float *s, const void *w, const void *x)
 {
 	const struct pf_block_q4_1 *bw = w;

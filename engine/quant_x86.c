@@ -257,6 +257,62 @@ TARGET void pf_q4_0_dot_avx2(int n, float *s, const void *w, const void *x)
 	*s = sum;
 }
 
+/* k rows of Q4_0 against one x: per row the operations and their order of
+ * pf_q4_0_dot_avx2 (so its sums bit for bit); the rows' blocks are taken
+ * in step, so x's chunks are loaded once for all and k streams of weights
+ * are in flight. */
+TARGET static inline __attribute__((always_inline)) void q4_0_rows(int n, float *s, const uint8_t *const *w,
+	const uint8_t *px, int k)
+{
+	const struct pf_block_q4_0 *bw[PF_DOT_MULTI_MAX];
+	__m256 acc0[PF_DOT_MULTI_MAX], acc1[PF_DOT_MULTI_MAX];
+	PF_UNROLL(4)
+	for (int r = 0; r < k; r++) {
+		bw[r] = (const struct pf_block_q4_0 *)(const void *)w[r];
+		acc0[r] = acc1[r] = _mm256_setzero_ps();
+	}
+	int nb = n / QK, b = 0;
+	for (; b + 3 < nb; b += 4) {
+		PF_UNROLL(4)
+		for (int r = 0; r < k; r++) {
+			prefetch_ahead(bw[r] + b, 4 * (int)sizeof(*bw[r]));
+			acc0[r] = q4_0_pair(bw[r] + b, px + (size_t)b * 4 * Q8_S_CHUNK, acc0[r]);
+			acc1[r] = q4_0_pair(bw[r] + b + 2, px + (size_t)(b + 2) * 4 * Q8_S_CHUNK, acc1[r]);
+		}
+	}
+	bool pair = b + 1 < nb;
+	PF_UNROLL(4)
+	for (int r = 0; r < k; r++) {
+		int e = b;
+		if (pair) {
+			acc0[r] = q4_0_pair(bw[r] + e, px + (size_t)e * 4 * Q8_S_CHUNK, acc0[r]);
+			e += 2;
+		}
+		float sum = hsum(_mm256_add_ps(acc0[r], acc1[r]));
+		if (e < nb) {
+			const uint8_t *pb = px + (size_t)e * 4 * Q8_S_CHUNK;
+			const __m128i m4 = _mm_set1_epi8(0x0f);
+			__m128i v = load128(bw[r][e].qs);
+			__m128i p16 = _mm_add_epi16(
+				_mm_maddubs_epi16(_mm_and_si128(v, m4), load128(pb + 2 * Q8_S_CHUNK)),
+				_mm_maddubs_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), m4), load128(pb + 3 * Q8_S_CHUNK)));
+			__m128i p = _mm_sub_epi32(_mm_madd_epi16(p16, _mm_set1_epi16(1)), load128(pb + Q8_S_CHUNK));
+			sum += ld_f16(bw[r][e].d) * pf_rd_f32(pb) * hsum128(_mm_cvtepi32_ps(p));
+		}
+		s[r] = sum;
+	}
+}
+
+TARGET void pf_q4_0_dot_rows_avx2(int n, int k, float *s, const uint8_t *const *w, const void *x)
+{
+	switch (k) {
+	case 4: q4_0_rows(n, s, w, x, 4); break;
+	case 3: q4_0_rows(n, s, w, x, 3); break;
+	case 2: q4_0_rows(n, s, w, x, 2); break;
+	default: pf_q4_0_dot_avx2(n, s, w[0], x); break;
+	}
+}
+
 /* Q4_0 x Q8_S for nx tokens at once (nx a constant after inlining): each
  * pair of blocks is unpacked once (nibbles, scales) and multiplied with
  * every token's pair, into the token's own accumulators. Per token the

@@ -379,6 +379,69 @@ static int same_float(float a, float b, int nan_ok)
 	return ua == ub || (nan_ok && isnan(a) && isnan(b));
 }
 
+/* vec_dot_rows must give what k separate vec_dot calls give, bit for bit:
+ * block counts of every residue mod 4, every group size, rows at odd
+ * addresses and each its own, and the floats past the k results left
+ * alone. The scalar table's Q4_0 kernel (the reference per row) is checked
+ * the same way. */
+static void check_dot_rows(enum pf_dtype type, pf_vec_dot_rows_fn rows_fn, pf_vec_dot_fn dot, uint64_t *rng)
+{
+	const struct pf_quant_ops *ops = ops_of(type), *xops = ops_of(ops->vec_dot_type);
+	int block = (int)pf_dtype_info(type)->block;
+	int nbs[] = { 1, 2, 3, 4, 5, 6, 7, 9, 4096 / block + 1 };
+	for (size_t ni = 0; ni < sizeof(nbs) / sizeof(nbs[0]); ni++) {
+		int n = nbs[ni] * block;
+		size_t wb = row_bytes(type, n);
+		float *f = malloc((size_t)(n > 256 ? n : 256) * sizeof(float));
+		uint8_t *xq = malloc(row_bytes(ops->vec_dot_type, n)), *wq[PF_DOT_MULTI_MAX];
+		assert_true(f && xq);
+		fill_row(f, n, (int)ni % ROW_KINDS, rng);
+		xops->from_float(f, xq, n);
+		const uint8_t *w[PF_DOT_MULTI_MAX];
+		for (int r = 0; r < PF_DOT_MULTI_MAX; r++) {
+			for (int i = 0; i < n; i++)
+				f[i] = gauss(rng);
+			assert_non_null(wq[r] = malloc(wb + 1 + (size_t)r));
+			ops->from_float(f, wq[r] + 1 + r, n);
+			w[r] = wq[r] + 1 + r;
+		}
+		for (int k = 1; k <= PF_DOT_MULTI_MAX; k++) {
+			float out[PF_DOT_MULTI_MAX + 1];
+			for (int r = 0; r <= PF_DOT_MULTI_MAX; r++)
+				out[r] = -1234.5f;
+			rows_fn(n, k, out, w, xq);
+			for (int r = 0; r < k; r++) {
+				float want;
+				dot(n, &want, w[r], xq);
+				if (!same_float(out[r], want, 0))
+					fail_msg("%s n=%d k=%d row %d: rows %a, vec_dot %a", pf_dtype_info(type)->name, n,
+						 k, r, out[r], want);
+			}
+			for (int r = k; r <= PF_DOT_MULTI_MAX; r++)
+				assert_true(out[r] == -1234.5f);
+		}
+		for (int r = 0; r < PF_DOT_MULTI_MAX; r++)
+			free(wq[r]);
+		free(f);
+		free(xq);
+	}
+}
+
+static void test_dot_rows(void **state)
+{
+	(void)state;
+	uint64_t rng = 0x8642;
+	assert_non_null(ops_of(PF_Q4_0)->vec_dot_rows);
+	check_dot_rows(PF_Q4_0, pf_q4_0_dot_rows_ref, pf_q4_0_dot_ref, &rng);
+	for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
+		const struct pf_quant_ops *ops = ops_of(cases[ci].type);
+		if (ops->vec_dot_rows) {
+			check_dot_rows(cases[ci].type, ops->vec_dot_rows, ops->vec_dot, &rng);
+			print_message("%-5s multi-row dot: equal to vec_dot\n", pf_dtype_info(cases[ci].type)->name);
+		}
+	}
+}
+
 /* vec_dot_multi must give what n_x separate vec_dot calls give, bit for
  * bit: block counts of every residue mod 4 (the kernels' pair loops and odd
  * tails), every group width, a weight row at an odd address, activation
@@ -864,6 +927,7 @@ int main(void)
 		cmocka_unit_test(test_dots),
 		cmocka_unit_test(test_short_rows),
 		cmocka_unit_test(test_dot_multi),
+		cmocka_unit_test(test_dot_rows),
 		cmocka_unit_test(test_to_float_fast),
 		cmocka_unit_test(test_axpy),
 		cmocka_unit_test(test_axpy_multi),
