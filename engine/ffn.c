@@ -83,7 +83,7 @@ static void down_add(struct down_batch *b, float a, const uint8_t *row, float *y
 		down_flush(b, y);
 }
 
-/* Neurons a group: their gate rows, then the up rows of those that fire,
+/* Neurons per group: their gate rows, then the up rows of those that fire,
  * go through the multi-row kernel together (quant.h: vec_dot_rows). */
 #define GROUP PF_DOT_MULTI_MAX
 

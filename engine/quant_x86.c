@@ -227,6 +227,18 @@ TARGET static inline __m256 q4_0_pair(const struct pf_block_q4_0 *bw, const uint
 		_mm256_cvtepi32_ps(p), acc);
 }
 
+/* The odd last block of a row, alone in its chunks at pb: its term. */
+TARGET static inline float q4_0_last_block(const struct pf_block_q4_0 *b, const uint8_t *pb)
+{
+	const __m128i m4 = _mm_set1_epi8(0x0f);
+	__m128i v = load128(b->qs);
+	__m128i p16 = _mm_add_epi16(
+		_mm_maddubs_epi16(_mm_and_si128(v, m4), load128(pb + 2 * Q8_S_CHUNK)),
+		_mm_maddubs_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), m4), load128(pb + 3 * Q8_S_CHUNK)));
+	__m128i p = _mm_sub_epi32(_mm_madd_epi16(p16, _mm_set1_epi16(1)), load128(pb + Q8_S_CHUNK));
+	return ld_f16(b->d) * pf_rd_f32(pb) * hsum128(_mm_cvtepi32_ps(p));
+}
+
 TARGET void pf_q4_0_dot_avx2(int n, float *s, const void *w, const void *x)
 {
 	const struct pf_block_q4_0 *bw = w;
@@ -243,17 +255,8 @@ TARGET void pf_q4_0_dot_avx2(int n, float *s, const void *w, const void *x)
 		b += 2;
 	}
 	float sum = hsum(_mm256_add_ps(acc0, acc1));
-	if (b < nb) {
-		/* The odd last block, alone in its chunks. */
-		const uint8_t *pb = px + (size_t)b * 4 * Q8_S_CHUNK;
-		const __m128i m4 = _mm_set1_epi8(0x0f);
-		__m128i v = load128(bw[b].qs);
-		__m128i p16 = _mm_add_epi16(
-			_mm_maddubs_epi16(_mm_and_si128(v, m4), load128(pb + 2 * Q8_S_CHUNK)),
-			_mm_maddubs_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), m4), load128(pb + 3 * Q8_S_CHUNK)));
-		__m128i p = _mm_sub_epi32(_mm_madd_epi16(p16, _mm_set1_epi16(1)), load128(pb + Q8_S_CHUNK));
-		sum += ld_f16(bw[b].d) * pf_rd_f32(pb) * hsum128(_mm_cvtepi32_ps(p));
-	}
+	if (b < nb)
+		sum += q4_0_last_block(bw + b, px + (size_t)b * 4 * Q8_S_CHUNK);
 	*s = sum;
 }
 
@@ -289,16 +292,8 @@ TARGET static inline __attribute__((always_inline)) void q4_0_rows(int n, float 
 			e += 2;
 		}
 		float sum = hsum(_mm256_add_ps(acc0[r], acc1[r]));
-		if (e < nb) {
-			const uint8_t *pb = px + (size_t)e * 4 * Q8_S_CHUNK;
-			const __m128i m4 = _mm_set1_epi8(0x0f);
-			__m128i v = load128(bw[r][e].qs);
-			__m128i p16 = _mm_add_epi16(
-				_mm_maddubs_epi16(_mm_and_si128(v, m4), load128(pb + 2 * Q8_S_CHUNK)),
-				_mm_maddubs_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), m4), load128(pb + 3 * Q8_S_CHUNK)));
-			__m128i p = _mm_sub_epi32(_mm_madd_epi16(p16, _mm_set1_epi16(1)), load128(pb + Q8_S_CHUNK));
-			sum += ld_f16(bw[r][e].d) * pf_rd_f32(pb) * hsum128(_mm_cvtepi32_ps(p));
-		}
+		if (e < nb)
+			sum += q4_0_last_block(bw[r] + e, px + (size_t)e * 4 * Q8_S_CHUNK);
 		s[r] = sum;
 	}
 }
