@@ -85,7 +85,7 @@ static void down_add(struct down_batch *b, float a, const uint8_t *row, float *y
 
 /* Neurons per group: their gate rows, then the up rows of those that fire,
  * go through the multi-row kernel together (quant.h: vec_dot_rows). */
-#define GROUP PF_DOT_MULTI_MAX
+#define GROUP PF_DOT_ROWS_MAX
 
 /* s[r] = dot(rows[r], x) for k rows in w's format. */
 static void dot_rows(const struct pf_weight *w, int n, int k, float *s, const uint8_t *const *rows,
@@ -109,8 +109,8 @@ static float activation(const struct neuron_job *j, float g, float u)
 
 /* For the chosen neurons of [begin, end), a group at a time: what their
  * activations still lack (the gates in predictor mode, then the ups of
- * those whose gate fires, four rows per kernel call: four streams of
- * weights in flight where one at a time left the memory bus idle; asking
+ * those whose gate fires, up to eight rows per kernel call: as many
+ * streams of weights in flight where one at a time left the bus idle; asking
  * for the next group's bundles ahead made it slower), then the down rows
  * of those that fire added into this thread's sum y, in the neurons'
  * order. Returns how many fired. */

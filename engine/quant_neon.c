@@ -261,9 +261,9 @@ DOT_Q8_S(q5_0, pf_block_q5_0, q5_0_block)
 static inline __attribute__((always_inline)) void q4_0_rows(int n, float *s, const uint8_t *const *w,
 	const uint8_t *px, int k)
 {
-	const struct pf_block_q4_0 *bw[PF_DOT_MULTI_MAX];
-	float32x4_t acc0[PF_DOT_MULTI_MAX], acc1[PF_DOT_MULTI_MAX];
-	PF_UNROLL(4)
+	const struct pf_block_q4_0 *bw[PF_DOT_ROWS_MAX];
+	float32x4_t acc0[PF_DOT_ROWS_MAX], acc1[PF_DOT_ROWS_MAX];
+	PF_UNROLL(8)
 	for (int r = 0; r < k; r++) {
 		bw[r] = (const struct pf_block_q4_0 *)(const void *)w[r];
 		acc0[r] = acc1[r] = vdupq_n_f32(0.0f);
@@ -271,7 +271,7 @@ static inline __attribute__((always_inline)) void q4_0_rows(int n, float *s, con
 	int nb = n / QK, b = 0;
 	for (; b + 1 < nb; b += 2) {
 		const uint8_t *pb = px + (size_t)b * 4 * Q8_S_CHUNK;
-		PF_UNROLL(4)
+		PF_UNROLL(8)
 		for (int r = 0; r < k; r++) {
 			acc0[r] = scaled(acc0[r], q4_0_block(bw[r] + b, pb, 2 * Q8_S_CHUNK),
 				ld_f16(bw[r][b].d) * pf_rd_f32(pb));
@@ -281,11 +281,11 @@ static inline __attribute__((always_inline)) void q4_0_rows(int n, float *s, con
 	}
 	if (b < nb) {
 		const uint8_t *pb = px + (size_t)b * 4 * Q8_S_CHUNK;
-		PF_UNROLL(4)
+		PF_UNROLL(8)
 		for (int r = 0; r < k; r++)
 			acc0[r] = scaled(acc0[r], q4_0_block(bw[r] + b, pb, Q8_S_CHUNK), ld_f16(bw[r][b].d) * pf_rd_f32(pb));
 	}
-	PF_UNROLL(4)
+	PF_UNROLL(8)
 	for (int r = 0; r < k; r++)
 		s[r] = vaddvq_f32(vaddq_f32(acc0[r], acc1[r]));
 }
@@ -293,6 +293,10 @@ static inline __attribute__((always_inline)) void q4_0_rows(int n, float *s, con
 void pf_q4_0_dot_rows_neon(int n, int k, float *s, const uint8_t *const *w, const void *x)
 {
 	switch (k) {
+	case 8: q4_0_rows(n, s, w, x, 8); break;
+	case 7: q4_0_rows(n, s, w, x, 7); break;
+	case 6: q4_0_rows(n, s, w, x, 6); break;
+	case 5: q4_0_rows(n, s, w, x, 5); break;
 	case 4: q4_0_rows(n, s, w, x, 4); break;
 	case 3: q4_0_rows(n, s, w, x, 3); break;
 	case 2: q4_0_rows(n, s, w, x, 2); break;

@@ -267,16 +267,16 @@ TARGET void pf_q4_0_dot_avx2(int n, float *s, const void *w, const void *x)
 TARGET static inline __attribute__((always_inline)) void q4_0_rows(int n, float *s, const uint8_t *const *w,
 	const uint8_t *px, int k)
 {
-	const struct pf_block_q4_0 *bw[PF_DOT_MULTI_MAX];
-	__m256 acc0[PF_DOT_MULTI_MAX], acc1[PF_DOT_MULTI_MAX];
-	PF_UNROLL(4)
+	const struct pf_block_q4_0 *bw[PF_DOT_ROWS_MAX];
+	__m256 acc0[PF_DOT_ROWS_MAX], acc1[PF_DOT_ROWS_MAX];
+	PF_UNROLL(8)
 	for (int r = 0; r < k; r++) {
 		bw[r] = (const struct pf_block_q4_0 *)(const void *)w[r];
 		acc0[r] = acc1[r] = _mm256_setzero_ps();
 	}
 	int nb = n / QK, b = 0;
 	for (; b + 3 < nb; b += 4) {
-		PF_UNROLL(4)
+		PF_UNROLL(8)
 		for (int r = 0; r < k; r++) {
 			prefetch_ahead(bw[r] + b, 4 * (int)sizeof(*bw[r]));
 			acc0[r] = q4_0_pair(bw[r] + b, px + (size_t)b * 4 * Q8_S_CHUNK, acc0[r]);
@@ -284,7 +284,7 @@ TARGET static inline __attribute__((always_inline)) void q4_0_rows(int n, float 
 		}
 	}
 	bool pair = b + 1 < nb;
-	PF_UNROLL(4)
+	PF_UNROLL(8)
 	for (int r = 0; r < k; r++) {
 		int e = b;
 		if (pair) {
@@ -301,6 +301,10 @@ TARGET static inline __attribute__((always_inline)) void q4_0_rows(int n, float 
 TARGET void pf_q4_0_dot_rows_avx2(int n, int k, float *s, const uint8_t *const *w, const void *x)
 {
 	switch (k) {
+	case 8: q4_0_rows(n, s, w, x, 8); break;
+	case 7: q4_0_rows(n, s, w, x, 7); break;
+	case 6: q4_0_rows(n, s, w, x, 6); break;
+	case 5: q4_0_rows(n, s, w, x, 5); break;
 	case 4: q4_0_rows(n, s, w, x, 4); break;
 	case 3: q4_0_rows(n, s, w, x, 3); break;
 	case 2: q4_0_rows(n, s, w, x, 2); break;

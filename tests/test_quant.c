@@ -393,21 +393,21 @@ static void check_dot_rows(enum pf_dtype type, pf_vec_dot_rows_fn rows_fn, pf_ve
 		int n = nbs[ni] * block;
 		size_t wb = row_bytes(type, n);
 		float *f = malloc((size_t)(n > 256 ? n : 256) * sizeof(float));
-		uint8_t *xq = malloc(row_bytes(ops->vec_dot_type, n)), *wq[PF_DOT_MULTI_MAX];
+		uint8_t *xq = malloc(row_bytes(ops->vec_dot_type, n)), *wq[PF_DOT_ROWS_MAX];
 		assert_true(f && xq);
 		fill_row(f, n, (int)ni % ROW_KINDS, rng);
 		xops->from_float(f, xq, n);
-		const uint8_t *w[PF_DOT_MULTI_MAX];
-		for (int r = 0; r < PF_DOT_MULTI_MAX; r++) {
+		const uint8_t *w[PF_DOT_ROWS_MAX];
+		for (int r = 0; r < PF_DOT_ROWS_MAX; r++) {
 			for (int i = 0; i < n; i++)
 				f[i] = gauss(rng);
 			assert_non_null(wq[r] = malloc(wb + 1 + (size_t)r));
 			ops->from_float(f, wq[r] + 1 + r, n);
 			w[r] = wq[r] + 1 + r;
 		}
-		for (int k = 1; k <= PF_DOT_MULTI_MAX; k++) {
-			float out[PF_DOT_MULTI_MAX + 1];
-			for (int r = 0; r <= PF_DOT_MULTI_MAX; r++)
+		for (int k = 1; k <= PF_DOT_ROWS_MAX; k++) {
+			float out[PF_DOT_ROWS_MAX + 1];
+			for (int r = 0; r <= PF_DOT_ROWS_MAX; r++)
 				out[r] = -1234.5f;
 			rows_fn(n, k, out, w, xq);
 			for (int r = 0; r < k; r++) {
@@ -417,10 +417,10 @@ static void check_dot_rows(enum pf_dtype type, pf_vec_dot_rows_fn rows_fn, pf_ve
 					fail_msg("%s n=%d k=%d row %d: rows %a, vec_dot %a", pf_dtype_info(type)->name, n,
 						 k, r, out[r], want);
 			}
-			for (int r = k; r <= PF_DOT_MULTI_MAX; r++)
+			for (int r = k; r <= PF_DOT_ROWS_MAX; r++)
 				assert_true(out[r] == -1234.5f);
 		}
-		for (int r = 0; r < PF_DOT_MULTI_MAX; r++)
+		for (int r = 0; r < PF_DOT_ROWS_MAX; r++)
 			free(wq[r]);
 		free(f);
 		free(xq);
