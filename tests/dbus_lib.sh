@@ -1,9 +1,11 @@
 # shellcheck shell=sh disable=SC2034,SC2154
-# What tests/test_dbus.sh and tests/test_client_dbus.sh share: a temporary
-# directory, a private dbus-daemon (an open policy, or the shipped one),
-# pinferd's models, and helpers. Sourced, not a test (make check runs
-# tests/test_*.sh only). The sourcing test sets $me, its name for
-# messages, and may define cleanup_test, which the exit trap runs first.
+# What the tests that run pinferd beside a bus share (test_dbus.sh,
+# test_client_dbus.sh, test_daemon_offload.sh, test_load.sh,
+# test_security.sh): a temporary directory, a private dbus-daemon (an open
+# policy, or the shipped one), pinferd's models, and helpers. Sourced, not
+# a test (make check runs tests/test_*.sh only). The sourcing test sets
+# $me, its name for messages, and may define cleanup_test, which the exit
+# trap runs first.
 # (Hence SC2034 and SC2154 off: variables pass both ways.)
 set -u
 : "${SHARED:?SHARED must name the shared data directory}"
@@ -27,6 +29,14 @@ cleanup_test() { :; }
 stop_daemon() {
 	[ -z "$daemon" ] || { kill -TERM "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; }
 	daemon=
+}
+# SIGTERM must end pinferd cleanly (with SANITIZE=1: without leaks).
+stop_daemon_checked() {
+	kill -TERM "$daemon"
+	wait "$daemon"
+	status=$?
+	daemon=
+	[ "$status" -eq 0 ] || fail "pinferd exited with status $status on SIGTERM"
 }
 stop_bus() {
 	[ -z "$bus" ] || { kill "$bus" 2>/dev/null; wait "$bus" 2>/dev/null; }

@@ -53,14 +53,6 @@ start_pinferd() {  # VAR=VALUE...: pinferd with these in its environment
 	wait_for "pinferd to listen" "$pinfer" --socket "$tmp/sock" ping
 }
 alive() { kill -0 "$daemon" 2>/dev/null || fail "pinferd is gone"; }
-# SIGTERM ends pinferd cleanly (with SANITIZE=1: without leaks).
-stop_checked() {
-	kill -TERM "$daemon"
-	wait "$daemon"
-	status=$?
-	daemon=
-	[ "$status" -eq 0 ] || fail "pinferd exited with status $status on SIGTERM"
-}
 gen() {  # model out: greedy ids into out, the client's stderr into out.err
 	case $1 in packed) n=32 ;; *) n=200 ;; esac
 	"$pinfer" --socket "$tmp/sock" run "$1" "$prompt" -n "$n" --temp 0 --ids >"$2" 2>"$2.err"
@@ -129,7 +121,7 @@ grep -q "model packed loaded .*memory budget min, reads by pread" "$tmp/pinferd.
 fault_case eio "read of" "Input/output error"
 fault_case short_read "short read"
 fault_case damaged_cluster "layer 2 cluster" "checksum" "the file is damaged"
-stop_checked
+stop_daemon_checked
 
 # (2) io_uring: the damaged cluster again.
 start_pinferd
@@ -187,5 +179,5 @@ grep -q "memory pressure .*: 1 memory budget shrinking" "$tmp/pinferd.log" || fa
 "$pinfer" --bus none --socket "$tmp/sock" --json ps >"$tmp/ps.json" || fail "pinfer ps"
 grep -q '"stories260K"' "$tmp/ps.json" || fail "stories260K was evicted while a budget could shrink"
 same packed "under pressure"
-stop_checked
+stop_daemon_checked
 echo "$me: ok"

@@ -18,15 +18,6 @@ cleanup_test() {
 	[ -z "$wedged" ] || kill "$wedged" 2>/dev/null
 }
 dbus_setup dbus-send dbus-monitor gdbus
-# SIGTERM must end pinferd cleanly (with SANITIZE=1: without leaks).
-stop_daemon_checked() {
-	kill -TERM "$daemon"
-	wait "$daemon"
-	status=$?
-	daemon=
-	[ "$status" -eq 0 ] || fail "pinferd exited with status $status on SIGTERM"
-}
-
 make_models
 head -c 4096 /dev/urandom >"$tmp/models/garbage.gguf"
 # A ReLU model runs sparse (gate mode) by default.

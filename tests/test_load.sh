@@ -38,9 +38,5 @@ wait_for "the socket" test -S "$tmp/sock"
 status=$?
 cat "$tmp/load.out"
 [ "$status" -eq 0 ] || fail "pinfer-load exited with status $status (above)"
-kill -TERM "$daemon"
-wait "$daemon"
-status=$?
-daemon=
-[ "$status" -eq 0 ] || fail "pinferd exited with status $status on SIGTERM"
+stop_daemon_checked
 echo "$me: ok"

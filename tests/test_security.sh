@@ -57,9 +57,5 @@ loaded=$(bctl get-property "$name" "$mgr" "$iface" LoadedModels) || fail "readin
 [ "$loaded" = "ao 0" ] || fail "a refused name loaded a model: LoadedModels is $loaded"
 # The real name still loads.
 bctl call "$name" "$mgr" "$iface" LoadModel 'sa{sv}' stories260K 0 >/dev/null || fail "LoadModel(stories260K)"
-kill -TERM "$daemon"
-wait "$daemon"
-status=$?
-daemon=
-[ "$status" -eq 0 ] || fail "pinferd exited with status $status on SIGTERM"
+stop_daemon_checked
 echo "$me: ok"
