@@ -56,12 +56,13 @@ typedef void (*pf_vec_dot_rows_fn)(int n, int k, float *s, const uint8_t *const 
  * scaled by their activation, from a transposed down matrix. */
 typedef void (*pf_axpy_fn)(int n, float a, const void *w, float *y);
 /* y[0..n) += a[0] * w[0] + ... + a[k-1] * w[k-1], 1 <= k <= PF_AXPY_MULTI_MAX
- * rows added in that order, each as axpy adds it (the same floats bit for
- * bit), but y is read and written once per block instead of once per row:
- * with y in L1 the single-row kernel spends as much on loading and storing
- * y as on unpacking the weights. */
+ * rows, y read and written once per block instead of once per row: with y
+ * in L1 the single-row kernel spends as much on loading and storing y as on
+ * unpacking the weights. The sums are k axpy calls' within rounding (bit
+ * for bit where a kernel adds each row as axpy does; AVX2 Q4_0 adds the
+ * rows' offsets once per block). */
 typedef void (*pf_axpy_multi_fn)(int n, int k, const float *a, const uint8_t *const *w, float *y);
-#define PF_AXPY_MULTI_MAX 4
+#define PF_AXPY_MULTI_MAX 8
 /* 4: with two accumulators per token (as vec_dot has) that fills the
  * AVX2 registers; 6 and 8 tokens ran slower on Zen 2. */
 #define PF_DOT_MULTI_MAX 4
