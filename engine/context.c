@@ -83,9 +83,10 @@ uint64_t pinfer_ctx_estimate_bytes(const struct pinfer_model *m, const struct pi
 	const struct pinfer_model_info *hp = &m->info;
 	uint64_t B = (uint64_t)p.n_batch;
 	uint64_t q_dim = (uint64_t)hp->n_head * hp->head_dim;
-	uint64_t kv = (uint64_t)hp->n_layer * (uint64_t)p.n_ctx * hp->n_head_kv * hp->head_dim;
+	uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim;
+	uint64_t kv = (uint64_t)hp->n_layer * (uint64_t)p.n_ctx * kv_dim;
 	const uint64_t floats[] = {
-		kv, kv, B * hp->n_embd, B * hp->n_embd, B * q_dim, B * q_dim, B * hp->n_ff, B * hp->n_ff,
+		kv, kv, B * kv_dim, B * kv_dim, B * hp->n_embd, B * hp->n_embd, B * q_dim, B * q_dim, B * hp->n_ff, B * hp->n_ff,
 		B * hp->rope_dim, (uint64_t)p.n_threads * PF_ATTN_QUERY_BLOCK * p.n_ctx,
 		(p.all_logits ? B : 1) * hp->n_vocab,
 		sparse(hp) ? hp->n_ff : 0,
@@ -139,6 +140,8 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 	}
 	c->k_cache = alloc_floats(c, kv, false);
 	c->v_cache = alloc_floats(c, kv, false);
+	c->k_new = alloc_floats(c, B * kv_dim, true);
+	c->v_new = alloc_floats(c, B * kv_dim, true);
 	c->x = alloc_floats(c, B * hp->n_embd, true);
 	c->xb = alloc_floats(c, B * hp->n_embd, true);
 	c->q = alloc_floats(c, B * q_dim, true);
@@ -167,8 +170,8 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 		sparse_ok = sparse_ok && c->pred_h && c->pred_s;
 	}
 	r = pf_matmul_scratch_init(&c->scratch, widest_row(hp), p.n_batch, p.n_threads);
-	if (r || !c->k_cache || !c->v_cache || !c->x || !c->xb || !c->q || !c->att || !c->hb ||
-	    !c->hb2 || !c->rope_cs || !c->scores || !c->logits || !sparse_ok) {
+	if (r || !c->k_cache || !c->v_cache || !c->k_new || !c->v_new || !c->x || !c->xb || !c->q ||
+	    !c->att || !c->hb || !c->hb2 || !c->rope_cs || !c->scores || !c->logits || !sparse_ok) {
 		uint64_t want = c->bytes;
 		pinfer_ctx_free(c);
 		return pf_errf(err, -ENOMEM,
@@ -197,6 +200,8 @@ void pinfer_ctx_free(struct pinfer_ctx *c)
 		pf_pool_free(c->pool);
 	free(c->k_cache);
 	free(c->v_cache);
+	free(c->k_new);
+	free(c->v_new);
 	free(c->x);
 	free(c->xb);
 	free(c->q);

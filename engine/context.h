@@ -19,8 +19,13 @@ struct pinfer_ctx {
 	int pos;         /* tokens in the KV cache */
 	int n_logits;    /* rows in logits from the last eval */
 
-	float *k_cache;  /* (n_layer, n_ctx, kv_dim) */
-	float *v_cache;  /* (n_layer, n_ctx, kv_dim) */
+	/* (n_layer, n_head_kv, n_ctx, head_dim): a head's keys (values) one
+	 * after another, so attention streams each head's through memory
+	 * instead of taking head_dim floats every kv_dim. */
+	float *k_cache;
+	float *v_cache;
+	float *k_new;    /* (n_batch, kv_dim) the batch's keys, before they go to the cache */
+	float *v_new;    /* (n_batch, kv_dim) and values */
 
 	/* Activations of up to n_batch tokens, row-major (token, feature). */
 	float *x;        /* (n_batch, n_embd) residual stream */

@@ -13,7 +13,7 @@
 
 struct attn_job {
 	struct pinfer_ctx *c;
-	const float *k, *v;  /* this layer's cache */
+	const float *k, *v;  /* this layer's cache: n_head_kv heads of n_ctx rows */
 	int T;
 };
 
@@ -26,40 +26,39 @@ static void attend_one(struct pinfer_ctx *c, int64_t h, const float *k, const fl
 	const struct pinfer_model_info *hp = &c->model->info;
 	const struct pf_quant_ops *f32 = pf_quant_ops(PF_F32);
 	int hd = hp->head_dim;
-	size_t kv_dim = (size_t)hp->n_head_kv * hd;
 	int n_keys = c->pos + 1;
 	float scale = 1.0f / sqrtf((float)hd);
 	const float *q = c->q + (size_t)h * hd;
 	for (int i = 0; i < n_keys; i++) {
-		f32->vec_dot(hd, &scores[i], k + (size_t)i * kv_dim, q);
+		f32->vec_dot(hd, &scores[i], k + (size_t)i * hd, q);
 		scores[i] *= scale;
 	}
 	pf_softmax(scores, n_keys);
 	float *out = c->att + (size_t)h * hd;
 	memset(out, 0, (size_t)hd * sizeof(float));
 	for (int i = 0; i < n_keys; i++)
-		f32->axpy(hd, scores[i], v + (size_t)i * kv_dim, out);
+		f32->axpy(hd, scores[i], v + (size_t)i * hd, out);
 }
 
 /* One head at a time, for every new token of the batch: scores = Q K^T
  * over the cached keys, causal softmax per query row, output = scores V.
  * Both products go to sgemm (queries in blocks, so the scores of a long
- * prompt stay within the per-thread buffer). Keys and values of a KV head
- * are rows kv_dim apart, shared by `group` query heads. */
+ * prompt stay within the per-thread buffer). A KV head's keys and values
+ * are consecutive rows of head_dim floats, shared by `group` query heads. */
 static void attend(void *arg, int64_t begin, int64_t end, int thread)
 {
 	const struct attn_job *j = arg;
 	struct pinfer_ctx *c = j->c;
 	const struct pinfer_model_info *hp = &c->model->info;
 	int hd = hp->head_dim;
-	int kv_dim = hp->n_head_kv * hd;
 	int q_dim = hp->n_head * hd;
 	int group = hp->n_head / hp->n_head_kv;
+	size_t head_kv = (size_t)c->n_ctx * hd;
 	float scale = 1.0f / sqrtf((float)hd);
 	float *scores = c->scores + (size_t)thread * PF_ATTN_QUERY_BLOCK * c->n_ctx;
 	for (int64_t h = begin; h < end; h++) {
-		const float *k = j->k + (size_t)(h / group) * hd;
-		const float *v = j->v + (size_t)(h / group) * hd;
+		const float *k = j->k + (size_t)(h / group) * head_kv;
+		const float *v = j->v + (size_t)(h / group) * head_kv;
 		if (j->T == 1) {
 			attend_one(c, h, k, v, scores);
 			continue;
@@ -68,17 +67,32 @@ static void attend(void *arg, int64_t begin, int64_t end, int thread)
 			int nq = j->T - t0 < PF_ATTN_QUERY_BLOCK ? j->T - t0 : PF_ATTN_QUERY_BLOCK;
 			int n_keys = c->pos + t0 + nq;  /* the last query's prefix */
 			const float *q = c->q + (size_t)t0 * q_dim + (size_t)h * hd;
-			pf_sgemm(true, nq, n_keys, hd, scale, q, q_dim, k, kv_dim, 0.0f, scores, n_keys);
+			pf_sgemm(true, nq, n_keys, hd, scale, q, q_dim, k, hd, 0.0f, scores, n_keys);
 			for (int i = 0; i < nq; i++) {
 				float *row = scores + (size_t)i * n_keys;
 				int visible = c->pos + t0 + i + 1;
 				pf_softmax(row, visible);
 				memset(row + visible, 0, (size_t)(n_keys - visible) * sizeof(float));
 			}
-			pf_sgemm(false, nq, hd, n_keys, 1.0f, scores, n_keys, v, kv_dim, 0.0f,
+			pf_sgemm(false, nq, hd, n_keys, 1.0f, scores, n_keys, v, hd, 0.0f,
 				 c->att + (size_t)t0 * q_dim + (size_t)h * hd, q_dim);
 		}
 	}
+}
+
+/* The batch's keys and values (token-major, as the matrix products write
+ * them) into the cache's rows of each head from position pos on. */
+static void cache_kv(struct pinfer_ctx *c, float *k_cache, float *v_cache, int T)
+{
+	const struct pinfer_model_info *hp = &c->model->info;
+	size_t hd = (size_t)hp->head_dim, head_kv = (size_t)c->n_ctx * hd;
+	for (int h = 0; h < hp->n_head_kv; h++)
+		for (int t = 0; t < T; t++) {
+			size_t from = ((size_t)t * (size_t)hp->n_head_kv + (size_t)h) * hd;
+			size_t to = (size_t)h * head_kv + (size_t)(c->pos + t) * hd;
+			memcpy(k_cache + to, c->k_new + from, hd * sizeof(float));
+			memcpy(v_cache + to, c->v_new + from, hd * sizeof(float));
+		}
 }
 
 static uint64_t now_ns(void)
@@ -124,23 +138,24 @@ int pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T, struct pf_err
 		float *v_cache = c->v_cache + l * layer_kv;
 
 		pf_ffn_prefetch(c, L, l, T);
-		/* attention: K and V of the new tokens go straight into the cache */
+		/* attention: the new tokens' K and V, rotated, then into the cache */
 		for (int t = 0; t < T; t++)
 			pf_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->attn_norm, dim,
 				   hp->rms_eps);
 		struct pf_matmul_out qkv[3] = {
 			{ .w = &L->wq, .y = c->q },
-			{ .w = &L->wk, .y = k_cache + (size_t)c->pos * kv_dim },
-			{ .w = &L->wv, .y = v_cache + (size_t)c->pos * kv_dim },
+			{ .w = &L->wk, .y = c->k_new },
+			{ .w = &L->wv, .y = c->v_new },
 		};
 		pf_matmul(c->pool, &c->scratch, qkv, 3, c->xb, T);
 		for (int t = 0; t < T; t++) {
 			const float *cs = c->rope_cs + (size_t)t * hp->rope_dim;
 			pf_rope(c->q + (size_t)t * hp->n_head * hp->head_dim, hp->n_head, hp->head_dim,
 				hp->rope_dim, cs, hp->rope);
-			pf_rope(k_cache + (size_t)(c->pos + t) * kv_dim, hp->n_head_kv, hp->head_dim,
-				hp->rope_dim, cs, hp->rope);
+			pf_rope(c->k_new + (size_t)t * kv_dim, hp->n_head_kv, hp->head_dim, hp->rope_dim, cs,
+				hp->rope);
 		}
+		cache_kv(c, k_cache, v_cache, T);
 		struct attn_job aj = { c, k_cache, v_cache, T };
 		pf_pool_run(c->pool, attend, &aj, hp->n_head, 1);
 		struct pf_matmul_out o = { .w = &L->wo, .y = c->xb };
