@@ -192,6 +192,20 @@ static const uint8_t *kernel_input(const struct pf_weight *w, const float *x, in
 	return buf;
 }
 
+/* The indices j < n with s[j] > thr into idx, ascending; returns how many.
+ * Written without a branch on the comparison: which neurons fire cannot
+ * be predicted element by element (a 7B layer's 11008 scores took 13-19
+ * us with the branch, 9.8 without, on Zen 2). */
+static int select_above(const float *s, int n, float thr, int32_t *idx)
+{
+	int k = 0;
+	for (int j = 0; j < n; j++) {
+		idx[k] = j;
+		k += s[j] > thr;
+	}
+	return k;
+}
+
 static int ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l, struct pf_err *err)
 {
 	const struct pinfer_model *m = c->model;
@@ -203,21 +217,18 @@ static int ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l, str
 	int n = 0;
 	if (hp->sparsity == PINFER_SPARSITY_PREDICTOR) {
 		pf_ffn_predict(c, L, 1);
-		for (int j = 0; j < n_ff; j++)
-			if (c->pred_s[j] > m->pred_threshold)
-				idx[n++] = j;
+		n = select_above(c->pred_s, n_ff, m->pred_threshold, idx);
 	} else {
 		struct pf_matmul_out g = { .w = &L->ffn_gate, .y = gate };
 		pf_matmul(c->pool, &c->scratch, &g, 1, c->xb, 1);
 		if (hp->sparsity == PINFER_SPARSITY_THRESHOLD) {
 			float thr = m->thresholds[l];
-			for (int j = 0; j < n_ff; j++)
-				if (fabsf(pf_silu(gate[j])) > thr)
-					idx[n++] = j;
+			for (int j = 0; j < n_ff; j++) {
+				idx[n] = j;
+				n += fabsf(pf_silu(gate[j])) > thr;
+			}
 		} else {
-			for (int j = 0; j < n_ff; j++)
-				if (gate[j] > 0.0f)
-					idx[n++] = j;
+			n = select_above(gate, n_ff, 0.0f, idx);
 		}
 	}
 	/* Under a budget, the neurons whose clusters are cached are computed
@@ -305,10 +316,7 @@ void pf_ffn_prefetch(struct pinfer_ctx *c, const struct pf_layer *L, int l, int 
 		return;
 	pf_rmsnorm(c->xb, c->x, L->ffn_norm, (int)hp->n_embd, hp->rms_eps);
 	pf_ffn_predict(c, L, 1);
-	int n = 0;
-	for (int j = 0; j < hp->n_ff; j++)
-		if (c->pred_s[j] > m->pred_threshold)
-			c->active[n++] = j;
+	int n = select_above(c->pred_s, hp->n_ff, m->pred_threshold, c->active);
 	pf_ffn_store_begin_step(s);
 	c->store_step = true;
 	pf_ffn_store_prefetch(s, l, c->active, n);
