@@ -86,30 +86,6 @@ int config_parse_duration(const char *s, int64_t *ms)
 	return 0;
 }
 
-int config_parse_size(const char *s, uint64_t *bytes)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || v < 0)
-		return -EINVAL;
-	double scale = 1;
-	if (*end) {
-		switch (*end) {
-		case 'k': case 'K': scale = 1024.0; break;
-		case 'm': case 'M': scale = 1048576.0; break;
-		case 'g': case 'G': scale = 1073741824.0; break;
-		default: return -EINVAL;
-		}
-		if (end[1] && strcasecmp(end + 1, "b") && strcasecmp(end + 1, "ib"))
-			return -EINVAL;
-	}
-	if (v * scale > 1.8e19)
-		return -ERANGE;
-	*bytes = (uint64_t)(v * scale);
-	return 0;
-}
-
 static int apply(struct config *c, const struct option_spec *o, const char *value)
 {
 	void *field = (char *)c + o->offset;
@@ -142,7 +118,7 @@ static int apply(struct config *c, const struct option_spec *o, const char *valu
 			*(uint64_t *)field = (uint64_t)ms;
 		return 0;
 	case K_SIZE:
-		if (config_parse_size(value, &bytes))
+		if (pinfer_size_parse(value, &bytes))
 			return -EINVAL;
 		if (o->offset == FIELD(max_frame)) {
 			if (bytes < 65536 || bytes > (256u << 20))

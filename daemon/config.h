@@ -57,7 +57,5 @@ const char *config_bus_name(enum config_bus b);
 /* "250ms", "30s", "5m", "2h", a bare number of seconds, or a negative
  * number (forever) into milliseconds. */
 int config_parse_duration(const char *s, int64_t *ms);
-/* "512M", "4G", "1024K" or bytes. */
-int config_parse_size(const char *s, uint64_t *bytes);
 
 #endif

@@ -6,6 +6,7 @@
 #include "bundle_file.h"
 #include "sparse.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,36 +33,63 @@ void pinfer_model_params_default(struct pinfer_model_params *p)
 	memset(p, 0, sizeof(*p));
 }
 
+int pinfer_size_parse(const char *s, uint64_t *bytes)
+{
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	uint64_t whole = 0;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		uint64_t d = (uint64_t)(*s - '0');
+		if (whole > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		whole = whole * 10 + d;
+	}
+	double frac = 0.0;
+	if (*s == '.') {
+		if (s[1] < '0' || s[1] > '9')
+			return -EINVAL;
+		double place = 0.1;
+		for (s++; *s >= '0' && *s <= '9'; s++, place /= 10.0)
+			frac += (*s - '0') * place;
+	}
+	int shift = 0;
+	const char *units = "KMGT", *u = *s ? strchr(units, toupper((unsigned char)*s)) : NULL;
+	if (u) {
+		shift = 10 * (int)(u - units + 1);
+		s++;
+		if (*s && strcasecmp(s, "b") && strcasecmp(s, "ib"))
+			return -EINVAL;
+	} else if (*s && strcasecmp(s, "b")) {
+		return -EINVAL;
+	}
+	if (whole > (UINT64_MAX >> shift))
+		return -ERANGE;
+	uint64_t b = whole << shift, f = (uint64_t)(frac * (double)(1ull << shift));
+	if (b > UINT64_MAX - f)
+		return -ERANGE;
+	*bytes = b + f;
+	return 0;
+}
+
 int pinfer_memory_budget_parse(const char *s, struct pinfer_model_params *p)
 {
 	uint64_t bytes = 0;
 	int percent = 0;
+	size_t len = strlen(s);
 	if (!strcmp(s, "min")) {
 		percent = PINFER_FFN_CACHE_MIN;
-	} else if (strcmp(s, "none")) {
-		char *end;
-		if (*s < '0' || *s > '9')
-			return -EINVAL;
-		errno = 0;
-		unsigned long long v = strtoull(s, &end, 10);
-		if (errno)
-			return -EINVAL;
-		if (!strcmp(end, "%ffn")) {
-			if (v < 1 || v > 100)
+	} else if (len > 4 && !strcmp(s + len - 4, "%ffn")) {
+		int v = 0;
+		for (size_t i = 0; i < len - 4; i++) {
+			if (s[i] < '0' || s[i] > '9' || v > 100)
 				return -EINVAL;
-			percent = (int)v;
-		} else {
-			int shift = 0;
-			if (*end) {
-				const char *units = "KMGT", *u = strchr(units, *end >= 'a' ? *end - 32 : *end);
-				if (!u || !*u || end[1])
-					return -EINVAL;
-				shift = 10 * (int)(u - units + 1);
-			}
-			if (v > (UINT64_MAX >> shift))
-				return -EINVAL;
-			bytes = (uint64_t)v << shift;
+			v = v * 10 + (s[i] - '0');
 		}
+		if (v < 1 || v > 100)
+			return -EINVAL;
+		percent = v;
+	} else if (strcmp(s, "none") && pinfer_size_parse(s, &bytes)) {
+		return -EINVAL;
 	}
 	p->memory_budget = bytes;
 	p->ffn_cache_percent = percent;

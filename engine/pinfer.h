@@ -123,10 +123,15 @@ PINFER_API const char *pinfer_sparsity_name(enum pinfer_sparsity s);
 PINFER_API int pinfer_sparsity_parse(const char *name, enum pinfer_sparsity *out);
 /* The threshold-mode threshold of a layer (0 in other modes). */
 PINFER_API float pinfer_model_threshold(const struct pinfer_model *m, int layer);
-/* A memory budget as the tools and pinferd take it: "2G", "1500M" or
- * bytes (K, M, G, T: powers of 1024), "N%ffn" (1-100), "min", or "0" /
- * "none" (everything in memory), into p->memory_budget and
- * p->ffn_cache_percent. -EINVAL, p untouched, for anything else. */
+/* A size as the tools and pinferd take it: a number of bytes, decimals
+ * allowed, optionally followed by K, M, G or T (powers of 1024, either
+ * case) and then B or iB, or by B alone: "512M", "1.5G", "2GiB", "4096".
+ * -EINVAL (*bytes untouched) for anything else, -ERANGE past 2^64 - 1. */
+PINFER_API int pinfer_size_parse(const char *s, uint64_t *bytes);
+/* A memory budget as the tools and pinferd take it: a size
+ * (pinfer_size_parse), "N%ffn" (1-100), "min", or "0" / "none"
+ * (everything in memory), into p->memory_budget and p->ffn_cache_percent.
+ * -EINVAL, p untouched, for anything else. */
 PINFER_API int pinfer_memory_budget_parse(const char *s, struct pinfer_model_params *p);
 /* Whether the file at path is a bundle file (`pinfer-model pack`), the
  * kind a memory budget applies to; false for any other file or error. */

@@ -2,12 +2,14 @@
  * clear errors for bad settings. */
 #include "testutil.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "pinfer.h"
 
 static char path[] = "/tmp/pinfer-test-config-XXXXXX";
 
@@ -109,12 +111,44 @@ static void test_units(void **state)
 	assert_int_equal(config_parse_duration("-1", &ms), 0);
 	assert_int_equal(ms, -1);
 	assert_true(config_parse_duration("5 weeks", &ms) < 0);
-	assert_int_equal(config_parse_size("512M", &bytes), 0);
+	assert_int_equal(pinfer_size_parse("512M", &bytes), 0);
 	assert_int_equal(bytes, 512ull << 20);
-	assert_int_equal(config_parse_size("1.5GiB", &bytes), 0);
+	assert_int_equal(pinfer_size_parse("1.5GiB", &bytes), 0);
 	assert_int_equal(bytes, 3ull << 29);
-	assert_true(config_parse_size("-3K", &bytes) < 0);
-	assert_true(config_parse_size("12Q", &bytes) < 0);
+	assert_int_equal(pinfer_size_parse("4096", &bytes), 0);
+	assert_int_equal(bytes, 4096);
+	assert_int_equal(pinfer_size_parse("2kb", &bytes), 0);
+	assert_int_equal(bytes, 2048);
+	assert_int_equal(pinfer_size_parse("16T", &bytes), 0);
+	assert_int_equal(bytes, 16ull << 40);
+	assert_int_equal(pinfer_size_parse("100B", &bytes), 0);
+	assert_int_equal(bytes, 100);
+	assert_int_equal(pinfer_size_parse("18446744073709551615", &bytes), 0);
+	assert_int_equal(bytes, UINT64_MAX);
+	assert_int_equal(pinfer_size_parse("18446744073709551616", &bytes), -ERANGE);
+	assert_int_equal(pinfer_size_parse("16777216T", &bytes), -ERANGE);
+	const char *bad[] = { "", "-3K", "12Q", "nan", "inf", "0x10", " 5", "5 M", ".5G", "1.G", "1e3",
+			      "5MB!", "5Mi", "5%" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		bytes = 7;
+		if (pinfer_size_parse(bad[i], &bytes) != -EINVAL || bytes != 7)
+			fail_msg("size \"%s\" accepted", bad[i]);
+	}
+	/* a memory budget takes the same sizes */
+	struct pinfer_model_params p;
+	pinfer_model_params_default(&p);
+	assert_int_equal(pinfer_memory_budget_parse("1.5GiB", &p), 0);
+	assert_int_equal(p.memory_budget, 3ull << 29);
+	assert_int_equal(p.ffn_cache_percent, 0);
+	assert_int_equal(pinfer_memory_budget_parse("40%ffn", &p), 0);
+	assert_int_equal(p.memory_budget, 0);
+	assert_int_equal(p.ffn_cache_percent, 40);
+	assert_int_equal(pinfer_memory_budget_parse("none", &p), 0);
+	assert_int_equal(p.ffn_cache_percent, 0);
+	const char *bad_budget[] = { "0%ffn", "101%ffn", "%ffn", "1000%ffn", "-5%ffn", "5.5%ffn", "12Q" };
+	for (size_t i = 0; i < sizeof(bad_budget) / sizeof(bad_budget[0]); i++)
+		if (pinfer_memory_budget_parse(bad_budget[i], &p) != -EINVAL)
+			fail_msg("budget \"%s\" accepted", bad_budget[i]);
 }
 
 int main(void)
