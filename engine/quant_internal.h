@@ -192,6 +192,25 @@ static inline void pf_k4_scales(const uint8_t *scales, uint8_t sc[8], uint8_t m[
 #define PF_PRAGMA(x) _Pragma(#x)
 #define PF_UNROLL(n) PF_PRAGMA(GCC unroll n)
 
+/* A vec_dot_rows kernel's body: k rows (2..PF_DOT_ROWS_MAX) to
+ * rows(n, s, w, x, K) with K a constant, so that its loops over the rows
+ * unroll and each row's accumulators stay in registers; one row to the
+ * single-row kernel one(n, s, w[0], x). */
+#define PF_DOT_ROWS_SWITCH(rows, one, n, k, s, w, x) \
+	do { \
+		switch (k) { \
+		case 8: rows(n, s, w, x, 8); break; \
+		case 7: rows(n, s, w, x, 7); break; \
+		case 6: rows(n, s, w, x, 6); break; \
+		case 5: rows(n, s, w, x, 5); break; \
+		case 4: rows(n, s, w, x, 4); break; \
+		case 3: rows(n, s, w, x, 3); break; \
+		case 2: rows(n, s, w, x, 2); break; \
+		default: one(n, s, w[0], x); break; \
+		} \
+	} while (0)
+_Static_assert(PF_DOT_ROWS_MAX == 8, "PF_DOT_ROWS_SWITCH has a case for each row count");
+
 /* Scalar reference: dequantizers, quantizers, dots (quant_ref.c for the
  * float and 32-element formats, quant_ref_k.c for the K formats). */
 #define PF_REF_DECLS(t) \

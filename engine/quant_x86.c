@@ -300,16 +300,7 @@ TARGET static inline __attribute__((always_inline)) void q4_0_rows(int n, float 
 
 TARGET void pf_q4_0_dot_rows_avx2(int n, int k, float *s, const uint8_t *const *w, const void *x)
 {
-	switch (k) {
-	case 8: q4_0_rows(n, s, w, x, 8); break;
-	case 7: q4_0_rows(n, s, w, x, 7); break;
-	case 6: q4_0_rows(n, s, w, x, 6); break;
-	case 5: q4_0_rows(n, s, w, x, 5); break;
-	case 4: q4_0_rows(n, s, w, x, 4); break;
-	case 3: q4_0_rows(n, s, w, x, 3); break;
-	case 2: q4_0_rows(n, s, w, x, 2); break;
-	default: pf_q4_0_dot_avx2(n, s, w[0], x); break;
-	}
+	PF_DOT_ROWS_SWITCH(q4_0_rows, pf_q4_0_dot_avx2, n, k, s, w, x);
 }
 
 /* Q4_0 x Q8_S for nx tokens at once (nx a constant after inlining): each
