@@ -11,7 +11,7 @@
 #include "frame.h"
 #include "models.h"
 
-enum kind { K_PATH, K_INT, K_DURATION, K_SIZE, K_LOGLEVEL, K_BUS, K_SPARSITY, K_OFFLOAD };
+enum kind { K_PATH, K_INT, K_DURATION, K_SIZE, K_LOGLEVEL, K_BUS, K_SPARSITY, K_OFFLOAD, K_KV_TYPE };
 
 struct option_spec {
 	const char *name;
@@ -34,6 +34,8 @@ static const struct option_spec specs[] = {
 	{ "slots", K_INT, FIELD(slots), 1, 256, "concurrent generations per model (default 4)" },
 	{ "queue", K_INT, FIELD(queue), 0, 1 << 20, "requests waiting per model beyond the slots (default 16)" },
 	{ "ctx-size", K_INT, FIELD(ctx_size), 0, 1 << 20, "context per slot (default: the model's, at most 4096)" },
+	{ "kv-type", K_KV_TYPE, FIELD(kv_type), 0, 0,
+	  "what KV caches keep keys and values in: f32 (default) or f16 (half the memory)" },
 	{ "batch", K_INT, FIELD(batch), 1, 4096, "prompt tokens evaluated per step (default 128)" },
 	{ "threads", K_INT, FIELD(threads), 0, 1024, "compute threads per model (default: online CPUs)" },
 	{ "max-connections", K_INT, FIELD(max_connections), 1, 1 << 20, "default 64" },
@@ -134,6 +136,8 @@ static int apply(struct config *c, const struct option_spec *o, const char *valu
 		return log_level_parse(value, field);
 	case K_SPARSITY:
 		return pinfer_sparsity_parse(value, field);
+	case K_KV_TYPE:
+		return pinfer_kv_type_parse(value, field);
 	case K_OFFLOAD: {
 		struct models_budget b;
 		if (strlen(value) >= sizeof(c->offload_budget) || !models_parse_budget(value, &b))

@@ -30,6 +30,7 @@ struct config {
 	int slots;                    /* per model */
 	int queue;                    /* waiting requests per model beyond the slots */
 	int ctx_size;                 /* per slot; 0: the model's, capped at 4096 */
+	enum pinfer_kv_type kv_type;  /* what the slots' KV caches keep */
 	int batch;                    /* prompt tokens per step */
 	int threads;                  /* compute threads per model; 0: online CPUs */
 	int max_connections;

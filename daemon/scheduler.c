@@ -142,6 +142,7 @@ static void ctx_params(const struct sched_config *c, struct pinfer_threads *thre
 {
 	pinfer_ctx_params_default(cp);
 	cp->n_ctx = c->n_ctx;
+	cp->kv_type = c->kv_type;
 	cp->n_batch = c->n_batch;
 	cp->n_threads = c->n_threads;
 	cp->threads = threads;

@@ -16,6 +16,7 @@ struct sched_config {
 	int n_slots;
 	int queue_max;   /* requests waiting beyond the slots */
 	int n_ctx;       /* per slot; 0: the engine's default */
+	enum pinfer_kv_type kv_type;
 	int n_batch;     /* prompt chunk per step; 0: the engine's default */
 	int n_threads;   /* compute threads; 0: online CPUs */
 };

@@ -108,7 +108,7 @@ int server_init(struct server *s, const struct config *cfg, struct loop *l, stru
 		.max_loaded = cfg->max_loaded,
 		.sparsity = cfg->sparsity,
 		.sched = { .n_slots = cfg->slots, .queue_max = cfg->queue, .n_ctx = cfg->ctx_size,
-			   .n_batch = cfg->batch, .n_threads = cfg->threads },
+			   .kv_type = cfg->kv_type, .n_batch = cfg->batch, .n_threads = cfg->threads },
 	};
 	if (cfg->offload_budget[0])
 		models_parse_budget(cfg->offload_budget, &mc.offload_budget);  /* checked by config_load */

@@ -30,7 +30,8 @@ static float *alloc_floats(struct pinfer_ctx *c, uint64_t n, bool clear)
 static bool resolve(const struct pinfer_model *m, struct pinfer_ctx_params *p)
 {
 	const struct pinfer_model_info *hp = &m->info;
-	if (p->n_ctx < 0 || p->n_batch < 0 || p->n_threads < 0)
+	if (p->n_ctx < 0 || p->n_batch < 0 || p->n_threads < 0 ||
+	    (p->kv_type != PINFER_KV_F32 && p->kv_type != PINFER_KV_F16))
 		return false;
 	if (p->n_ctx == 0)
 		p->n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
@@ -43,6 +44,38 @@ static bool resolve(const struct pinfer_model *m, struct pinfer_ctx_params *p)
 	else if (p->n_threads == 0)
 		p->n_threads = pf_cpu_count();
 	return true;
+}
+
+static const char *const kv_type_names[] = {
+	[PINFER_KV_F32] = "f32",
+	[PINFER_KV_F16] = "f16",
+};
+
+const char *pinfer_kv_type_name(enum pinfer_kv_type t)
+{
+	return (unsigned)t < sizeof(kv_type_names) / sizeof(kv_type_names[0]) ? kv_type_names[t] : "?";
+}
+
+int pinfer_kv_type_parse(const char *name, enum pinfer_kv_type *out)
+{
+	for (size_t i = 0; i < sizeof(kv_type_names) / sizeof(kv_type_names[0]); i++)
+		if (!strcmp(name, kv_type_names[i])) {
+			*out = (enum pinfer_kv_type)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static size_t kv_elem(enum pinfer_kv_type t)
+{
+	return t == PINFER_KV_F16 ? 2 : sizeof(float);
+}
+
+/* Floats of the prefill's per-thread copy of a head's keys and values,
+ * which only an F16 cache needs. */
+static uint64_t kv_f32_floats(const struct pinfer_model_info *hp, const struct pinfer_ctx_params *p)
+{
+	return p->kv_type == PINFER_KV_F16 ? (uint64_t)p->n_threads * 2 * (uint64_t)p->n_ctx * hp->head_dim : 0;
 }
 
 static bool sparse(const struct pinfer_model_info *hp)
@@ -85,8 +118,9 @@ uint64_t pinfer_ctx_estimate_bytes(const struct pinfer_model *m, const struct pi
 	uint64_t q_dim = (uint64_t)hp->n_head * hp->head_dim;
 	uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim;
 	uint64_t kv = (uint64_t)hp->n_layer * (uint64_t)p.n_ctx * kv_dim;
+	uint64_t kv_floats = (kv * kv_elem(p.kv_type) + sizeof(float) - 1) / sizeof(float);
 	const uint64_t floats[] = {
-		kv, kv, B * kv_dim, B * kv_dim, B * hp->n_embd, B * hp->n_embd, B * q_dim, B * q_dim, B * hp->n_ff, B * hp->n_ff,
+		kv_floats, kv_floats, kv_f32_floats(hp, &p), B * kv_dim, B * kv_dim, B * hp->n_embd, B * hp->n_embd, B * q_dim, B * q_dim, B * hp->n_ff, B * hp->n_ff,
 		B * hp->rope_dim, (uint64_t)p.n_threads * PF_ATTN_QUERY_BLOCK * p.n_ctx,
 		(p.all_logits ? B : 1) * hp->n_vocab,
 		sparse(hp) ? hp->n_ff : 0,
@@ -114,7 +148,7 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 	const struct pinfer_model_info *hp = &m->info;
 	*out = NULL;
 	if (!resolve(m, &p))
-		return pf_errf(err, -EINVAL, "context sizes must not be negative");
+		return pf_errf(err, -EINVAL, "context sizes must not be negative, the KV type f32 or f16");
 
 	struct pinfer_ctx *c = calloc(1, sizeof(*c));
 	if (!c)
@@ -123,6 +157,8 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 	c->n_ctx = p.n_ctx;
 	c->n_batch = p.n_batch;
 	c->all_logits = p.all_logits;
+	c->kv_type = p.kv_type;
+	c->kv_elem = kv_elem(p.kv_type);
 	uint64_t B = (uint64_t)p.n_batch;
 	uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim;
 	uint64_t q_dim = (uint64_t)hp->n_head * hp->head_dim;
@@ -138,8 +174,11 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 		}
 		c->owns_pool = true;
 	}
-	c->k_cache = alloc_floats(c, kv, false);
-	c->v_cache = alloc_floats(c, kv, false);
+	uint64_t kv_floats = (kv * c->kv_elem + sizeof(float) - 1) / sizeof(float);
+	c->k_cache = (uint8_t *)alloc_floats(c, kv_floats, false);
+	c->v_cache = (uint8_t *)alloc_floats(c, kv_floats, false);
+	uint64_t kv_f32 = kv_f32_floats(hp, &p);
+	c->kv_f32 = kv_f32 ? alloc_floats(c, kv_f32, false) : NULL;
 	c->k_new = alloc_floats(c, B * kv_dim, true);
 	c->v_new = alloc_floats(c, B * kv_dim, true);
 	c->x = alloc_floats(c, B * hp->n_embd, true);
@@ -170,13 +209,13 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 		sparse_ok = sparse_ok && c->pred_h && c->pred_s;
 	}
 	r = pf_matmul_scratch_init(&c->scratch, widest_row(hp), p.n_batch, p.n_threads);
-	if (r || !c->k_cache || !c->v_cache || !c->k_new || !c->v_new || !c->x || !c->xb || !c->q ||
+	if (r || !c->k_cache || !c->v_cache || (kv_f32 && !c->kv_f32) || !c->k_new || !c->v_new || !c->x || !c->xb || !c->q ||
 	    !c->att || !c->hb || !c->hb2 || !c->rope_cs || !c->scores || !c->logits || !sparse_ok) {
 		uint64_t want = c->bytes;
 		pinfer_ctx_free(c);
 		return pf_errf(err, -ENOMEM,
 			       "out of memory for a %d-token context (KV cache %llu MiB, %llu MiB allocated)",
-			       p.n_ctx, (unsigned long long)(2 * kv * 4 >> 20),
+			       p.n_ctx, (unsigned long long)(2 * kv * kv_elem(p.kv_type) >> 20),
 			       (unsigned long long)(want >> 20));
 	}
 	c->bytes += c->scratch.bytes;
@@ -200,6 +239,7 @@ void pinfer_ctx_free(struct pinfer_ctx *c)
 		pf_pool_free(c->pool);
 	free(c->k_cache);
 	free(c->v_cache);
+	free(c->kv_f32);
 	free(c->k_new);
 	free(c->v_new);
 	free(c->x);
@@ -259,7 +299,7 @@ uint64_t pinfer_ctx_bytes(const struct pinfer_ctx *c)
 uint64_t pinfer_ctx_kv_bytes(const struct pinfer_ctx *c)
 {
 	const struct pinfer_model_info *hp = &c->model->info;
-	return 2ull * hp->n_layer * (uint64_t)c->n_ctx * hp->n_head_kv * hp->head_dim * sizeof(float);
+	return 2ull * hp->n_layer * (uint64_t)c->n_ctx * hp->n_head_kv * hp->head_dim * c->kv_elem;
 }
 
 int pinfer_eval(struct pinfer_ctx *c, const int32_t *tokens, int n, struct pf_err *err)

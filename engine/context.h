@@ -22,8 +22,13 @@ struct pinfer_ctx {
 	/* (n_layer, n_head_kv, n_ctx, head_dim): a head's keys (values) one
 	 * after another, so attention streams each head's through memory
 	 * instead of taking head_dim floats every kv_dim. */
-	float *k_cache;
-	float *v_cache;
+	enum pinfer_kv_type kv_type;
+	size_t kv_elem;  /* bytes of a cached element */
+	uint8_t *k_cache;
+	uint8_t *v_cache;
+	/* F16 cache only: per thread, a head's keys then its values as floats,
+	 * (n_threads, 2, n_ctx, head_dim), for prefill's sgemm. */
+	float *kv_f32;
 	float *k_new;    /* (n_batch, kv_dim) the batch's keys, before they go to the cache */
 	float *v_new;    /* (n_batch, kv_dim) and values */
 

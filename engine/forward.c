@@ -13,31 +13,38 @@
 
 struct attn_job {
 	struct pinfer_ctx *c;
-	const float *k, *v;  /* this layer's cache: n_head_kv heads of n_ctx rows */
+	const uint8_t *k, *v;  /* this layer's cache: n_head_kv heads of n_ctx rows */
 	int T;
 };
+
+/* The kernels of the cache's element type; both take floats for x. */
+static const struct pf_quant_ops *kv_ops(const struct pinfer_ctx *c)
+{
+	return pf_quant_ops(c->kv_type == PINFER_KV_F16 ? PF_F16 : PF_F32);
+}
 
 /* Decode: one query, so the products are a dot per cached key and a sum
  * of value rows, done with the float kernels on this thread. sgemm would
  * add its call overhead per head and take the lock every sgemm call shares
  * (blas.h), which leaves one thread at a time in attention. */
-static void attend_one(struct pinfer_ctx *c, int64_t h, const float *k, const float *v, float *scores)
+static void attend_one(struct pinfer_ctx *c, int64_t h, const uint8_t *k, const uint8_t *v, float *scores)
 {
 	const struct pinfer_model_info *hp = &c->model->info;
-	const struct pf_quant_ops *f32 = pf_quant_ops(PF_F32);
+	const struct pf_quant_ops *ops = kv_ops(c);
 	int hd = hp->head_dim;
+	size_t row = (size_t)hd * c->kv_elem;
 	int n_keys = c->pos + 1;
 	float scale = 1.0f / sqrtf((float)hd);
 	const float *q = c->q + (size_t)h * hd;
 	for (int i = 0; i < n_keys; i++) {
-		f32->vec_dot(hd, &scores[i], k + (size_t)i * hd, q);
+		ops->vec_dot(hd, &scores[i], k + (size_t)i * row, q);
 		scores[i] *= scale;
 	}
 	pf_softmax(scores, n_keys);
 	float *out = c->att + (size_t)h * hd;
 	memset(out, 0, (size_t)hd * sizeof(float));
 	for (int i = 0; i < n_keys; i++)
-		f32->axpy(hd, scores[i], v + (size_t)i * hd, out);
+		ops->axpy(hd, scores[i], v + (size_t)i * row, out);
 }
 
 /* One head at a time, for every new token of the batch: scores = Q K^T
@@ -53,15 +60,27 @@ static void attend(void *arg, int64_t begin, int64_t end, int thread)
 	int hd = hp->head_dim;
 	int q_dim = hp->n_head * hd;
 	int group = hp->n_head / hp->n_head_kv;
-	size_t head_kv = (size_t)c->n_ctx * hd;
+	size_t head_kv = (size_t)c->n_ctx * hd * c->kv_elem;
 	float scale = 1.0f / sqrtf((float)hd);
 	float *scores = c->scores + (size_t)thread * PF_ATTN_QUERY_BLOCK * c->n_ctx;
 	for (int64_t h = begin; h < end; h++) {
-		const float *k = j->k + (size_t)(h / group) * head_kv;
-		const float *v = j->v + (size_t)(h / group) * head_kv;
+		const uint8_t *kh = j->k + (size_t)(h / group) * head_kv;
+		const uint8_t *vh = j->v + (size_t)(h / group) * head_kv;
 		if (j->T == 1) {
-			attend_one(c, h, k, v, scores);
+			attend_one(c, h, kh, vh, scores);
 			continue;
+		}
+		/* sgemm takes floats: an F16 cache's keys and values up to the
+		 * batch's last position, converted once per head */
+		const float *k = (const float *)(const void *)kh, *v = (const float *)(const void *)vh;
+		if (c->kv_type == PINFER_KV_F16) {
+			float *kf = c->kv_f32 + (size_t)thread * 2 * (size_t)c->n_ctx * hd;
+			float *vf = kf + (size_t)c->n_ctx * hd;
+			int64_t n = (int64_t)(c->pos + j->T) * hd;
+			kv_ops(c)->to_float_fast(kh, kf, n);
+			kv_ops(c)->to_float_fast(vh, vf, n);
+			k = kf;
+			v = vf;
 		}
 		for (int t0 = 0; t0 < j->T; t0 += PF_ATTN_QUERY_BLOCK) {
 			int nq = j->T - t0 < PF_ATTN_QUERY_BLOCK ? j->T - t0 : PF_ATTN_QUERY_BLOCK;
@@ -82,16 +101,17 @@ static void attend(void *arg, int64_t begin, int64_t end, int thread)
 
 /* The batch's keys and values (token-major, as the matrix products write
  * them) into the cache's rows of each head from position pos on. */
-static void cache_kv(struct pinfer_ctx *c, float *k_cache, float *v_cache, int T)
+static void cache_kv(struct pinfer_ctx *c, uint8_t *k_cache, uint8_t *v_cache, int T)
 {
 	const struct pinfer_model_info *hp = &c->model->info;
+	pf_from_float_fn store = kv_ops(c)->from_float;
 	size_t hd = (size_t)hp->head_dim, head_kv = (size_t)c->n_ctx * hd;
 	for (int h = 0; h < hp->n_head_kv; h++)
 		for (int t = 0; t < T; t++) {
 			size_t from = ((size_t)t * (size_t)hp->n_head_kv + (size_t)h) * hd;
-			size_t to = (size_t)h * head_kv + (size_t)(c->pos + t) * hd;
-			memcpy(k_cache + to, c->k_new + from, hd * sizeof(float));
-			memcpy(v_cache + to, c->v_new + from, hd * sizeof(float));
+			size_t to = ((size_t)h * head_kv + (size_t)(c->pos + t) * hd) * c->kv_elem;
+			store(c->k_new + from, k_cache + to, (int64_t)hd);
+			store(c->v_new + from, v_cache + to, (int64_t)hd);
 		}
 }
 
@@ -134,8 +154,8 @@ int pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T, struct pf_err
 
 	for (int l = 0; l < hp->n_layer; l++) {
 		const struct pf_layer *L = &m->layers[l];
-		float *k_cache = c->k_cache + l * layer_kv;
-		float *v_cache = c->v_cache + l * layer_kv;
+		uint8_t *k_cache = c->k_cache + l * layer_kv * c->kv_elem;
+		uint8_t *v_cache = c->v_cache + l * layer_kv * c->kv_elem;
 
 		pf_ffn_prefetch(c, L, l, T);
 		/* attention: the new tokens' K and V, rotated, then into the cache */

@@ -192,8 +192,19 @@ struct pinfer_threads;
 PINFER_API int pinfer_threads_new(struct pinfer_threads **out, int n_threads);
 PINFER_API void pinfer_threads_free(struct pinfer_threads *t);
 
+/* What the KV cache keeps keys and values in. */
+enum pinfer_kv_type {
+	PINFER_KV_F32 = 0,  /* floats: the reference */
+	PINFER_KV_F16,      /* half the memory, and half the bytes attention reads per token */
+};
+
+/* "f32", "f16"; parse returns -EINVAL for anything else. */
+PINFER_API const char *pinfer_kv_type_name(enum pinfer_kv_type t);
+PINFER_API int pinfer_kv_type_parse(const char *name, enum pinfer_kv_type *out);
+
 struct pinfer_ctx_params {
 	int n_ctx;        /* KV cache positions; 0: the model's training context, capped at 4096 */
+	enum pinfer_kv_type kv_type;
 	int n_batch;      /* most tokens one eval step processes at once; 0: 128 */
 	int n_threads;    /* 0: online CPUs; ignored with threads */
 	struct pinfer_threads *threads;  /* shared workers, or NULL for the context's own */

@@ -51,6 +51,7 @@ static void test_file_then_flags(void **state)
 				    "slots = 3\n"
 				    "keep-alive = 10m   # ten minutes\n"
 				    "memory-budget = 2G\n"
+				    "kv-type = f16\n"
 				    "socket = /tmp/from-file.sock\n"
 				    "\n"
 				    "log-level = debug\n"), 0);
@@ -61,6 +62,7 @@ static void test_file_then_flags(void **state)
 	assert_int_equal(c.slots, 5);  /* the flag wins */
 	assert_int_equal(c.keep_alive_ms, 600000);
 	assert_int_equal(c.memory_budget, 2ull << 30);
+	assert_int_equal(c.kv_type, PINFER_KV_F16);
 	assert_string_equal(c.socket_path, "/tmp/from-file.sock");
 	assert_int_equal(c.log_level, LOG_LEVEL_DEBUG);
 	assert_int_equal(c.queue, 16);  /* untouched default */
@@ -87,6 +89,10 @@ static void test_bad_settings(void **state)
 	const char *flag[] = { "pinferd", "--keep-alive", "5 minutes", NULL };
 	assert_true(load(&c, &err, 3, flag) < 0);
 	assert_non_null(strstr(err.msg, "--keep-alive"));
+
+	const char *kv[] = { "pinferd", "--kv-type", "q4_0", NULL };
+	assert_true(load(&c, &err, 3, kv) < 0);
+	assert_non_null(strstr(err.msg, "--kv-type"));
 
 	const char *missing[] = { "pinferd", "--config", "/nonexistent/pinferd.conf", NULL };
 	assert_true(load(&c, &err, 3, missing) < 0);

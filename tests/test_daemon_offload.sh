@@ -1,6 +1,7 @@
 #!/bin/sh
 # pinferd serving an offloaded model (a bundle file under its minimum
-# budget) beside stories260K in memory (docs/offload.md, "In the daemon").
+# budget) beside stories260K in memory (docs/offload.md, "In the daemon"),
+# both with F16 KV caches (--kv-type f16, the references too).
 #
 # Faults: a read error (EIO), a short read and a damaged cluster during a
 # generation on the packed model fail that request, and the message the
@@ -39,15 +40,17 @@ export ASAN_OPTIONS
 mkfifo "$tmp/pressure"
 export MEMORY_PRESSURE_WATCH="$tmp/pressure"
 
-# The references: the source model and stories260K run by pinfer-model.
+# The references: the source model and stories260K run by pinfer-model,
+# with the daemon's F16 KV caches.
 prompt="Once upon a time"
-"$BUILD/pinfer-model" run -m "$tmp/pred.gguf" -p "$prompt" --temp 0 --ids -n 32 >"$tmp/ref.packed" 2>"$tmp/err" &&
-	"$BUILD/pinfer-model" run -m "$tmp/models/stories260K.gguf" -p "$prompt" --temp 0 --ids -n 200 \
+"$BUILD/pinfer-model" run -m "$tmp/pred.gguf" -p "$prompt" --temp 0 --ids -n 32 --kv-type f16 \
+	>"$tmp/ref.packed" 2>"$tmp/err" &&
+	"$BUILD/pinfer-model" run -m "$tmp/models/stories260K.gguf" -p "$prompt" --temp 0 --ids -n 200 --kv-type f16 \
 		>"$tmp/ref.stories260K" 2>"$tmp/err" || { cat "$tmp/err" >&2; fail "the reference generations"; }
 
 start_pinferd() {  # VAR=VALUE...: pinferd with these in its environment
 	env "$@" "$pinferd" --config "$tmp/pinferd.conf" --socket "$tmp/sock" --models "$tmp/models" \
-		--bus session --offload-budget min --keep-alive -1 --slots 2 --ctx-size 256 --threads 2 \
+		--bus session --offload-budget min --keep-alive -1 --slots 2 --ctx-size 256 --kv-type f16 --threads 2 \
 		>>"$tmp/pinferd.log" 2>&1 &
 	daemon=$!
 	wait_for "pinferd to listen" "$pinfer" --socket "$tmp/sock" ping

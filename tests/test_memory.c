@@ -71,8 +71,10 @@ static void test_estimate_matches(void **state)
 	struct pinfer_model *m;
 	assert_int_equal(pinfer_model_open(&m, shared_path("models/stories260K/stories260K.gguf"), NULL,
 					   NULL), 0);
-	const struct { int n_ctx, n_batch, n_threads; bool all_logits; } cases[] = {
-		{ 0, 0, 0, false }, { 512, 1, 1, false }, { 256, 64, 2, true }, { 100, 7, 3, false },
+	const struct { int n_ctx, n_batch, n_threads; bool all_logits; enum pinfer_kv_type kv; } cases[] = {
+		{ 0, 0, 0, false, PINFER_KV_F32 }, { 512, 1, 1, false, PINFER_KV_F32 },
+		{ 256, 64, 2, true, PINFER_KV_F32 }, { 100, 7, 3, false, PINFER_KV_F32 },
+		{ 256, 64, 2, true, PINFER_KV_F16 }, { 101, 7, 3, false, PINFER_KV_F16 },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct pinfer_ctx_params p;
@@ -81,6 +83,7 @@ static void test_estimate_matches(void **state)
 		p.n_batch = cases[i].n_batch;
 		p.n_threads = cases[i].n_threads;
 		p.all_logits = cases[i].all_logits;
+		p.kv_type = cases[i].kv;
 		struct pinfer_ctx *c;
 		assert_int_equal(pinfer_ctx_new(&c, m, &p, NULL), 0);
 		assert_int_equal(pinfer_ctx_estimate_bytes(m, &p), pinfer_ctx_bytes(c));

@@ -32,6 +32,12 @@ int model_opts_parse(struct model_opts *o, int opt, const char *arg, const char 
 			break;
 		o->n_ctx = (int)v;
 		return 1;
+	case OPT_KV_TYPE:
+		if (pinfer_kv_type_parse(arg, &o->kv_type)) {
+			fprintf(stderr, "%s: --kv-type must be f32 or f16\n", cmd);
+			return -1;
+		}
+		return 1;
 	case OPT_MLOCK:
 		o->params.mlock = true;
 		return 1;
@@ -102,6 +108,7 @@ struct pinfer_ctx *model_opts_ctx(const struct model_opts *o, struct pinfer_mode
 	struct pinfer_ctx_params cp;
 	pinfer_ctx_params_default(&cp);
 	cp.n_ctx = o->n_ctx;
+	cp.kv_type = o->kv_type;
 	cp.n_threads = o->n_threads;
 	cp.n_batch = n_batch;
 	cp.all_logits = all_logits;

@@ -12,11 +12,13 @@ struct model_opts {
 	const char *model;
 	int n_threads;
 	int n_ctx;
+	enum pinfer_kv_type kv_type;
 	struct pinfer_model_params params;
 };
 
 /* getopt_long entries for model_opts; the codes are above any short option. */
-enum { OPT_MLOCK = 1000, OPT_ACT, OPT_ROPE, OPT_CTX, OPT_SPARSITY, OPT_CALIBRATION, OPT_MEMORY_BUDGET };
+enum { OPT_MLOCK = 1000, OPT_ACT, OPT_ROPE, OPT_CTX, OPT_SPARSITY, OPT_CALIBRATION, OPT_MEMORY_BUDGET,
+       OPT_KV_TYPE };
 #define MODEL_LONG_OPTS                                                   \
 	DENSE_MODEL_LONG_OPTS,                                            \
 	{ "sparsity", required_argument, NULL, OPT_SPARSITY },            \
@@ -28,12 +30,14 @@ enum { OPT_MLOCK = 1000, OPT_ACT, OPT_ROPE, OPT_CTX, OPT_SPARSITY, OPT_CALIBRATI
 	{ "model", required_argument, NULL, 'm' },                        \
 	{ "threads", required_argument, NULL, 't' },                      \
 	{ "ctx-size", required_argument, NULL, 'c' },                     \
+	{ "kv-type", required_argument, NULL, OPT_KV_TYPE },              \
 	{ "mlock", no_argument, NULL, OPT_MLOCK },                        \
 	{ "act", required_argument, NULL, OPT_ACT },                      \
 	{ "rope", required_argument, NULL, OPT_ROPE }
 /* Their help line, for every command's usage. */
 #define MODEL_OPTS_HELP                                                              \
-	"  -t, --threads N  -c, --ctx-size N  --mlock  --act silu|relu|drelu  --rope norm|neox\n" \
+	"  -t, --threads N  -c, --ctx-size N  --kv-type f32|f16  --mlock  --act silu|relu|drelu\n" \
+	"  --rope norm|neox\n" \
 	"  --sparsity auto|dense|gate|threshold|predictor  --calibration FILE (thresholds)\n" \
 	"  --memory-budget SIZE|N%%ffn|min  bundle files: bytes (K/M/G suffixes) for the model\n" \
 	"                   and its context; or a neuron cache of N%% of the FFN, or the smallest\n"
