@@ -71,4 +71,19 @@ void pf_q8_0_from_float_neon(const float *src, void *dst, int64_t n)
 	}
 }
 
+/* The conversion rounds to nearest even (the default FPCR) as the
+ * reference does, takes values past 65504 to infinity and keeps a NaN
+ * quiet with its payload's top bits. */
+void pf_f16_from_float_neon(const float *src, void *dst, int64_t n)
+{
+	uint8_t *p = dst;
+	int64_t i = 0;
+	for (; i + 4 <= n; i += 4)
+		vst1_u8(p + 2 * i, vreinterpret_u8_f16(vcvt_f16_f32(vld1q_f32(src + i))));
+	for (; i < n; i++) {
+		__fp16 h = (__fp16)src[i];
+		memcpy(p + 2 * i, &h, sizeof(h));
+	}
+}
+
 #endif

@@ -1,6 +1,7 @@
 /* AVX2 quantizers of the activation formats decode uses: Q8_S for Q4_0
  * and Q5_0 weights (quant_internal.h), Q8_0 for Q8_0 weights (the
- * predictor's). Decode converts each matrix product's input on one thread
+ * predictor's); and F16, which an F16 KV cache stores every new key and
+ * value in. Decode converts each matrix product's input on one thread
  * while the others wait, and the scalar quantizers call fmaxf and lrintf
  * per element: these give their bytes bit for bit (the same float
  * operations, round to nearest even, a NaN ignored by the maximum, and a
@@ -78,6 +79,21 @@ TARGET void pf_q8_0_from_float_avx2(const float *src, void *dst, int64_t n)
 		_mm256_storeu_si256((__m256i *)(void *)b->qs, block_bytes(q));
 		uint16_t bits = (uint16_t)_mm_extract_epi16(h, 0);
 		memcpy(b->d, &bits, sizeof(bits));
+	}
+}
+
+/* F16C rounds to nearest even as the reference does, takes values past
+ * 65504 to infinity and keeps a NaN quiet with its payload's top bits. */
+TARGET void pf_f16_from_float_avx2(const float *src, void *dst, int64_t n)
+{
+	uint8_t *p = dst;
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm_storeu_si128((__m128i *)(void *)(p + 2 * i),
+				 _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+	for (; i < n; i++) {
+		uint16_t h = (uint16_t)_mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(src[i]), _MM_FROUND_TO_NEAREST_INT), 0);
+		memcpy(p + 2 * i, &h, sizeof(h));
 	}
 }
 

@@ -37,6 +37,9 @@
 #define Q8_0_FROM_ref pf_q8_0_from_float
 #define Q8_0_FROM_avx2 pf_q8_0_from_float_avx2
 #define Q8_0_FROM_neon pf_q8_0_from_float_neon
+#define F16_FROM_ref pf_f16_from_float
+#define F16_FROM_avx2 pf_f16_from_float_avx2
+#define F16_FROM_neon pf_f16_from_float_neon
 
 /* Weight types: the fast dequantizer, vec_dot and axpy are filled in per
  * ISA below; the scalar table's fast ones are the references. */
@@ -59,7 +62,7 @@
 
 #define TABLE(isa) { \
 	WEIGHT(F32, F32, f32, isa, pf_f32_to_float), \
-	WEIGHT(F16, F32, f16, isa, DEQUANT(isa, f16)), \
+	WEIGHT_FULL(F16, F32, f16, isa, DEQUANT(isa, f16), F16_FROM_##isa, NULL, NULL, NULL), \
 	WEIGHT(BF16, F32, bf16, isa, DEQUANT(isa, bf16)), \
 	WEIGHT_FULL(Q4_0, Q8_S, q4_0, isa, DEQUANT(isa, q4_0), pf_q4_0_from_float, \
 		    pf_q4_0_dot_multi_##isa, pf_q4_0_axpy_multi_##isa, pf_q4_0_dot_rows_##isa), \

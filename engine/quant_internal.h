@@ -341,15 +341,17 @@ static inline void pf_axpy_by_blocks(pf_to_float_fn to_float, int block, size_t 
 	}
 }
 
-/* SIMD quantizers of Q8_S and Q8_0 (actquant_<isa>.c): the reference's
- * bytes. */
+/* SIMD quantizers of Q8_S, Q8_0 and F16 (actquant_<isa>.c): the
+ * reference's bytes. */
 #if defined(__x86_64__)
 void pf_q8_s_from_float_avx2(const float *src, void *dst, int64_t n);
 void pf_q8_0_from_float_avx2(const float *src, void *dst, int64_t n);
+void pf_f16_from_float_avx2(const float *src, void *dst, int64_t n);
 #endif
 #if defined(__aarch64__) && defined(__ARM_NEON)
 void pf_q8_s_from_float_neon(const float *src, void *dst, int64_t n);
 void pf_q8_0_from_float_neon(const float *src, void *dst, int64_t n);
+void pf_f16_from_float_neon(const float *src, void *dst, int64_t n);
 #endif
 
 /* SIMD dequantizers, pf_<type>_to_float_<isa> (dequant_<isa>.c). F32 has

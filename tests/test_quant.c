@@ -271,9 +271,10 @@ static void test_short_rows(void **state)
 	}
 }
 
-/* The SIMD quantizers of the activation formats decode converts to give
- * the reference's bytes, for rows of every kind and with NaN, infinities,
- * subnormals, values past fp16's range and ties. */
+/* The SIMD quantizers of the activation formats decode converts to, and
+ * F16's (an F16 KV cache's), give the reference's bytes, for rows of every
+ * kind and with NaN, infinities, subnormals, values past fp16's range and
+ * ties. */
 static void test_act_quantizers(void **state)
 {
 	(void)state;
@@ -282,10 +283,11 @@ static void test_act_quantizers(void **state)
 	static const struct {
 		enum pf_dtype type;
 		pf_from_float_fn ref;
-	} cases[] = { { PF_Q8_S, pf_q8_s_from_float }, { PF_Q8_0, pf_q8_0_from_float } };
+	} cases[] = { { PF_Q8_S, pf_q8_s_from_float }, { PF_Q8_0, pf_q8_0_from_float },
+		      { PF_F16, pf_f16_from_float } };
 	uint64_t rng = 0x9753;
 	float *x = malloc(N_MAX * sizeof(float));
-	uint8_t *q = malloc(row_bytes(PF_Q8_S, N_MAX)), *qref = malloc(row_bytes(PF_Q8_S, N_MAX));
+	uint8_t *q = malloc(row_bytes(PF_F16, N_MAX)), *qref = malloc(row_bytes(PF_F16, N_MAX));
 	assert_true(x && q && qref);
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
 		pf_from_float_fn fast = ops_of(cases[c].type)->from_float;
