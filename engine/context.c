@@ -120,7 +120,8 @@ uint64_t pinfer_ctx_estimate_bytes(const struct pinfer_model *m, const struct pi
 	uint64_t kv = (uint64_t)hp->n_layer * (uint64_t)p.n_ctx * kv_dim;
 	uint64_t kv_floats = (kv * kv_elem(p.kv_type) + sizeof(float) - 1) / sizeof(float);
 	const uint64_t floats[] = {
-		kv_floats, kv_floats, kv_f32_floats(hp, &p), B * kv_dim, B * kv_dim, B * hp->n_embd, B * hp->n_embd, B * q_dim, B * q_dim, B * hp->n_ff, B * hp->n_ff,
+		kv_floats, kv_floats, kv_f32_floats(hp, &p), B * kv_dim, B * kv_dim,
+		B * hp->n_embd, B * hp->n_embd, B * q_dim, B * q_dim, B * hp->n_ff, B * hp->n_ff,
 		B * hp->rope_dim, (uint64_t)p.n_threads * PF_ATTN_QUERY_BLOCK * p.n_ctx,
 		(p.all_logits ? B : 1) * hp->n_vocab,
 		sparse(hp) ? hp->n_ff : 0,
@@ -209,8 +210,9 @@ int pinfer_ctx_new(struct pinfer_ctx **out, const struct pinfer_model *m,
 		sparse_ok = sparse_ok && c->pred_h && c->pred_s;
 	}
 	r = pf_matmul_scratch_init(&c->scratch, widest_row(hp), p.n_batch, p.n_threads);
-	if (r || !c->k_cache || !c->v_cache || (kv_f32 && !c->kv_f32) || !c->k_new || !c->v_new || !c->x || !c->xb || !c->q ||
-	    !c->att || !c->hb || !c->hb2 || !c->rope_cs || !c->scores || !c->logits || !sparse_ok) {
+	if (r || !c->k_cache || !c->v_cache || (kv_f32 && !c->kv_f32) || !c->k_new || !c->v_new ||
+	    !c->x || !c->xb || !c->q || !c->att || !c->hb || !c->hb2 || !c->rope_cs || !c->scores ||
+	    !c->logits || !sparse_ok) {
 		uint64_t want = c->bytes;
 		pinfer_ctx_free(c);
 		return pf_errf(err, -ENOMEM,
