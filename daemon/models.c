@@ -181,8 +181,9 @@ static void finish_load(struct models *m, struct load_job *job)
 		e->ffn_neurons = 0;
 		e->ffn_active = 0;
 		char bname[32];
-		log_info("model %s loaded (%llu MiB with %d slots, sparsity %s, memory budget %s%s)", e->name,
-			 (unsigned long long)(e->mem_bytes >> 20), m->cfg.sched.n_slots,
+		log_info("model %s loaded (%llu MiB with %d slots, %s KV caches, sparsity %s, memory budget %s%s)",
+			 e->name, (unsigned long long)(e->mem_bytes >> 20), m->cfg.sched.n_slots,
+			 pinfer_kv_type_name(m->cfg.sched.kv_type),
 			 pinfer_sparsity_name(pinfer_model_info(e->model)->sparsity),
 			 models_budget_name(&e->budget, bname, sizeof(bname)), reads);
 	}
