@@ -11,7 +11,7 @@
 #include "frame.h"
 #include "models.h"
 
-enum kind { K_PATH, K_INT, K_DURATION, K_SIZE, K_LOGLEVEL, K_BUS, K_SPARSITY, K_OFFLOAD, K_KV_TYPE };
+enum kind { K_PATH, K_INT, K_DURATION, K_SIZE, K_LOGLEVEL, K_BUS, K_SPARSITY, K_OFFLOAD, K_KV_TYPE, K_BOOL };
 
 struct option_spec {
 	const char *name;
@@ -55,6 +55,9 @@ static const struct option_spec specs[] = {
 	  "FFN sparsity of loaded models: auto (default), dense, gate, threshold or predictor" },
 	{ "offload-budget", K_OFFLOAD, FIELD(offload_budget), 0, 0,
 	  "memory each bundle file (pinfer-model pack) loads under: a size (2G), N%ffn, min or none (default)" },
+	{ "mmap", K_BOOL, FIELD(mmap_weights), 0, 0,
+	  "read models' weights in place in their files' pages (faster load; the kernel may drop them "
+	  "under memory pressure) instead of copies in huge pages (faster decode): yes or no (default)" },
 	{ "bus", K_BUS, FIELD(bus), 0, 0, "D-Bus control interface on the system bus (default), session bus, or none" },
 };
 
@@ -138,6 +141,14 @@ static int apply(struct config *c, const struct option_spec *o, const char *valu
 		return pinfer_sparsity_parse(value, field);
 	case K_KV_TYPE:
 		return pinfer_kv_type_parse(value, field);
+	case K_BOOL:
+		if (!strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "1"))
+			*(bool *)field = true;
+		else if (!strcmp(value, "no") || !strcmp(value, "false") || !strcmp(value, "0"))
+			*(bool *)field = false;
+		else
+			return -EINVAL;
+		return 0;
 	case K_OFFLOAD: {
 		struct models_budget b;
 		if (strlen(value) >= sizeof(c->offload_budget) || !models_parse_budget(value, &b))

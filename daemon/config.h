@@ -46,6 +46,7 @@ struct config {
 	enum config_bus bus;
 	enum pinfer_sparsity sparsity; /* models' mode unless a load asks for another */
 	char offload_budget[32];      /* bundle files' memory budget (models_parse_budget); "": none */
+	bool mmap_weights;            /* pinfer_model_params.mmap_weights */
 };
 
 /* Fills defaults, reads the config file and applies the flags. Returns 0,

@@ -180,11 +180,15 @@ static void finish_load(struct models *m, struct load_job *job)
 		e->decode_ns = 0;
 		e->ffn_neurons = 0;
 		e->ffn_active = 0;
-		char bname[32];
-		log_info("model %s loaded (%llu MiB with %d slots, %s KV caches, sparsity %s, memory budget %s%s)",
+		char bname[32], weights[48] = "weights read in place";
+		uint64_t copied = pinfer_model_info(e->model)->copied_bytes;
+		if (copied)
+			snprintf(weights, sizeof(weights), "%llu MiB of weights copied",
+				 (unsigned long long)(copied >> 20));
+		log_info("model %s loaded (%llu MiB with %d slots, %s KV caches, sparsity %s, %s, memory budget %s%s)",
 			 e->name, (unsigned long long)(e->mem_bytes >> 20), m->cfg.sched.n_slots,
 			 pinfer_kv_type_name(m->cfg.sched.kv_type),
-			 pinfer_sparsity_name(pinfer_model_info(e->model)->sparsity),
+			 pinfer_sparsity_name(pinfer_model_info(e->model)->sparsity), weights,
 			 models_budget_name(&e->budget, bname, sizeof(bname)), reads);
 	}
 	free(job);
@@ -216,6 +220,7 @@ static void *load_main(void *arg)
 	struct pinfer_model_params params;
 	pinfer_model_params_default(&params);
 	params.sparsity = job->sparsity;
+	params.mmap_weights = m->cfg.mmap_weights;
 	params.calibration = job->calibration[0] ? job->calibration : NULL;
 	if (job->budget.kind == BUDGET_AUTO)
 		job->budget.kind = BUDGET_NONE;
@@ -236,8 +241,10 @@ static void *load_main(void *arg)
 		if (job->budget.bytes == 0)
 			job->estimate += sched_estimate_bytes(job->model, &m->cfg.sched);
 	} else {
-		job->estimate = pinfer_model_info(job->model)->file_bytes +
-				pinfer_model_info(job->model)->heap_bytes +
+		/* The copied weights' pages of the file are left to the page
+		 * cache: counted once, in heap_bytes. */
+		const struct pinfer_model_info *info = pinfer_model_info(job->model);
+		job->estimate = info->file_bytes - info->copied_bytes + info->heap_bytes +
 				sched_estimate_bytes(job->model, &m->cfg.sched);
 	}
 	pthread_mutex_lock(&m->lock);

@@ -90,6 +90,7 @@ struct models_config {
 	/* Bundle files load under this budget unless asked otherwise (AUTO or
 	 * NONE: all in memory); other files ignore it. */
 	struct models_budget offload_budget;
+	bool mmap_weights;         /* pinfer_model_params.mmap_weights */
 	/* Budgets shrunk under memory pressure grow back once no pressure was
 	 * reported for this long (0: MODELS_RESTORE_MS). */
 	uint64_t restore_ms;

@@ -107,6 +107,7 @@ int server_init(struct server *s, const struct config *cfg, struct loop *l, stru
 		.keep_alive_ms = cfg->keep_alive_ms,
 		.max_loaded = cfg->max_loaded,
 		.sparsity = cfg->sparsity,
+		.mmap_weights = cfg->mmap_weights,
 		.sched = { .n_slots = cfg->slots, .queue_max = cfg->queue, .n_ctx = cfg->ctx_size,
 			   .kv_type = cfg->kv_type, .n_batch = cfg->batch, .n_threads = cfg->threads },
 	};

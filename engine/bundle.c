@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
+#include "mapfile.h"
 #include "model.h"
 #include "threadpool.h"
 
@@ -127,20 +127,6 @@ static void fill_layers(void *arg, int64_t begin, int64_t end, int thread)
 			j->failed_layer = (int)l;
 }
 
-/* Takes the file's pages of [p, p + n) out of this process: the bundles
- * replaced them, and they stay in the page cache for whoever reads the
- * file next. */
-static void release_file_range(const uint8_t *p, size_t n, bool locked)
-{
-	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1), e = ((uintptr_t)p + n) & ~(page - 1);
-	if (e <= a)
-		return;
-	if (locked)
-		munlock((void *)a, e - a);
-	madvise((void *)a, e - a, MADV_DONTNEED);
-}
-
 static int plan_layers(const struct pinfer_model *m, bool with_gate, struct layer_plan *plan,
 		       size_t *total, struct pf_err *err)
 {
@@ -220,7 +206,7 @@ int pf_bundles_build(struct pinfer_model *m, bool with_gate, bool lock, struct p
 	}
 	for (int i = 0; i < 4 * n_layer; i++)
 		if (before[i].data && (i % 4 != 0 || with_gate))
-			release_file_range(before[i].data, (size_t)before[i].rows * before[i].stride, m->locked);
+			pf_release_file_range(before[i].data, (size_t)before[i].rows * before[i].stride, m->locked);
 	free(before);
 	mprotect(mem, total, PROT_READ);
 	if (lock) {

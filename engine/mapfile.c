@@ -42,3 +42,14 @@ void pf_unmap_file(struct pf_mapped *m)
 	m->data = NULL;
 	m->size = 0;
 }
+
+void pf_release_file_range(const uint8_t *p, size_t n, bool locked)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1), e = ((uintptr_t)p + n) & ~(page - 1);
+	if (e <= a)
+		return;
+	if (locked)
+		munlock((void *)a, e - a);
+	madvise((void *)a, e - a, MADV_DONTNEED);
+}

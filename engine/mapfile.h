@@ -2,6 +2,7 @@
 #ifndef PINFER_MAPFILE_H
 #define PINFER_MAPFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,5 +18,9 @@ struct pf_mapped {
 int pf_map_file(struct pf_mapped *m, const char *path, struct pf_err *err);
 /* Safe on a zeroed or failed mapping. */
 void pf_unmap_file(struct pf_mapped *m);
+/* Takes the whole pages of [p, p + n), part of a file mapping, out of this
+ * process (unlocked first when locked) once a copy has replaced them; they
+ * stay in the page cache for whoever reads the file next. */
+void pf_release_file_range(const uint8_t *p, size_t n, bool locked);
 
 #endif

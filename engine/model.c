@@ -333,7 +333,9 @@ static int load(struct pinfer_model *m, const char *path, const struct pinfer_mo
 		}
 		m->locked = true;
 	}
-	return pf_sparse_setup(m, p, err);
+	if ((r = pf_sparse_setup(m, p, err)) || p->mmap_weights)
+		return r;
+	return pf_resident_copy(m, m->locked, err);
 }
 
 int pinfer_model_open(struct pinfer_model **out, const char *path,
@@ -367,6 +369,7 @@ void pinfer_model_free(struct pinfer_model *m)
 			free(m->layers[l].ffn_norm);
 		}
 	pf_sparse_free(m);
+	pf_resident_free(m);
 	free(m->layers);
 	free(m->output_norm);
 	if (m->locked)

@@ -7,6 +7,7 @@
 #include "gguf.h"
 #include "pinfer.h"
 #include "quant.h"
+#include "resident.h"
 #include "tokenizer.h"
 
 /* A 2-D weight matrix of `rows` rows of `cols` elements. Row r starts
@@ -68,6 +69,7 @@ struct pinfer_model {
 	int pred_rank;              /* predictor mode: rows of fc1, 0 without predictors */
 	float pred_threshold;       /* powerinfer.sparse_threshold */
 	struct pf_bundles bundles;  /* sparse modes */
+	struct pf_resident resident; /* copies of the weights read in place otherwise */
 	struct pf_ffn_store *store; /* a bundle file under a memory budget */
 	bool bundle_file;           /* packed for offload (bundle_file.h) */
 	bool bundle_gate;           /* a bundle file whose bundles hold the gate rows */

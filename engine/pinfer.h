@@ -54,6 +54,10 @@ enum pinfer_sparsity {
 
 struct pinfer_model_params {
 	bool mlock;                    /* lock the weights in RAM */
+	/* Read the weights in place in the file's mapping (shared with the
+	 * page cache, 4 KiB pages) instead of copies in huge pages, which
+	 * decode reads faster (docs/design.md "Weights in memory"). */
+	bool mmap_weights;
 	enum pinfer_ffn_act ffn_act;   /* override the FFN activation */
 	enum pinfer_rope_type rope;    /* override the RoPE ordering */
 	enum pinfer_sparsity sparsity;
@@ -90,9 +94,12 @@ struct pinfer_model_info {
 	 * layer (its up row and its neuron-major down row). */
 	uint64_t sparse_base_bytes;
 	uint64_t neuron_bytes;
-	/* Heap the model holds beyond its mapped file: the neuron-major down
-	 * matrices a sparse mode builds at load. */
+	/* Memory the model holds beyond its mapped file: the neuron bundles a
+	 * sparse mode builds at load and the copies of the weights decode
+	 * reads (copied_bytes of it: those pages of the file are left to the
+	 * page cache). */
 	uint64_t heap_bytes;
+	uint64_t copied_bytes;
 };
 
 /* An offloaded model's memory and reads (pinfer_model_params.memory_budget). */

@@ -52,6 +52,7 @@ static void test_file_then_flags(void **state)
 				    "keep-alive = 10m   # ten minutes\n"
 				    "memory-budget = 2G\n"
 				    "kv-type = f16\n"
+				    "mmap = yes\n"
 				    "socket = /tmp/from-file.sock\n"
 				    "\n"
 				    "log-level = debug\n"), 0);
@@ -63,6 +64,7 @@ static void test_file_then_flags(void **state)
 	assert_int_equal(c.keep_alive_ms, 600000);
 	assert_int_equal(c.memory_budget, 2ull << 30);
 	assert_int_equal(c.kv_type, PINFER_KV_F16);
+	assert_true(c.mmap_weights);
 	assert_string_equal(c.socket_path, "/tmp/from-file.sock");
 	assert_int_equal(c.log_level, LOG_LEVEL_DEBUG);
 	assert_int_equal(c.queue, 16);  /* untouched default */
@@ -93,6 +95,10 @@ static void test_bad_settings(void **state)
 	const char *kv[] = { "pinferd", "--kv-type", "q4_0", NULL };
 	assert_true(load(&c, &err, 3, kv) < 0);
 	assert_non_null(strstr(err.msg, "--kv-type"));
+
+	const char *mmap_flag[] = { "pinferd", "--mmap", "maybe", NULL };
+	assert_true(load(&c, &err, 3, mmap_flag) < 0);
+	assert_non_null(strstr(err.msg, "--mmap"));
 
 	const char *missing[] = { "pinferd", "--config", "/nonexistent/pinferd.conf", NULL };
 	assert_true(load(&c, &err, 3, missing) < 0);

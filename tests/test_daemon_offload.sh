@@ -115,21 +115,23 @@ damaged_cluster() {
 
 start_bus open
 
-# (1) pread, with the injector.
+# (1) pread, with the injector; the resident weights copied (the default).
 start_pinferd LD_PRELOAD="$tmp/fault.so" FAULT_PREAD_CONTROL="$tmp/fault" FAULT_PREAD_FILE="$packed" PINFER_IO=pread
 same packed "before any fault"
 same stories260K "before any fault"
-grep -q "model packed loaded .*memory budget min, reads by pread" "$tmp/pinferd.log" ||
-	fail "packed is not offloaded with pread reads"
+grep -q "model packed loaded .*MiB of weights copied, memory budget min, reads by pread" "$tmp/pinferd.log" ||
+	fail "packed is not offloaded with pread reads, its resident weights copied"
 fault_case eio "read of" "Input/output error"
 fault_case short_read "short read"
 fault_case damaged_cluster "layer 2 cluster" "checksum" "the file is damaged"
 stop_daemon_checked
 
-# (2) io_uring: the damaged cluster again.
+# (2) io_uring: the damaged cluster again; the weights read in place (mmap
+# from the config file), which gives the same tokens.
+echo "mmap = yes" >"$tmp/pinferd.conf"
 start_pinferd
 same packed "io_uring, before the damage"
-grep -q "model packed loaded .*reads by io_uring" "$tmp/pinferd.log" ||
+grep -q "model packed loaded .*weights read in place, memory budget min, reads by io_uring" "$tmp/pinferd.log" ||
 	fail "packed does not read through io_uring: $(grep 'model packed loaded' "$tmp/pinferd.log")"
 fault_case damaged_cluster "layer 2 cluster" "checksum" "the file is damaged"
 

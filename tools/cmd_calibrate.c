@@ -185,7 +185,7 @@ static void usage(void)
 		"  --samples N              pairs sampled per layer (default 262144)\n"
 		"  --method quantile|energy quantile: S of every layer (CATS, default); energy: every\n"
 		"                           layer drops the same share of its activation energy\n"
-		"  -t, --threads N  -c, --ctx-size N  --mlock  --act silu|relu|drelu  --rope norm|neox\n");
+		"  -t, --threads N  -c, --ctx-size N  --mlock  --mmap  --act silu|relu|drelu  --rope norm|neox\n");
 }
 
 int cmd_calibrate(int argc, char **argv)

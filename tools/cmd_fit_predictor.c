@@ -450,7 +450,7 @@ static void usage(void)
 		"                           contribution act |down column| (default 0.5)\n"
 		"  --seed S                 initialization and sampling seed (default 1)\n"
 		"  --type f16|f32           format of fc1 and fc2 (default f16)\n"
-		"  -t, --threads N  -c, --ctx-size N  --mlock  --act relu|drelu  --rope norm|neox\n");
+		"  -t, --threads N  -c, --ctx-size N  --mlock  --mmap  --act relu|drelu  --rope norm|neox\n");
 }
 
 int cmd_fit_predictor(int argc, char **argv)

@@ -41,6 +41,9 @@ int model_opts_parse(struct model_opts *o, int opt, const char *arg, const char 
 	case OPT_MLOCK:
 		o->params.mlock = true;
 		return 1;
+	case OPT_MMAP:
+		o->params.mmap_weights = true;
+		return 1;
 	case OPT_ACT:
 		for (int a = PINFER_ACT_SILU; a <= PINFER_ACT_DRELU; a++)
 			if (!strcasecmp(arg, pinfer_ffn_act_name((enum pinfer_ffn_act)a))) {

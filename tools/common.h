@@ -18,7 +18,7 @@ struct model_opts {
 
 /* getopt_long entries for model_opts; the codes are above any short option. */
 enum { OPT_MLOCK = 1000, OPT_ACT, OPT_ROPE, OPT_CTX, OPT_SPARSITY, OPT_CALIBRATION, OPT_MEMORY_BUDGET,
-       OPT_KV_TYPE };
+       OPT_KV_TYPE, OPT_MMAP };
 #define MODEL_LONG_OPTS                                                   \
 	DENSE_MODEL_LONG_OPTS,                                            \
 	{ "sparsity", required_argument, NULL, OPT_SPARSITY },            \
@@ -32,12 +32,13 @@ enum { OPT_MLOCK = 1000, OPT_ACT, OPT_ROPE, OPT_CTX, OPT_SPARSITY, OPT_CALIBRATI
 	{ "ctx-size", required_argument, NULL, 'c' },                     \
 	{ "kv-type", required_argument, NULL, OPT_KV_TYPE },              \
 	{ "mlock", no_argument, NULL, OPT_MLOCK },                        \
+	{ "mmap", no_argument, NULL, OPT_MMAP },                          \
 	{ "act", required_argument, NULL, OPT_ACT },                      \
 	{ "rope", required_argument, NULL, OPT_ROPE }
 /* Their help line, for every command's usage. */
 #define MODEL_OPTS_HELP                                                              \
 	"  -t, --threads N  -c, --ctx-size N  --kv-type f32|f16  --mlock  --act silu|relu|drelu\n" \
-	"  --rope norm|neox\n" \
+	"  --rope norm|neox  --mmap (read the weights in place in the file's pages)\n" \
 	"  --sparsity auto|dense|gate|threshold|predictor  --calibration FILE (thresholds)\n" \
 	"  --memory-budget SIZE|N%%ffn|min  bundle files: bytes (K/M/G suffixes) for the model\n" \
 	"                   and its context; or a neuron cache of N%% of the FFN, or the smallest\n"
