@@ -38,10 +38,11 @@ static bool in_file(const struct pinfer_model *m, const struct pf_weight *w)
 	return w->data && w->rows > 0 && w->data >= m->gguf->base && weight_end(w) <= m->gguf->base + m->gguf->size;
 }
 
-/* Every weight decode may read; with sparse, the FFN's that it reads from
- * the file (the gate, where the bundles do not hold it): up and down come
- * from the bundles or the neuron cache, and the file's copies of them are
- * never read. Returns how many. */
+/* Every weight decode may read: the predictor in predictor mode only; in
+ * a sparse mode, of the FFN, what it reads from the file (the gate, where
+ * the bundles do not hold it): up and down come from the bundles or the
+ * neuron cache, and the file's copies of them are never read. Returns how
+ * many. */
 static int decode_weights(struct pinfer_model *m, struct pf_weight **ws)
 {
 	bool sparse = m->info.sparsity != PINFER_SPARSITY_DENSE;
@@ -53,8 +54,10 @@ static int decode_weights(struct pinfer_model *m, struct pf_weight **ws)
 		ws[n++] = &L->wk;
 		ws[n++] = &L->wv;
 		ws[n++] = &L->wo;
-		ws[n++] = &L->fc1;
-		ws[n++] = &L->fc2;
+		if (m->info.sparsity == PINFER_SPARSITY_PREDICTOR) {
+			ws[n++] = &L->fc1;
+			ws[n++] = &L->fc2;
+		}
 		if (!sparse || !m->bundles.gate)
 			ws[n++] = &L->ffn_gate;
 		if (!sparse) {
