@@ -35,7 +35,7 @@ static const struct option_spec specs[] = {
 	{ "queue", K_INT, FIELD(queue), 0, 1 << 20, "requests waiting per model beyond the slots (default 16)" },
 	{ "ctx-size", K_INT, FIELD(ctx_size), 0, 1 << 20, "context per slot (default: the model's, at most 4096)" },
 	{ "kv-type", K_KV_TYPE, FIELD(kv_type), 0, 0,
-	  "what KV caches keep keys and values in: f32 (default) or f16 (half the memory)" },
+	  "what KV caches keep keys and values in: auto (default: f32 for f32 models, else f16), f32 or f16" },
 	{ "batch", K_INT, FIELD(batch), 1, 4096, "prompt tokens evaluated per step (default 128)" },
 	{ "threads", K_INT, FIELD(threads), 0, 1024, "compute threads per model (default: online CPUs)" },
 	{ "max-connections", K_INT, FIELD(max_connections), 1, 1 << 20, "default 64" },

@@ -187,7 +187,7 @@ static void finish_load(struct models *m, struct load_job *job)
 				 (unsigned long long)(copied >> 20));
 		log_info("model %s loaded (%llu MiB with %d slots, %s KV caches, sparsity %s, %s, memory budget %s%s)",
 			 e->name, (unsigned long long)(e->mem_bytes >> 20), m->cfg.sched.n_slots,
-			 pinfer_kv_type_name(m->cfg.sched.kv_type),
+			 pinfer_kv_type_name(pinfer_kv_type_for(e->model, m->cfg.sched.kv_type)),
 			 pinfer_sparsity_name(pinfer_model_info(e->model)->sparsity), weights,
 			 models_budget_name(&e->budget, bname, sizeof(bname)), reads);
 	}

@@ -31,8 +31,9 @@ static bool resolve(const struct pinfer_model *m, struct pinfer_ctx_params *p)
 {
 	const struct pinfer_model_info *hp = &m->info;
 	if (p->n_ctx < 0 || p->n_batch < 0 || p->n_threads < 0 ||
-	    (p->kv_type != PINFER_KV_F32 && p->kv_type != PINFER_KV_F16))
+	    (p->kv_type != PINFER_KV_AUTO && p->kv_type != PINFER_KV_F32 && p->kv_type != PINFER_KV_F16))
 		return false;
+	p->kv_type = pinfer_kv_type_for(m, p->kv_type);
 	if (p->n_ctx == 0)
 		p->n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
 	if (p->n_batch == 0)
@@ -47,6 +48,7 @@ static bool resolve(const struct pinfer_model *m, struct pinfer_ctx_params *p)
 }
 
 static const char *const kv_type_names[] = {
+	[PINFER_KV_AUTO] = "auto",
 	[PINFER_KV_F32] = "f32",
 	[PINFER_KV_F16] = "f16",
 };
@@ -64,6 +66,18 @@ int pinfer_kv_type_parse(const char *name, enum pinfer_kv_type *out)
 			return 0;
 		}
 	return -EINVAL;
+}
+
+/* F16 halves what attention reads per token, which at 7B (no grouped
+ * keys) grows by 1 MiB in F32 with every position: at position 390 that
+ * is a quarter of what the sparse modes read; llama.cpp keeps F16 too. A
+ * model in F32, such as the small reference models, keeps F32, so that
+ * its logits stay those of its reference to float precision. */
+enum pinfer_kv_type pinfer_kv_type_for(const struct pinfer_model *m, enum pinfer_kv_type t)
+{
+	if (t != PINFER_KV_AUTO)
+		return t;
+	return strcmp(m->info.quant, "f32") ? PINFER_KV_F16 : PINFER_KV_F32;
 }
 
 static size_t kv_elem(enum pinfer_kv_type t)

@@ -201,13 +201,16 @@ PINFER_API void pinfer_threads_free(struct pinfer_threads *t);
 
 /* What the KV cache keeps keys and values in. */
 enum pinfer_kv_type {
-	PINFER_KV_F32 = 0,  /* floats: the reference */
+	PINFER_KV_AUTO = 0, /* F32 for a model whose weights are mostly F32, else F16 */
+	PINFER_KV_F32,      /* floats */
 	PINFER_KV_F16,      /* half the memory, and half the bytes attention reads per token */
 };
 
-/* "f32", "f16"; parse returns -EINVAL for anything else. */
+/* "auto", "f32", "f16"; parse returns -EINVAL for anything else. */
 PINFER_API const char *pinfer_kv_type_name(enum pinfer_kv_type t);
 PINFER_API int pinfer_kv_type_parse(const char *name, enum pinfer_kv_type *out);
+/* The type a context of m keeps for t: t itself, or AUTO's choice. */
+PINFER_API enum pinfer_kv_type pinfer_kv_type_for(const struct pinfer_model *m, enum pinfer_kv_type t);
 
 struct pinfer_ctx_params {
 	int n_ctx;        /* KV cache positions; 0: the model's training context, capped at 4096 */

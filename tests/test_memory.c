@@ -92,6 +92,43 @@ static void test_estimate_matches(void **state)
 	pinfer_model_free(m);
 }
 
+/* The default KV type: F32 for a model in F32 (stories260K), F16 for one
+ * in F16 (llama-2-tiny-random); an explicit type is kept. A default
+ * context's cache takes that type's bytes. */
+static void test_kv_auto(void **state)
+{
+	(void)state;
+	const struct { const char *model; enum pinfer_kv_type kv; size_t elem; } cases[] = {
+		{ "models/stories260K/stories260K.gguf", PINFER_KV_F32, 4 },
+		{ "models/llama-2-tiny-random/llama-2-tiny-random.gguf", PINFER_KV_F16, 2 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct pinfer_model *m;
+		assert_int_equal(pinfer_model_open(&m, shared_path(cases[i].model), NULL, NULL), 0);
+		assert_int_equal(pinfer_kv_type_for(m, PINFER_KV_AUTO), cases[i].kv);
+		assert_int_equal(pinfer_kv_type_for(m, PINFER_KV_F32), PINFER_KV_F32);
+		assert_int_equal(pinfer_kv_type_for(m, PINFER_KV_F16), PINFER_KV_F16);
+		struct pinfer_ctx_params p;
+		pinfer_ctx_params_default(&p);
+		assert_int_equal(p.kv_type, PINFER_KV_AUTO);
+		p.n_ctx = 64;
+		p.n_threads = 1;
+		struct pinfer_ctx *c;
+		assert_int_equal(pinfer_ctx_new(&c, m, &p, NULL), 0);
+		const struct pinfer_model_info *hp = pinfer_model_info(m);
+		assert_int_equal(pinfer_ctx_kv_bytes(c),
+				 2 * (uint64_t)hp->n_layer * 64 * hp->n_head_kv * hp->head_dim * cases[i].elem);
+		assert_int_equal(pinfer_ctx_estimate_bytes(m, &p), pinfer_ctx_bytes(c));
+		pinfer_ctx_free(c);
+		pinfer_model_free(m);
+	}
+	enum pinfer_kv_type t;
+	assert_int_equal(pinfer_kv_type_parse("auto", &t), 0);
+	assert_int_equal(t, PINFER_KV_AUTO);
+	assert_string_equal(pinfer_kv_type_name(PINFER_KV_AUTO), "auto");
+	assert_int_equal(pinfer_kv_type_parse("bf16", &t), -EINVAL);
+}
+
 static void test_mlock(void **state)
 {
 	(void)state;
@@ -124,6 +161,7 @@ int main(void)
 		cmocka_unit_test(test_rss_stories),
 		cmocka_unit_test(test_rss_full_vocab),
 		cmocka_unit_test(test_estimate_matches),
+		cmocka_unit_test(test_kv_auto),
 		cmocka_unit_test(test_mlock),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,6 +16,7 @@ static struct pinfer_ctx *ctx(struct pinfer_model *m, int n_batch, bool all_logi
 {
 	struct pinfer_ctx_params p;
 	pinfer_ctx_params_default(&p);
+	p.kv_type = PINFER_KV_F32;  /* the weights' kernels compared, not the cache's rounding */
 	p.n_ctx = N_TOKENS;
 	p.n_batch = n_batch;
 	p.n_threads = 2;

@@ -127,6 +127,7 @@ struct pinfer_ctx *test_new_ctx(struct pinfer_model *m, int n_ctx, int n_threads
 {
 	struct pinfer_ctx_params p;
 	pinfer_ctx_params_default(&p);
+	p.kv_type = PINFER_KV_F32;
 	p.n_ctx = n_ctx;
 	p.n_threads = n_threads;
 	struct pinfer_ctx *c;

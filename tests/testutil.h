@@ -62,8 +62,10 @@ int test_synth_cli(int argc, const char *const *args);
  * not open. */
 struct pinfer_model *test_open_model(const char *path, enum pinfer_sparsity mode);
 
-/* A context for m of n_ctx positions on n_threads threads; fails the test
- * when it cannot be made. */
+/* A context for m of n_ctx positions on n_threads threads, with an F32 KV
+ * cache (what these contexts serve, comparisons of FFN modes and kernels,
+ * would be blurred by an F16 cache's rounding); fails the test when it
+ * cannot be made. */
 struct pinfer_ctx *test_new_ctx(struct pinfer_model *m, int n_ctx, int n_threads);
 
 /* The index of the largest of the n values (the first of equals): the

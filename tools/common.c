@@ -34,7 +34,7 @@ int model_opts_parse(struct model_opts *o, int opt, const char *arg, const char 
 		return 1;
 	case OPT_KV_TYPE:
 		if (pinfer_kv_type_parse(arg, &o->kv_type)) {
-			fprintf(stderr, "%s: --kv-type must be f32 or f16\n", cmd);
+			fprintf(stderr, "%s: --kv-type must be auto, f32 or f16\n", cmd);
 			return -1;
 		}
 		return 1;

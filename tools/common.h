@@ -37,7 +37,7 @@ enum { OPT_MLOCK = 1000, OPT_ACT, OPT_ROPE, OPT_CTX, OPT_SPARSITY, OPT_CALIBRATI
 	{ "rope", required_argument, NULL, OPT_ROPE }
 /* Their help line, for every command's usage. */
 #define MODEL_OPTS_HELP                                                              \
-	"  -t, --threads N  -c, --ctx-size N  --kv-type f32|f16  --mlock  --act silu|relu|drelu\n" \
+	"  -t, --threads N  -c, --ctx-size N  --kv-type auto|f32|f16  --mlock  --act silu|relu|drelu\n" \
 	"  --rope norm|neox  --mmap (read the weights in place in the file's pages)\n" \
 	"  --sparsity auto|dense|gate|threshold|predictor  --calibration FILE (thresholds)\n" \
 	"  --memory-budget SIZE|N%%ffn|min  bundle files: bytes (K/M/G suffixes) for the model\n" \
