@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "ffn_internal.h"
 #include "ffn_store.h"
 #include "ops.h"
@@ -215,9 +216,12 @@ static int ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l, str
 	float *gate = c->hb;
 	int32_t *idx = c->active;
 	int n = 0;
+	uint64_t t0 = pf_now_ns();
 	if (hp->sparsity == PINFER_SPARSITY_PREDICTOR) {
 		pf_ffn_predict(c, L, 1);
 		n = select_above(c->pred_s, n_ff, m->pred_threshold, idx);
+		c->ffn_stats.predicted += (uint64_t)n;
+		c->ffn_stats.predictor_ns += pf_now_ns() - t0;
 	} else {
 		struct pf_matmul_out g = { .w = &L->ffn_gate, .y = gate };
 		pf_matmul(c->pool, &c->scratch, &g, 1, c->xb, 1);
@@ -287,13 +291,17 @@ static int ffn_sparse(struct pinfer_ctx *c, const struct pf_layer *L, int l, str
 		for (int64_t i = 0; i < dim; i++)
 			y[i] += p[i];
 	}
+	c->ffn_stats.ffn_ns += pf_now_ns() - t0;
 	return 0;
 }
 
 int pf_ffn(struct pinfer_ctx *c, const struct pf_layer *L, int l, int T, struct pf_err *err)
 {
 	if (c->model->info.sparsity == PINFER_SPARSITY_DENSE) {
+		uint64_t t0 = T == 1 ? pf_now_ns() : 0;
 		pf_ffn_dense(c, L, l, T);
+		if (T == 1)
+			c->ffn_stats.ffn_ns += pf_now_ns() - t0;
 		return 0;
 	}
 	return T == 1 ? ffn_sparse(c, L, l, err) : pf_ffn_prefill(c, L, l, T, err);

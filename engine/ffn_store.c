@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bundle_file.h"
@@ -24,13 +23,6 @@
 #define HOT_SHARE_DEN 4
 
 
-uint64_t pf_store_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static uint32_t rd_u32(const void *p)
 {
 	uint32_t v;
@@ -41,7 +33,7 @@ static uint32_t rd_u32(const void *p)
 /* Reads n bytes at offset into dst (page-aligned for O_DIRECT). */
 static int read_exact(struct pf_ffn_store *s, uint8_t *dst, size_t n, uint64_t offset, struct pf_err *err)
 {
-	uint64_t t0 = pf_store_now_ns();
+	uint64_t t0 = pf_now_ns();
 	size_t done = 0;
 	while (done < n) {
 		ssize_t got = pread(s->fd, dst + done, n - done, (off_t)(offset + done));
@@ -61,7 +53,7 @@ static int read_exact(struct pf_ffn_store *s, uint8_t *dst, size_t n, uint64_t o
 	}
 	s->reads++;
 	s->bytes_read += n;
-	s->read_ns += pf_store_now_ns() - t0;
+	s->read_ns += pf_now_ns() - t0;
 	return 0;
 }
 

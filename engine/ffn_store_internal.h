@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "ffn_store.h"
 #include "io.h"
 #include "neuron_cache.h"
@@ -78,7 +79,6 @@ struct pf_ffn_store {
 	uint64_t reads, bytes_read, read_ns, prefetch_reads, prefetch_used;
 };
 
-uint64_t pf_store_now_ns(void);
 /* Cluster k of layer l, at data, against its CRC32C. */
 int pf_store_check_cluster(const struct pf_ffn_store *s, int l, int64_t k, const uint8_t *data, struct pf_err *err);
 

@@ -153,9 +153,9 @@ static void reap_landed(struct pf_ffn_store *s)
 {
 	int *done = s->landed + s->land_tail;
 	pthread_mutex_unlock(&s->land_lock);
-	uint64_t t0 = pf_store_now_ns();
+	uint64_t t0 = pf_now_ns();
 	int got = pf_io_wait(s->io, done, s->n_miss - s->land_reported);
-	uint64_t waited = pf_store_now_ns() - t0;
+	uint64_t waited = pf_now_ns() - t0;
 	struct pf_err err = { 0 };
 	int r = 0, ok = 0;
 	if (got == 0)
@@ -294,10 +294,10 @@ int pf_ffn_store_run_next(struct pf_ffn_store *s, int l, int64_t *k0, int64_t *k
 	*k1 = *k0 + pf_ffn_store_run_max(s, l) < L->n_clusters ? *k0 + pf_ffn_store_run_max(s, l) : L->n_clusters;
 	const uint8_t *half = s->staging + (size_t)s->run_half * s->half_bytes;
 	if (s->run_reading) {
-		uint64_t t0 = pf_store_now_ns();
+		uint64_t t0 = pf_now_ns();
 		pf_io_finish(s->io);
 		s->run_reading = false;
-		s->read_ns += pf_store_now_ns() - t0;
+		s->read_ns += pf_now_ns() - t0;
 		s->reads++;
 		s->bytes_read += s->run_req.len;
 		const struct pf_io_req *q = &s->run_req;

@@ -3,9 +3,9 @@
  * residual stream, then the output head. Decode is the T = 1 case. */
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
 #include "blas.h"
+#include "clock.h"
 #include "context.h"
 #include "ops.h"
 #include "quant.h"
@@ -115,13 +115,6 @@ static void cache_kv(struct pinfer_ctx *c, uint8_t *k_cache, uint8_t *v_cache, i
 		}
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void embed(struct pinfer_ctx *c, const int32_t *tokens, int T)
 {
 	const struct pf_weight *e = &c->model->tok_embd;
@@ -144,7 +137,7 @@ int pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T, struct pf_err
 	size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim;
 	size_t layer_kv = (size_t)c->n_ctx * kv_dim;
 
-	uint64_t t0 = T == 1 ? now_ns() : 0;
+	uint64_t t0 = T == 1 ? pf_now_ns() : 0;
 	if (T == 1)
 		pf_ffn_prefetch_choose(c);
 	embed(c, tokens, T);
@@ -203,6 +196,6 @@ int pf_forward(struct pinfer_ctx *c, const int32_t *tokens, int T, struct pf_err
 	c->n_logits = n_out;
 	c->pos += T;
 	if (T == 1)
-		pf_ffn_prefetch_learn(c, now_ns() - t0);
+		pf_ffn_prefetch_learn(c, pf_now_ns() - t0);
 	return 0;
 }

@@ -94,6 +94,10 @@ struct pinfer_model_info {
 	 * layer (its up row and its neuron-major down row). */
 	uint64_t sparse_base_bytes;
 	uint64_t neuron_bytes;
+	/* Predictor mode: of neuron_bytes, the gate row, which a neuron the
+	 * predictor chose reads even when its gate then says it does not
+	 * fire. */
+	uint64_t gate_row_bytes;
 	/* Memory the model holds beyond its mapped file: the neuron bundles a
 	 * sparse mode builds at load and the copies of the weights decode
 	 * reads (copied_bytes of it: those pages of the file are left to the
@@ -251,6 +255,9 @@ struct pinfer_ffn_stats {
 	uint64_t tokens;
 	uint64_t neurons;
 	uint64_t active;
+	uint64_t predicted;     /* decode, predictor mode: the neurons it chose (active or not) */
+	uint64_t ffn_ns;        /* decode: time in the FFN sublayers, the predictor's included */
+	uint64_t predictor_ns;  /* decode, predictor mode: time in the predictor and choosing from it */
 };
 PINFER_API void pinfer_ctx_ffn_stats(const struct pinfer_ctx *c, struct pinfer_ffn_stats *out);
 

@@ -240,8 +240,8 @@ int pf_sparse_setup(struct pinfer_model *m, const struct pinfer_model_params *p,
 						 (uint64_t)(L->ffn_gate.rows * L->ffn_gate.row_bytes);
 	}
 	const struct pf_layer *L0 = &m->layers[0];
-	hp->neuron_bytes = (uint64_t)(L0->ffn_up.row_bytes + L0->ffn_down_t.row_bytes +
-				      (pred ? L0->ffn_gate.row_bytes : 0));
+	hp->gate_row_bytes = pred ? (uint64_t)L0->ffn_gate.row_bytes : 0;
+	hp->neuron_bytes = (uint64_t)(L0->ffn_up.row_bytes + L0->ffn_down_t.row_bytes) + hp->gate_row_bytes;
 	return 0;
 }
 

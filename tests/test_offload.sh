@@ -74,6 +74,8 @@ refuse 2 "no budget given" "$bin" plan -m "$tmp/pred.pack"
 # bench reports the reads; the smallest cache misses
 run "$bin" bench -m "$tmp/pred.pack" --memory-budget min -t 2 -n 8 -p 4
 expect "$tmp/out" "offload: budget"
+expect "$tmp/out" "decode time: FFN"
+expect "$tmp/out" "predictor: chose"
 expect "$tmp/out" "reads by io_uring, O_DIRECT"
 PINFER_IO=pread run "$bin" bench -m "$tmp/pred.pack" --memory-budget min -t 2 -n 8 -p 4
 expect "$tmp/out" "reads by pread, O_DIRECT"
@@ -81,6 +83,15 @@ PINFER_PREFETCH=1 run "$bin" bench -m "$tmp/pred.pack" --memory-budget min -t 2 
 expect "$tmp/out" "prefetch during attention"
 awk '/^offload per decoded token/ { r = $5 + 0 } END { exit !(r > 0) }' "$tmp/out" ||
 	{ cat "$tmp/out" >&2; fail "no reads per token at the minimum budget"; }
+
+# bench --vs: both models' rates, bytes and time shares, and their ratio
+run "$bin" bench -m "$tmp/pred.pack" --vs "$tmp/pred.gguf" --vs-sparsity dense -t 2 -n 4
+expect "$tmp/out" "(predictor): "
+expect "$tmp/out" "(dense): "
+expect "$tmp/out" "MiB of weights a token; FFN"
+expect "$tmp/out" "ratio: "
+grep "(predictor): " "$tmp/out" | grep -q ", predictor [0-9.]* ms" ||
+	{ cat "$tmp/out" >&2; fail "bench --vs gives no predictor time"; }
 
 # A damaged cold cluster: found when it is read (under a budget, by the
 # first prefill; in memory, at load).

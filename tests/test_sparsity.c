@@ -301,6 +301,14 @@ static void test_predictor_oracle(void **state)
 		      100.0 * ds.active / ds.neurons, 100.0 * ps.active / ps.neurons);
 	assert_true(rel < 1e-5);
 	assert_true(fabs((double)ds.active - (double)ps.active) < 1e-3 * (double)ds.active);
+	/* The oracle chooses only neurons that fire (active also counts the
+	 * prompt's); time goes to the FFN in both modes and to a predictor in
+	 * predictor mode only. */
+	assert_true(ps.predicted > 0 && ps.predicted < ps.active);
+	assert_int_equal(ds.predicted, 0);
+	assert_true(ps.predictor_ns > 0 && ps.predictor_ns < ps.ffn_ns);
+	assert_true(ds.ffn_ns > 0);
+	assert_int_equal(ds.predictor_ns, 0);
 	pinfer_model_free(pred);
 	/* Without predictors, predictor mode is refused; with them, a SwiGLU
 	 * activation is. */

@@ -2,6 +2,8 @@
 
 #include <stdio.h>
 
+#include "bench_token.h"
+
 /* Rounds of n_decode tokens each, alternated between the two models: both
  * see the same machine (another job, a throttled core) as nearly as a
  * shared machine allows, so their ratio is steadier than either rate. */
@@ -13,6 +15,7 @@ struct side {
 	struct pinfer_ctx *c;
 	int32_t tok;
 	double best;
+	double seconds, tokens;  /* of the timed rounds */
 };
 
 /* n greedy tokens after BOS in a fresh sequence; the rate is kept if best. */
@@ -30,9 +33,11 @@ static int decode(struct side *s, long n, struct pf_err *err)
 		if ((r = pinfer_eval(s->c, &s->tok, 1, err)))
 			return r;
 	}
-	double rate = (double)n / (now_seconds() - t0);
-	if (rate > s->best)
-		s->best = rate;
+	double dt = now_seconds() - t0;
+	s->seconds += dt;
+	s->tokens += (double)n;
+	if ((double)n / dt > s->best)
+		s->best = (double)n / dt;
 	return 0;
 }
 
@@ -54,15 +59,27 @@ int bench_compare(const struct model_opts *mo, const char *vs, enum pinfer_spars
 		/* the weights paged in before anything is timed */
 		if (decode(&sides[i], 1, &err))
 			goto fail;
-		sides[i].best = 0.0;
+		sides[i].best = sides[i].seconds = sides[i].tokens = 0.0;
 	}
+	struct pinfer_ffn_stats before[2], after[2];
+	for (int i = 0; i < 2; i++)
+		pinfer_ctx_ffn_stats(sides[i].c, &before[i]);
 	for (int round = 0; round < ROUNDS; round++)
 		for (int i = 0; i < 2; i++)
 			if (decode(&sides[i], n_decode, &err))
 				goto fail;
-	for (int i = 0; i < 2; i++)
-		printf("decode: %s (%s): %.2f tok/s\n", sides[i].path,
-		       pinfer_sparsity_name(pinfer_model_info(sides[i].m)->sparsity), sides[i].best);
+	/* The BOS steps that start each round are in the statistics too; one
+	 * in n_decode + 1 tokens. */
+	for (int i = 0; i < 2; i++) {
+		const struct pinfer_model_info *info = pinfer_model_info(sides[i].m);
+		pinfer_ctx_ffn_stats(sides[i].c, &after[i]);
+		struct bench_token bt;
+		bench_token_measure(info, &before[i], &after[i], sides[i].tokens + ROUNDS, &bt);
+		char share[128];
+		printf("decode: %s (%s): %.2f tok/s; %.1f MiB of weights a token; %s\n", sides[i].path,
+		       pinfer_sparsity_name(info->sparsity), sides[i].best, bt.step_bytes / 1048576.0,
+		       bench_token_time(&bt, sides[i].seconds * 1e3 / sides[i].tokens, share, sizeof(share)));
+	}
 	printf("ratio: %.2fx (best of %d alternated rounds of %ld tokens, %d threads)\n",
 	       sides[0].best / sides[1].best, ROUNDS, n_decode, mo->n_threads);
 	rc = 0;

@@ -9,6 +9,7 @@
 
 #include "bench_compare.h"
 #include "bench_kernels.h"
+#include "bench_token.h"
 #include "commands.h"
 #include "common.h"
 #include "threadpool.h"
@@ -215,15 +216,9 @@ int cmd_bench(int argc, char **argv)
 	pinfer_ctx_ffn_stats(c, &after);
 	if (offloaded)
 		pinfer_model_offload_stats(m, &io1);
-	/* What a decode step reads: everything in dense mode; in a sparse
-	 * mode the fixed part plus the rows of the neurons that fired. */
-	double active = after.neurons > before.neurons
-				? (double)(after.active - before.active) / (double)(after.neurons - before.neurons)
-				: 1.0;
-	double step_bytes = info->sparsity == PINFER_SPARSITY_DENSE
-				    ? (double)info->decode_bytes
-				    : (double)info->sparse_base_bytes +
-					      active * info->n_ff * info->n_layer * (double)info->neuron_bytes;
+	struct bench_token bt;
+	bench_token_measure(info, &before, &after, 3.0 * (double)n_decode, &bt);
+	double active = bt.active, step_bytes = bt.step_bytes;
 
 	/* time to first token of a warm model: BOS alone, then one sample,
 	 * the same work a daemon does for an empty prompt */
@@ -272,6 +267,12 @@ int cmd_bench(int argc, char **argv)
 	printf("decode: %.2f tok/s, best of 3 x %ld tokens (roofline %.2f tok/s, %.1f%% of roofline)\n",
 	       decode_tps, n_decode,
 	       roofline_tps, 100.0 * decode_tps / roofline_tps);
+	char share[128];
+	printf("decode time: %s\n", bench_token_time(&bt, decode_seconds * 1e3 / (3.0 * (double)n_decode), share,
+						       sizeof(share)));
+	if (bt.predicted > 0)
+		printf("predictor: chose %.1f%% of the neurons, %.1f%% of them fired\n", 100.0 * bt.predicted,
+		       100.0 * bt.active / bt.predicted);
 	if (offloaded) {
 		double steps = 3.0 * (double)n_decode, lookups = (double)(io1.hits + io1.misses - io0.hits - io0.misses);
 		printf("offload: budget %.1f MiB (minimum %.1f): resident %.1f, contexts %.1f, neuron cache %.1f MiB "
