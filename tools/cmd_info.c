@@ -33,6 +33,7 @@ int cmd_info(int argc, char **argv)
 	struct model_opts mo;
 	model_opts_init(&mo);
 	mo.model = argv[1 + verbose];
+	mo.params.mmap_weights = true;  /* nothing is decoded: no copies */
 	struct pinfer_model *m = model_opts_open(&mo, "info");
 	if (!m)
 		return 1;
@@ -58,10 +59,11 @@ int cmd_info(int argc, char **argv)
 	       i->tied_output ? "tied to token_embd" : "separate");
 	printf("vocab: %d tokens, bos %d, eos %d\n", i->n_vocab, pinfer_token_bos(m), pinfer_token_eos(m));
 	print_tensor_types(f);
-	uint64_t kv_per_token = 2ull * i->n_layer * i->n_head_kv * i->head_dim * sizeof(float);
+	enum pinfer_kv_type kv = pinfer_kv_type_for(m, PINFER_KV_AUTO);
+	uint64_t kv_per_token = 2ull * i->n_layer * i->n_head_kv * i->head_dim * (kv == PINFER_KV_F16 ? 2 : 4);
 	int n_ctx = i->n_ctx_train < 4096 ? i->n_ctx_train : 4096;
-	printf("memory: weights %.1f MiB mapped + KV cache %.1f MiB at %d tokens (%.1f KiB/token)\n",
-	       i->weight_bytes / 1048576.0, kv_per_token * n_ctx / 1048576.0, n_ctx,
+	printf("memory: weights %.1f MiB + KV cache (%s) %.1f MiB at %d tokens (%.1f KiB/token)\n",
+	       i->weight_bytes / 1048576.0, pinfer_kv_type_name(kv), kv_per_token * n_ctx / 1048576.0, n_ctx,
 	       kv_per_token / 1024.0);
 	printf("kernels: %s\n", pf_quant_isa());
 	if (verbose)
