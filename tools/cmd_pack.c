@@ -401,6 +401,7 @@ int cmd_pack(int argc, char **argv)
 		return usage_error(CMD, usage, "no profile given (--profile PROFILE; pinfer-model profile writes one)");
 	if (!out_path)
 		return usage_error(CMD, usage, "no output file given (-o OUT)");
+	mo.params.mmap_weights = true;  /* nothing is decoded: no copies */
 	struct pinfer_model *m = model_opts_open(&mo, CMD);
 	if (!m)
 		return 1;

@@ -52,6 +52,7 @@ int cmd_plan(int argc, char **argv)
 		return usage_error(CMD, usage, "no model given (-m MODEL)");
 	if (!mo.params.memory_budget && !mo.params.ffn_cache_percent)
 		return usage_error(CMD, usage, "no budget given (--memory-budget)");
+	mo.params.mmap_weights = true;  /* nothing is decoded: no copies */
 	struct pinfer_model *m = model_opts_open(&mo, CMD);
 	if (!m)
 		return 1;

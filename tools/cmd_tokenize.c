@@ -45,6 +45,7 @@ int cmd_tokenize(int argc, char **argv)
 		fprintf(stderr, "tokenize: cannot read the text\n");
 		return 1;
 	}
+	mo.params.mmap_weights = true;  /* nothing is decoded: no copies */
 	struct pinfer_model *m = model_opts_open(&mo, "tokenize");
 	int32_t *ids = malloc((len + 2) * sizeof(*ids));
 	int rc = 1;
@@ -96,6 +97,7 @@ int cmd_detokenize(int argc, char **argv)
 	}
 	size_t cap = (size_t)argc + len / 2 + 1;
 	int32_t *ids = malloc(cap * sizeof(*ids));
+	mo.params.mmap_weights = true;
 	struct pinfer_model *m = model_opts_open(&mo, "detokenize");
 	size_t n = 0;
 	int rc = 1;
